@@ -1,0 +1,52 @@
+# Quick start: `make run`, then `make test`. See README.md.
+SHELL := bash
+PYTHON ?= python3.11
+VENV ?= .venv
+DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
+CONF ?= {}
+
+.PHONY: install lock kafka-up kafka-down run test test-unit test-integration clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is needed (Python 3.11)"; exit 1; }
+	@echo "installing Python packages into $(VENV) (pinned in requirements.lock)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	@touch $@
+
+lock:
+	rm -rf /tmp/kafka-pipeline-lock && $(PYTHON) -m venv /tmp/kafka-pipeline-lock
+	/tmp/kafka-pipeline-lock/bin/pip install -q -r requirements.txt
+	(echo "# Generated: pip freeze of a venv made from requirements.txt (Python 3.11). Regenerate with 'make lock'."; \
+	  /tmp/kafka-pipeline-lock/bin/pip freeze) > requirements.lock
+
+kafka-up:
+	scripts/kafka/broker up
+
+kafka-down:
+	scripts/kafka/broker down
+
+# One whole kafka_pipeline run (airflow dags test) for the hour before DATE; the Airflow log
+# goes to output/last-run.log, the summary to the terminal.
+run: install kafka-up
+	@mkdir -p output
+	@echo "running kafka_pipeline for $(DATE) (log: output/last-run.log)"
+	@scripts/airflow dags test kafka_pipeline "$(DATE)" --conf '$(CONF)' > output/last-run.log 2>&1 \
+	  || { tail -n 40 output/last-run.log; echo "the run failed: see output/last-run.log"; exit 1; }
+	@grep -q "state=success" output/last-run.log \
+	  || { tail -n 40 output/last-run.log; echo "the run did not succeed: see output/last-run.log"; exit 1; }
+	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.report
+
+test: install
+	$(VENV)/bin/pytest
+
+test-unit: install
+	$(VENV)/bin/pytest tests/unit tests/dags
+
+test-integration: install
+	$(VENV)/bin/pytest tests/integration
+
+clean:
+	rm -rf output .airflow

@@ -1,0 +1,1 @@
+"""Stage logic of the kafka_pipeline DAG: plain Python, no Airflow imports."""

@@ -1,0 +1,22 @@
+"""JSON in and out. Floats decode to Decimal so money stays exact; data is never evaluated."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+_decoder = msgspec.json.Decoder(float_hook=Decimal)
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+DecodeError = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def decode(raw: bytes) -> Any:
+    """Parse JSON bytes; raises one of ``DecodeError`` on anything that is not strict JSON."""
+    return _decoder.decode(raw)
+
+
+def encode(obj: Any) -> bytes:
+    return _encoder.encode(obj)

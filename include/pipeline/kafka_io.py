@@ -1,0 +1,212 @@
+"""Kafka at the edges: clients from one librdkafka config, bounded reads, transactions.
+
+Stages are bounded tasks: each reads what its consumer group has not committed yet, up to the
+end of the topic as it was when the stage started, and then returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from include.pipeline import settings
+
+log = logging.getLogger(__name__)
+
+PRODUCER_TUNING = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 20,
+    "batch.size": 1_000_000,
+    "compression.type": "lz4",
+    "queue.buffering.max.messages": 1_000_000,
+}
+CONSUMER_TUNING = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "isolation.level": "read_committed",
+    "enable.partition.eof": True,
+    "fetch.min.bytes": 100_000,
+    "fetch.wait.max.ms": 100,
+}
+TIMEOUT = 30.0  # seconds for metadata, commits and transaction calls
+BATCH_SIZE = 10_000
+
+
+class Kafka:
+    """Clients for one cluster, built from a librdkafka config (the Airflow connection's extra)."""
+
+    def __init__(self, config: dict) -> None:
+        if not config.get("bootstrap.servers"):
+            raise ValueError("the Kafka config needs 'bootstrap.servers'")
+        self.config = dict(config)
+
+    @classmethod
+    def from_env(cls) -> Kafka:
+        return cls({"bootstrap.servers": settings.bootstrap_servers()})
+
+    def check(self) -> None:
+        """Fail fast, with what to do, when the cluster does not answer."""
+        try:  # quietly: librdkafka would log every failed connect, this one error says it all
+            AdminClient({**self._base(), "log_level": 2}).list_topics(timeout=10)
+        except KafkaException as exc:
+            raise ConnectionError(
+                f"cannot reach Kafka at {self.config['bootstrap.servers']} ({exc.args[0].str()}): start the local "
+                "broker with `make kafka-up`, or point KAFKA_BOOTSTRAP_SERVERS / the kafka_default connection at yours"
+            ) from None
+
+    def admin(self) -> AdminClient:
+        return AdminClient(self._base())
+
+    def producer(self, transactional_id: str | None = None) -> Producer:
+        config = {**self._base(), **PRODUCER_TUNING}
+        if transactional_id:
+            config["transactional.id"] = transactional_id
+        return Producer(config)
+
+    def consumer(self, group_id: str) -> Consumer:
+        return Consumer({**self._base(), **CONSUMER_TUNING, "group.id": group_id})
+
+    def _base(self) -> dict:
+        # A consumer group in the connection would make every stage share one: each sets its own.
+        return {k: v for k, v in self.config.items() if k != "group.id"}
+
+
+def create_topics(admin: AdminClient, partitions: int, replication: int) -> list[str]:
+    """Create the pipeline's topics that do not exist yet; returns the names created."""
+    existing = admin.list_topics(timeout=TIMEOUT).topics
+    missing = [
+        NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config)
+        for name, config in settings.TOPIC_CONFIGS.items()
+        if name not in existing
+    ]
+    if not missing:
+        return []
+    for name, future in admin.create_topics(missing, request_timeout=TIMEOUT).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return [topic.topic for topic in missing]
+
+
+def read(
+    consumer: Consumer, topic: str, *, from_beginning: bool = False, batch_size: int = BATCH_SIZE,
+    idle_timeout: float = TIMEOUT,
+) -> Iterator[list[Message]]:
+    """Yield batches of the committed records of ``topic`` after the group's committed offsets
+    (or all of them), up to the end offsets seen at the start.
+
+    Ends early, with a warning, if nothing arrives for ``idle_timeout`` seconds (an upstream
+    transaction left open holds back read_committed readers until the broker aborts it).
+    """
+    metadata = consumer.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
+    partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+    if from_beginning:
+        starts = {tp.partition: consumer.get_watermark_offsets(tp, timeout=TIMEOUT)[0] for tp in partitions}
+    else:
+        starts = {
+            tp.partition: tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(tp, timeout=TIMEOUT)[0]
+            for tp in consumer.committed(partitions, timeout=TIMEOUT)
+        }
+    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=TIMEOUT)[1] for tp in partitions}
+    pending = {p for p in starts if starts[p] < ends[p]}
+    if not pending:
+        return
+    consumer.assign([TopicPartition(topic, p, starts[p]) for p in sorted(pending)])
+    last_progress = time.monotonic()
+    while pending:
+        batch: list[Message] = []
+        while pending and len(batch) < batch_size:
+            messages = consumer.consume(batch_size - len(batch), timeout=0.5)
+            if not messages:
+                break
+            for message in messages:
+                partition = message.partition()
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
+                    pending.discard(partition)
+                elif message.offset() < ends[partition]:
+                    batch.append(message)
+                    if message.offset() == ends[partition] - 1:
+                        pending.discard(partition)
+        if batch:
+            last_progress = time.monotonic()
+            yield batch
+        elif time.monotonic() - last_progress > idle_timeout:
+            log.warning("%s: nothing new for %.0fs on partitions %s; ending early", topic, idle_timeout, sorted(pending))
+            return
+
+
+def next_offsets(batch: list[Message]) -> list[TopicPartition]:
+    """The offsets to commit once ``batch`` is done: one past the last record per partition."""
+    last: dict[tuple[str, int], int] = {}
+    for message in batch:
+        last[(message.topic(), message.partition())] = message.offset()
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
+
+
+def produce(producer: Producer, topic: str, key: bytes | None, value: bytes | None, headers=None) -> None:
+    """produce(), waiting for room when the local queue is full instead of failing."""
+    while True:
+        try:
+            producer.produce(topic, value, key, headers=headers)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+@contextmanager
+def transaction(producer: Producer, consumer: Consumer | None = None, batch: list[Message] | None = None):
+    """One Kafka transaction: what the block produces and, with a consumer, the batch's offsets
+    commit together or not at all. Any failure aborts it and raises (so the task fails)."""
+    producer.begin_transaction()
+    try:
+        yield
+        if consumer is not None and batch:
+            producer.send_offsets_to_transaction(next_offsets(batch), consumer.consumer_group_metadata(), TIMEOUT)
+        producer.commit_transaction(TIMEOUT)
+    except BaseException:
+        try:
+            producer.abort_transaction(TIMEOUT)
+        except KafkaException as exc:  # a fenced or fatal producer cannot abort; the raise below matters
+            log.warning("aborting the transaction failed too: %s", exc)
+        raise
+
+
+class Progress:
+    """Logs counts and rates every few seconds, and a final line."""
+
+    def __init__(self, what: str, every: float = 5.0) -> None:
+        self.what, self.every = what, every
+        self.count = 0
+        self.started = self.logged = time.monotonic()
+
+    def add(self, n: int) -> None:
+        self.count += n
+        now = time.monotonic()
+        if now - self.logged >= self.every:
+            self.logged = now
+            log.info("%s: %d so far (%.0f/s)", self.what, self.count, self.rate)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def rate(self) -> float:
+        return self.count / max(self.seconds, 1e-9)
+
+    def done(self) -> None:
+        log.info("%s: %d in %.1fs (%.0f/s)", self.what, self.count, self.seconds, self.rate)

@@ -1,0 +1,60 @@
+"""The one place for topic names, the product catalogue and runtime settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ORDERS = "orders"
+PROCESSED = "processed-orders"
+METRICS = "product-metrics"
+DLQ = "orders-dlq"
+# Compacted changelog of the analyze stage's window aggregates (exact sums), so that a window
+# fed by several runs, on any worker, continues from where the last run left it.
+ANALYZE_STATE = "analyze-state"
+
+PARTITIONS = 3
+COMPACTED = {"cleanup.policy": "compact"}
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    ORDERS: {},
+    PROCESSED: {},
+    METRICS: COMPACTED,
+    DLQ: {},
+    ANALYZE_STATE: COMPACTED,
+}
+
+# Consumer groups (committed offsets) and transactional ids, one per stage.
+GROUP_PREFIX = "kafka-pipeline"
+
+PRODUCTS: dict[str, str] = {
+    "prod-1": "Laptop",
+    "prod-2": "Phone",
+    "prod-3": "Tablet",
+    "prod-4": "Monitor",
+    "prod-5": "Keyboard",
+}
+
+WINDOW_SECONDS = 60
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def bootstrap_servers() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+
+
+def replication_factor() -> int:
+    return int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
+
+
+def output_dir() -> Path:
+    return Path(os.environ.get("PIPELINE_OUTPUT_DIR", PROJECT_ROOT / "output"))
+
+
+def metrics_path() -> Path:
+    return output_dir() / "metrics.json"
+
+
+def runs_dir() -> Path:
+    return output_dir() / "runs"

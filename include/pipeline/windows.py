@@ -1,0 +1,76 @@
+"""1-minute tumbling windows per product: exact aggregates and the metric records they emit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from include.pipeline import money
+from include.pipeline.orders import Order
+from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
+
+WindowKey = tuple[int, str]  # (window_start, product_id)
+
+
+@dataclass(slots=True)
+class Aggregate:
+    count: int = 0
+    total: Decimal = Decimal(0)  # exact, unrounded
+
+    def add(self, amount: Decimal) -> None:
+        self.count += 1
+        self.total = money.add(self.total, amount)
+
+
+def key_bytes(key: WindowKey) -> bytes:
+    return f"{key[0]}:{key[1]}".encode()
+
+
+def parse_key(raw: bytes) -> WindowKey:
+    start, product_id = raw.decode().split(":", 1)
+    return int(start), product_id
+
+
+class TumblingWindows:
+    """Window aggregates keyed by (window_start, product_id), remembering which changed."""
+
+    def __init__(self, aggregates: dict[WindowKey, Aggregate] | None = None) -> None:
+        self.aggregates: dict[WindowKey, Aggregate] = aggregates or {}
+        self.changed: set[WindowKey] = set()
+
+    def add(self, order: Order) -> None:
+        key = (order.window_start, order.product_id)
+        aggregate = self.aggregates.get(key)
+        if aggregate is None:
+            aggregate = self.aggregates[key] = Aggregate()
+        aggregate.add(order.amount)
+        self.changed.add(key)
+
+    def take_changed(self) -> list[WindowKey]:
+        changed, self.changed = sorted(self.changed), set()
+        return changed
+
+
+def metric(key: WindowKey, aggregate: Aggregate) -> dict[str, Any]:
+    """The product-metrics / metrics.json record of one (window, product)."""
+    start, product_id = key
+    return {
+        "window_start": start,
+        "window_end": start + WINDOW_SECONDS,
+        "product_id": product_id,
+        "product_name": PRODUCTS[product_id],
+        "order_count": aggregate.count,
+        "total_revenue": money.to_cents(aggregate.total),
+        "avg_order_value": money.average_to_cents(aggregate.total, aggregate.count),
+    }
+
+
+def state_record(aggregate: Aggregate) -> dict[str, Any]:
+    """What the state changelog keeps: the exact total as a string, never rounded."""
+    return {"count": aggregate.count, "total": str(aggregate.total)}
+
+
+def aggregate_from_state(doc: dict[str, Any]) -> Aggregate:
+    return Aggregate(int(doc["count"]), Decimal(doc["total"]))
+

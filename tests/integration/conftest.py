@@ -1,0 +1,120 @@
+"""A real Apache Kafka broker per test (scripts/kafka/broker, fresh data dir and ports), the
+project's airflow CLI pointed at it, and kafka-python as an independent client to check what
+the pipeline wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+    def json(self):
+        return json.loads(self.value, parse_float=Decimal)
+
+
+def free_port_pair() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
+class Pipeline:
+    def __init__(self, env: dict[str, str], output: Path) -> None:
+        self.env, self.output = env, output
+        self.bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+
+    def airflow(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(ROOT / "scripts/airflow"), *args], env=self.env, capture_output=True, text=True, timeout=300
+        )
+        if ok and result.returncode != 0:
+            pytest.fail(f"airflow {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        return result
+
+    def task(self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", params: dict | None = None, ok: bool = True):
+        extra = ["-t", json.dumps(params)] if params else []
+        return self.airflow("tasks", "test", "kafka_pipeline", task_id, date, *extra, ok=ok)
+
+    def produce(self, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+        producer.close()
+
+    def read(self, topic: str) -> list[Record]:
+        """Every committed record of the topic, in (partition, offset) order."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, isolation_level="read_committed", enable_auto_commit=False
+        )
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records: list[Record] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            assert time.monotonic() < deadline, f"reading {topic} did not reach its end"
+            for tp, messages in consumer.poll(timeout_ms=500).items():
+                records += [
+                    Record(m.topic, m.partition, m.offset, m.key, m.value, dict(m.headers)) for m in messages
+                ]
+        consumer.close()
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+
+    def metrics_lines(self) -> list[dict]:
+        path = self.output / "metrics.json"
+        return [json.loads(line, parse_float=Decimal) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("airflow-home")
+
+
+@pytest.fixture
+def pipeline(tmp_path, airflow_home):
+    port = free_port_pair()
+    env = {
+        **os.environ,
+        "KAFKA_PORT": str(port),
+        "KAFKA_DATA_DIR": str(tmp_path / "kafka"),
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+        "AIRFLOW_HOME": str(airflow_home),
+        "PIPELINE_OUTPUT_DIR": str(tmp_path / "output"),
+    }
+    env.pop("AIRFLOW_CONN_KAFKA_DEFAULT", None)
+    broker = str(ROOT / "scripts/kafka/broker")
+    subprocess.run([broker, "up"], env=env, check=True, timeout=300)
+    try:
+        yield Pipeline(env, tmp_path / "output")
+    finally:
+        subprocess.run([broker, "down"], env=env, check=True, timeout=120)

@@ -1,0 +1,50 @@
+from decimal import Decimal
+
+from include.pipeline import codec, orders
+from include.pipeline.windows import Aggregate, TumblingWindows, aggregate_from_state, key_bytes, metric, parse_key, state_record
+
+
+def order(product_id, amount, timestamp):
+    doc = {"order_id": "o", "user_id": "u", "product_id": product_id, "amount": Decimal(amount), "timestamp": timestamp}
+    return orders.parse(codec.encode(doc))
+
+
+def test_orders_fall_into_one_minute_windows_per_product():
+    windows = TumblingWindows()
+    for o in [
+        order("prod-1", "10.005", "2026-01-05T10:00:00Z"),
+        order("prod-1", "0.10", "2026-01-05T10:00:59.999Z"),
+        order("prod-1", "5", "2026-01-05T10:01:00Z"),
+        order("prod-2", "1.00", "2026-01-05T11:00:10+01:00"),
+    ]:
+        windows.add(o)
+    assert windows.aggregates == {
+        (1767607200, "prod-1"): Aggregate(2, Decimal("10.105")),
+        (1767607260, "prod-1"): Aggregate(1, Decimal("5")),
+        (1767607200, "prod-2"): Aggregate(1, Decimal("1.00")),
+    }
+    assert windows.take_changed() == [(1767607200, "prod-1"), (1767607200, "prod-2"), (1767607260, "prod-1")]
+    assert windows.take_changed() == []
+
+
+def test_metric_record_rounds_half_up_only_at_the_end():
+    record = metric((1767607200, "prod-1"), Aggregate(2, Decimal("10.105")))
+    assert record == {
+        "window_start": 1767607200,
+        "window_end": 1767607260,
+        "product_id": "prod-1",
+        "product_name": "Laptop",
+        "order_count": 2,
+        "total_revenue": Decimal("10.11"),
+        "avg_order_value": Decimal("5.05"),
+    }
+    assert codec.encode(record) == (
+        b'{"window_start":1767607200,"window_end":1767607260,"product_id":"prod-1","product_name":"Laptop",'
+        b'"order_count":2,"total_revenue":10.11,"avg_order_value":5.05}'
+    )
+
+
+def test_state_keeps_the_exact_total_and_round_trips():
+    aggregate = Aggregate(3, Decimal("0.3333333333333333333333333333333"))
+    assert aggregate_from_state(codec.decode(codec.encode(state_record(aggregate)))) == aggregate
+    assert parse_key(key_bytes((-60, "prod-5"))) == (-60, "prod-5")
