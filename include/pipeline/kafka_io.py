@@ -111,14 +111,15 @@ def read(
     if metadata is None or metadata.error is not None:
         raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
     partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+    watermarks = {tp.partition: retrying(consumer.get_watermark_offsets, tp, timeout=TIMEOUT) for tp in partitions}
     if from_beginning:
-        starts = {tp.partition: consumer.get_watermark_offsets(tp, timeout=TIMEOUT)[0] for tp in partitions}
+        starts = {p: low for p, (low, _) in watermarks.items()}
     else:
         starts = {
-            tp.partition: tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(tp, timeout=TIMEOUT)[0]
-            for tp in consumer.committed(partitions, timeout=TIMEOUT)
+            tp.partition: tp.offset if tp.offset >= 0 else watermarks[tp.partition][0]
+            for tp in retrying(consumer.committed, partitions, timeout=TIMEOUT)
         }
-    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=TIMEOUT)[1] for tp in partitions}
+    ends = {p: high for p, (_, high) in watermarks.items()}
     pending = {p for p in starts if starts[p] < ends[p]}
     if not pending:
         return
@@ -147,6 +148,21 @@ def read(
         elif time.monotonic() - last_progress > idle_timeout:
             log.warning("%s: nothing new for %.0fs on partitions %s; ending early", topic, idle_timeout, sorted(pending))
             return
+
+
+def retrying(call, *args, **kwargs):
+    """call(), again while Kafka answers with a retriable error (a coordinator still loading on a
+    fresh broker, a leader moving), for up to TIMEOUT seconds."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() == KafkaError.NOT_COORDINATOR) or time.monotonic() > deadline:
+                raise
+            log.info("retrying after a transient Kafka error: %s", error.str())
+            time.sleep(0.5)
 
 
 def next_offsets(batch: list[Message]) -> list[TopicPartition]:

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Message, Producer
 
 from include.pipeline import codec, generator, orders, settings, sink as store
 from include.pipeline.kafka_io import (
-    TIMEOUT, Kafka, Progress, create_topics as create, next_offsets, produce, read, transaction,
+    TIMEOUT, Kafka, Progress, create_topics as create, next_offsets, produce, read, retrying, transaction,
 )
 from include.pipeline.windows import TumblingWindows, aggregate_from_state, key_bytes, metric, parse_key, state_record
 
@@ -188,6 +188,6 @@ def sink(kafka: Kafka, path: Path | None = None) -> dict:
             progress.add(len(batch))
         if positions:
             store.write(path, metrics)
-            consumer.commit(offsets=list(positions.values()), asynchronous=False)
+            retrying(consumer.commit, offsets=list(positions.values()), asynchronous=False)
     progress.done()
     return {"read": progress.count, "metrics": len(metrics), "path": str(path)}

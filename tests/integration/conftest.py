@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -96,12 +97,20 @@ class Pipeline:
 
 
 @pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("airflow-home")
+def migrated_db(tmp_path_factory) -> Path:
+    """An Airflow metadata DB migrated once; each test gets a copy (runs, XComs and confs of
+    one test must not leak into the next: `tasks test` reuses the run of its date)."""
+    home = tmp_path_factory.mktemp("airflow-template")
+    env = {**os.environ, "AIRFLOW_HOME": str(home)}
+    subprocess.run([str(ROOT / "scripts/airflow"), "version"], env=env, check=True, capture_output=True, timeout=300)
+    return home / "airflow.db"
 
 
 @pytest.fixture
-def pipeline(tmp_path, airflow_home):
+def pipeline(tmp_path, migrated_db):
+    airflow_home = tmp_path / "airflow"
+    airflow_home.mkdir()
+    shutil.copy(migrated_db, airflow_home / "airflow.db")
     port = free_port_pair()
     env = {
         **os.environ,
