@@ -5,7 +5,7 @@ VENV ?= .venv
 DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
-.PHONY: install lock kafka-up kafka-down run test test-unit test-integration clean
+.PHONY: install lock kafka-up kafka-down run test test-unit test-integration test-faults clean
 
 install: $(VENV)/.installed
 
@@ -37,16 +37,19 @@ run: install kafka-up
 	  || { tail -n 40 output/last-run.log; echo "the run failed: see output/last-run.log"; exit 1; }
 	@grep -q "state=success" output/last-run.log \
 	  || { tail -n 40 output/last-run.log; echo "the run did not succeed: see output/last-run.log"; exit 1; }
-	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.report
+	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.reconcile
 
 test: install
 	$(VENV)/bin/pytest
 
 test-unit: install
-	$(VENV)/bin/pytest tests/unit tests/dags
+	$(VENV)/bin/pytest tests/unit tests/dags tests/deploy
 
 test-integration: install
 	$(VENV)/bin/pytest tests/integration
+
+test-faults: install
+	$(VENV)/bin/pytest tests/integration/test_faults_crash.py tests/integration/test_faults_rerun.py
 
 clean:
 	rm -rf output .airflow

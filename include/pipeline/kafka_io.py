@@ -25,6 +25,8 @@ PRODUCER_TUNING = {
     "batch.size": 1_000_000,
     "compression.type": "lz4",
     "queue.buffering.max.messages": 1_000_000,
+    # Room for a dead-lettered record at the broker's largest size plus its headers.
+    "message.max.bytes": 4 * 1024 * 1024,
 }
 CONSUMER_TUNING = {
     "enable.auto.commit": False,
@@ -82,7 +84,7 @@ def create_topics(admin: AdminClient, partitions: int, replication: int) -> list
     """Create the pipeline's topics that do not exist yet; returns the names created."""
     existing = admin.list_topics(timeout=TIMEOUT).topics
     missing = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config)
+        NewTopic(name, num_partitions=partitions, replication_factor=replication, config=dict(config))
         for name, config in settings.TOPIC_CONFIGS.items()
         if name not in existing
     ]
@@ -97,57 +99,80 @@ def create_topics(admin: AdminClient, partitions: int, replication: int) -> list
     return [topic.topic for topic in missing]
 
 
-def read(
-    consumer: Consumer, topic: str, *, from_beginning: bool = False, batch_size: int = BATCH_SIZE,
-    idle_timeout: float = TIMEOUT,
-) -> Iterator[list[Message]]:
-    """Yield batches of the committed records of ``topic`` after the group's committed offsets
-    (or all of them), up to the end offsets seen at the start.
+class BoundedRead:
+    """Batches of the committed records of ``topic`` after the group's committed offsets (or
+    from the start), up to the end offsets seen when iteration starts (or ``upto``).
 
-    Ends early, with a warning, if nothing arrives for ``idle_timeout`` seconds (an upstream
-    transaction left open holds back read_committed readers until the broker aborts it).
+    Afterwards ``ranges`` holds, per partition, [first offset, offset after the last record
+    read], and ``lost`` counts offsets that retention deleted before this group read them.
+    Iteration ends early, with a warning, if nothing arrives for ``idle_timeout`` seconds (an
+    upstream transaction left open holds read_committed readers back until the broker aborts it).
     """
-    metadata = consumer.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
-    if metadata is None or metadata.error is not None:
-        raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
-    partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-    watermarks = {tp.partition: retrying(consumer.get_watermark_offsets, tp, timeout=TIMEOUT) for tp in partitions}
-    if from_beginning:
+
+    def __init__(
+        self, consumer: Consumer, topic: str, *, from_beginning: bool = False, upto: dict[int, int] | None = None,
+        batch_size: int = BATCH_SIZE, idle_timeout: float = TIMEOUT,
+    ) -> None:
+        self.consumer, self.topic, self.from_beginning, self.upto = consumer, topic, from_beginning, upto
+        self.batch_size, self.idle_timeout = batch_size, idle_timeout
+        self.ranges: dict[int, list[int]] = {}
+        self.lost = 0
+
+    def _bounds(self) -> tuple[dict[int, int], dict[int, int]]:
+        consumer, topic = self.consumer, self.topic
+        metadata = consumer.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
+        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        watermarks = {tp.partition: retrying(consumer.get_watermark_offsets, tp, timeout=TIMEOUT) for tp in partitions}
         starts = {p: low for p, (low, _) in watermarks.items()}
-    else:
-        starts = {
-            tp.partition: tp.offset if tp.offset >= 0 else watermarks[tp.partition][0]
-            for tp in retrying(consumer.committed, partitions, timeout=TIMEOUT)
-        }
-    ends = {p: high for p, (_, high) in watermarks.items()}
-    pending = {p for p in starts if starts[p] < ends[p]}
-    if not pending:
-        return
-    consumer.assign([TopicPartition(topic, p, starts[p]) for p in sorted(pending)])
-    last_progress = time.monotonic()
-    while pending:
-        batch: list[Message] = []
-        while pending and len(batch) < batch_size:
-            messages = consumer.consume(batch_size - len(batch), timeout=0.5)
-            if not messages:
-                break
-            for message in messages:
-                partition = message.partition()
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(error)
-                    pending.discard(partition)
-                elif message.offset() < ends[partition]:
-                    batch.append(message)
-                    if message.offset() == ends[partition] - 1:
-                        pending.discard(partition)
-        if batch:
-            last_progress = time.monotonic()
-            yield batch
-        elif time.monotonic() - last_progress > idle_timeout:
-            log.warning("%s: nothing new for %.0fs on partitions %s; ending early", topic, idle_timeout, sorted(pending))
+        if not self.from_beginning:
+            for tp in retrying(consumer.committed, partitions, timeout=TIMEOUT):
+                if tp.offset >= 0:
+                    low = watermarks[tp.partition][0]
+                    if tp.offset < low:
+                        log.error("%s[%d]: offsets %d..%d were deleted before they were read", topic, tp.partition, tp.offset, low - 1)
+                        self.lost += low - tp.offset
+                    starts[tp.partition] = max(tp.offset, low)
+        ends = {p: high for p, (_, high) in watermarks.items()}
+        if self.upto is not None:
+            ends = {p: min(high, self.upto.get(p, 0)) for p, high in ends.items()}
+        return starts, ends
+
+    def __iter__(self) -> Iterator[list[Message]]:
+        starts, ends = self._bounds()
+        self.ranges = {p: [starts[p], starts[p]] for p in starts}
+        pending = {p for p in starts if starts[p] < ends[p]}
+        if not pending:
             return
+        consumer = self.consumer
+        consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in sorted(pending)])
+        last_progress = time.monotonic()
+        while pending:
+            batch: list[Message] = []
+            while pending and len(batch) < self.batch_size:
+                messages = consumer.consume(self.batch_size - len(batch), timeout=0.5)
+                if not messages:
+                    break
+                for message in messages:
+                    partition = message.partition()
+                    error = message.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            raise KafkaException(error)
+                        pending.discard(partition)
+                    elif message.offset() < ends[partition]:
+                        batch.append(message)
+                        if message.offset() == ends[partition] - 1:
+                            pending.discard(partition)
+            if batch:
+                for tp in next_offsets(batch):
+                    self.ranges[tp.partition][1] = tp.offset
+                last_progress = time.monotonic()
+                yield batch
+            elif time.monotonic() - last_progress > self.idle_timeout:
+                log.warning("%s: nothing new for %.0fs on partitions %s; ending early", self.topic, self.idle_timeout, sorted(pending))
+                return
 
 
 def retrying(call, *args, **kwargs):

@@ -16,8 +16,12 @@ from include.pipeline import codec
 from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-# JSON parsers read numbers as doubles: one beyond the double range is Infinity, not finite.
+# JSON parsers read numbers as doubles: one beyond the double range is Infinity, not finite,
+# and one below the smallest double is 0. The bounds also keep exact sums short.
 MAX_AMOUNT = Decimal(sys.float_info.max)
+MIN_AMOUNT = Decimal(5e-324)
+# Far above any real order; bounds the work one record can cost.
+MAX_ORDER_BYTES = 64 * 1024
 REQUIRED = ("order_id", "user_id", "product_id", "amount", "timestamp")
 
 
@@ -33,6 +37,12 @@ class Order:
     @property
     def window_start(self) -> int:
         return window_start(self.event_time)
+
+    @property
+    def event_us(self) -> int:
+        """Event time in epoch microseconds."""
+        delta = self.event_time - EPOCH
+        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,8 @@ def parse(value: bytes | None) -> Order | Rejected:
         return Rejected("tombstone", "the record has no value (null tombstone)")
     if not value:
         return Rejected("empty", "the record value is empty")
+    if len(value) > MAX_ORDER_BYTES:
+        return Rejected("too_large", f"the value has {len(value)} bytes; an order has at most {MAX_ORDER_BYTES}")
     try:
         doc = codec.decode(value)
     except UnicodeDecodeError as exc:
@@ -85,7 +97,7 @@ def _validate(doc: dict[str, Any]) -> Order | Rejected:
     amount = Decimal(amount)
     if not amount.is_finite() or amount > MAX_AMOUNT:
         return Rejected("invalid_amount", f"amount must be finite, got {_show(doc['amount'])}")
-    if amount <= 0:
+    if amount < MIN_AMOUNT:
         return Rejected("invalid_amount", f"amount must be greater than 0, got {_show(doc['amount'])}")
 
     timestamp = doc.get("timestamp")

@@ -14,12 +14,14 @@ DLQ = "orders-dlq"
 ANALYZE_STATE = "analyze-state"
 
 PARTITIONS = 3
-COMPACTED = {"cleanup.policy": "compact"}
+# Compacted topics keep the newest record per key; rolling segments hourly lets that happen.
+COMPACTED = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     ORDERS: {},
     PROCESSED: {},
     METRICS: COMPACTED,
-    DLQ: {},
+    # A dead letter keeps the rejected value unchanged, even one at the broker's size limit.
+    DLQ: {"max.message.bytes": str(4 * 1024 * 1024)},
     ANALYZE_STATE: COMPACTED,
 }
 
@@ -35,6 +37,8 @@ PRODUCTS: dict[str, str] = {
 }
 
 WINDOW_SECONDS = 60
+GRACE_SECONDS = 3600  # late-order grace period (a DAG param)
+DEDUP_HORIZON_SECONDS = 24 * 3600  # how long a counted order_id is remembered (a DAG param)
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -1,24 +1,25 @@
-"""The four stages. Each is a bounded run over what is new in its input topic and returns its
-counts (they become the task's XCom and the run manifest)."""
+"""The stages. Each is a bounded run over what is new in its input topic and returns its
+counts and input offset ranges (the task's XCom; reconcile checks them and keeps the manifest)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections import Counter
-from datetime import datetime, timezone
-from pathlib import Path
-
 from contextlib import closing, contextmanager
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
 from typing import Iterator
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from include.pipeline import codec, generator, orders, settings, sink as store
+from include.pipeline import codec, generator, money, orders, settings, sink as store
+from include.pipeline.analyzer import Analyzer
 from include.pipeline.kafka_io import (
-    TIMEOUT, Kafka, Progress, create_topics as create, next_offsets, produce, read, retrying, transaction,
+    TIMEOUT, BoundedRead, Kafka, Progress, create_topics as create, next_offsets, produce, retrying, transaction,
 )
-from include.pipeline.windows import TumblingWindows, aggregate_from_state, key_bytes, metric, parse_key, state_record
+from include.pipeline.windows import TumblingWindows, key_bytes, metric
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def _throttle(sent: int, rate: float, started: float) -> None:
 @contextmanager
 def transactional_stage(kafka: Kafka, stage: str) -> Iterator[tuple[Consumer, Producer]]:
     """The consumer and transactional producer of a consume-transform-produce stage. The fixed
-    transactional id fences a zombie attempt of the same stage (a killed task's producer)."""
+    transactional id fences a zombie attempt of the same stage (a killed task's producer) and
+    aborts its open transaction before this attempt reads anything."""
     kafka.check()
     producer = kafka.producer(transactional_id=group(stage))
     producer.init_transactions(TIMEOUT)
@@ -89,27 +91,32 @@ def process(kafka: Kafka) -> dict:
     valid = 0
     progress = Progress(f"process {settings.ORDERS} -> {settings.PROCESSED}")
     with transactional_stage(kafka, "process") as (consumer, producer):
-        for batch in read(consumer, settings.ORDERS):
+        source = BoundedRead(consumer, settings.ORDERS)
+        for batch in source:
             with transaction(producer, consumer, batch):
                 processed_at = datetime.now(timezone.utc).isoformat()
                 for message in batch:
                     result = orders.parse(message.value())
                     if isinstance(result, orders.Rejected):
                         reasons[result.reason] += 1
-                        dead_letter(producer, message, result)
+                        dead_letter(producer, message, result.reason, result.detail)
                     else:
                         valid += 1
                         produce(producer, settings.PROCESSED, message.key(), orders.enrich(result, processed_at))
             progress.add(len(batch))
     progress.done()
-    return {"read": progress.count, "valid": valid, "invalid": sum(reasons.values()), "reasons": dict(reasons)}
+    invalid = sum(reasons.values())
+    return {
+        "input": _ranges(settings.ORDERS, source), "read": progress.count, "valid": valid, "invalid": invalid,
+        "reasons": dict(reasons), "written": {settings.PROCESSED: valid, settings.DLQ: invalid},
+    }
 
 
-def dead_letter(producer, message: Message, rejected: orders.Rejected) -> None:
+def dead_letter(producer: Producer, message: Message, reason: str, detail: str) -> None:
     """Key and value unchanged; why and where from in the headers."""
     headers = list(message.headers() or []) + [
-        ("reason", rejected.reason.encode()),
-        ("detail", rejected.detail.encode()),
+        ("reason", reason.encode()),
+        ("detail", detail.encode()),
         ("source.topic", message.topic().encode()),
         ("source.partition", str(message.partition()).encode()),
         ("source.offset", str(message.offset()).encode()),
@@ -117,54 +124,71 @@ def dead_letter(producer, message: Message, rejected: orders.Rejected) -> None:
     produce(producer, settings.DLQ, message.key(), message.value(), headers)
 
 
-def analyze(kafka: Kafka) -> dict:
+def analyze(
+    kafka: Kafka, grace_seconds: float = settings.GRACE_SECONDS,
+    dedup_horizon_seconds: float = settings.DEDUP_HORIZON_SECONDS,
+) -> dict:
     """processed-orders -> 1-minute tumbling windows per product -> product-metrics.
 
-    Window totals continue from the analyze-state changelog; the changed windows' new totals,
-    their state and the consumed offsets commit in one transaction.
+    Duplicates and late orders go to orders-dlq. The changed windows' totals, the state that
+    carries them to the next run (analyze-state) and the consumed offsets commit in one
+    transaction per batch.
     """
     reasons: Counter[str] = Counter()
-    counted = 0
-    updated: set = set()
+    counted, counted_revenue, metrics_written = 0, Decimal(0), 0
     progress = Progress(f"analyze {settings.PROCESSED} -> {settings.METRICS}")
     with transactional_stage(kafka, "analyze") as (consumer, producer):
-        windows = TumblingWindows(load_windows(kafka))
-        for batch in read(consumer, settings.PROCESSED):
+        analyzer = restore_analyzer(kafka, Analyzer.create(grace_seconds, dedup_horizon_seconds))
+        ledger_before = analyzer.ledger.to_json()
+        source = BoundedRead(consumer, settings.PROCESSED)
+        for batch in source:
             with transaction(producer, consumer, batch):
                 for message in batch:
                     result = orders.parse(message.value())
                     if isinstance(result, orders.Rejected):
                         reasons[result.reason] += 1
-                        dead_letter(producer, message, result)
+                        dead_letter(producer, message, result.reason, result.detail)
+                    elif (why := analyzer.offer(result)) is not None:
+                        reasons[why] += 1
+                        dead_letter(producer, message, why, f"order {result.order_id} is {why}; not counted")
                     else:
                         counted += 1
-                        windows.add(result)
-                for key in windows.take_changed():
-                    aggregate = windows.aggregates[key]
+                        counted_revenue = money.add(counted_revenue, result.amount)
+                windows, state = analyzer.take_changes()
+                for key, aggregate in windows:
                     produce(producer, settings.METRICS, key_bytes(key), codec.encode(metric(key, aggregate)))
-                    produce(producer, settings.ANALYZE_STATE, key_bytes(key), codec.encode(state_record(aggregate)))
-                    updated.add(key)
+                for key, value in state:
+                    produce(producer, settings.ANALYZE_STATE, key, value)
+                metrics_written += len(windows)
             progress.add(len(batch))
+        tombstones = analyzer.expire()
+        if tombstones:
+            with transaction(producer):
+                for key, value in tombstones:
+                    produce(producer, settings.ANALYZE_STATE, key, value)
     progress.done()
+    rejected = sum(reasons.values())
     return {
-        "read": progress.count, "counted": counted, "invalid": sum(reasons.values()), "reasons": dict(reasons),
-        "windows_updated": len(updated), "windows_total": len(windows.aggregates),
+        "input": _ranges(settings.PROCESSED, source), "read": progress.count, "counted": counted,
+        "counted_revenue": str(counted_revenue), "invalid": rejected - reasons["late"] - reasons["duplicate"],
+        "late": reasons["late"], "duplicate": reasons["duplicate"], "reasons": dict(reasons),
+        "written": {settings.METRICS: metrics_written, settings.DLQ: rejected},
+        "ledger_before": ledger_before, "ledger_after": analyzer.ledger.to_json(),
+        "open_windows": len(analyzer.windows.aggregates), "remembered_order_ids": len(analyzer.seen),
     }
 
 
-def load_windows(kafka: Kafka) -> dict:
-    aggregates = {}
+def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
     # Reads from the start and never commits: the group id is only a name here.
     with closing(kafka.consumer(group("analyze-state-reader"))) as consumer:
-        for batch in read(consumer, settings.ANALYZE_STATE, from_beginning=True):
+        for batch in BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True):
             for message in batch:
-                key = parse_key(message.key())
-                if message.value() is None:
-                    aggregates.pop(key, None)
-                else:
-                    aggregates[key] = aggregate_from_state(codec.decode(message.value()))
-    log.info("window state: %d (window, product) aggregates", len(aggregates))
-    return aggregates
+                analyzer.restore(message.key(), message.value())
+    log.info(
+        "analyze state: %d open (window, product) aggregates, %d order ids remembered, %d counted so far",
+        len(analyzer.windows.aggregates), len(analyzer.seen), analyzer.ledger.count,
+    )
+    return analyzer
 
 
 def sink(kafka: Kafka, path: Path | None = None) -> dict:
@@ -174,9 +198,10 @@ def sink(kafka: Kafka, path: Path | None = None) -> dict:
     metrics = store.load(path)
     kafka.check()
     progress = Progress(f"sink {settings.METRICS} -> {path}")
-    positions = {}
+    positions: dict[int, TopicPartition] = {}
     with closing(kafka.consumer(group("sink"))) as consumer:
-        for batch in read(consumer, settings.METRICS):
+        source = BoundedRead(consumer, settings.METRICS)
+        for batch in source:
             for message in batch:
                 try:
                     store.upsert(metrics, codec.decode(message.value() or b"null"))
@@ -190,4 +215,69 @@ def sink(kafka: Kafka, path: Path | None = None) -> dict:
             store.write(path, metrics)
             retrying(consumer.commit, offsets=list(positions.values()), asynchronous=False)
     progress.done()
-    return {"read": progress.count, "metrics": len(metrics), "path": str(path)}
+    return {
+        "input": _ranges(settings.METRICS, source), "read": progress.count, "metrics": len(metrics),
+        "order_count": sum(m["order_count"] for m in metrics.values()),
+        "total_revenue": str(sum((m["total_revenue"] for m in metrics.values()), Decimal(0))),
+        "path": str(path),
+    }
+
+
+def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = False) -> dict:
+    """Rebuild the metrics of the windows starting in [start, end) from processed-orders as Kafka
+    retains it, and publish them to product-metrics (the sink then upserts them).
+
+    It counts what the analyze stage counted: the records it has committed, less those it
+    dead-lettered (late, duplicate, invalid: orders-dlq names their offsets). Totals replace
+    totals downstream, so nothing is counted twice.
+    """
+    kafka.check()
+    low_s, high_s = (int((t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()) for t in (start, end))
+    with closing(kafka.consumer(group("analyze"))) as analyzed:
+        partitions = [TopicPartition(settings.PROCESSED, p) for p in range(_partition_count(kafka, settings.PROCESSED))]
+        upto = {tp.partition: max(tp.offset, 0) for tp in retrying(analyzed.committed, partitions, timeout=TIMEOUT)}
+        trimmed = {tp.partition: retrying(analyzed.get_watermark_offsets, tp, timeout=TIMEOUT)[0] for tp in partitions}
+    if any(trimmed.values()) and not allow_partial:
+        raise RuntimeError(
+            f"{settings.PROCESSED} no longer holds its first records (log start offsets {trimmed}): a replay would "
+            "rebuild windows from part of their orders. Pass allow_partial=true to replay what is retained anyway."
+        )
+    rejected = set()
+    with closing(kafka.consumer(group("replay-reader"))) as consumer:
+        for batch in BoundedRead(consumer, settings.DLQ, from_beginning=True):
+            for message in batch:
+                headers = dict(message.headers() or [])
+                if headers.get("source.topic") == settings.PROCESSED.encode():
+                    rejected.add((int(headers["source.partition"]), int(headers["source.offset"])))
+    windows = TumblingWindows()
+    read = 0
+    with closing(kafka.consumer(group("replay-reader"))) as consumer:
+        for batch in BoundedRead(consumer, settings.PROCESSED, from_beginning=True, upto=upto):
+            read += len(batch)
+            for message in batch:
+                if (message.partition(), message.offset()) in rejected:
+                    continue
+                order = orders.parse(message.value())
+                if isinstance(order, orders.Order) and low_s <= order.window_start < high_s:
+                    windows.add(order)
+    producer = kafka.producer(transactional_id=group("replay"))
+    producer.init_transactions(TIMEOUT)
+    with transaction(producer):
+        for key, aggregate in sorted(windows.aggregates.items()):
+            produce(producer, settings.METRICS, key_bytes(key), codec.encode(metric(key, aggregate)))
+    log.info("replay [%s, %s): %d records read, %d windows republished", start, end, read, len(windows.aggregates))
+    return {
+        "range": [start.isoformat(), end.isoformat()], "read": read, "skipped_rejected": len(rejected),
+        "windows": len(windows.aggregates), "order_count": sum(a.count for a in windows.aggregates.values()),
+    }
+
+
+def _partition_count(kafka: Kafka, topic: str) -> int:
+    metadata = kafka.admin().list_topics(topic, timeout=TIMEOUT).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
+    return len(metadata.partitions)
+
+
+def _ranges(topic: str, source: BoundedRead) -> dict:
+    return {"topic": topic, "partitions": {str(p): r for p, r in sorted(source.ranges.items())}, "lost": source.lost}

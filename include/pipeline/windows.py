@@ -27,28 +27,25 @@ def key_bytes(key: WindowKey) -> bytes:
     return f"{key[0]}:{key[1]}".encode()
 
 
-def parse_key(raw: bytes) -> WindowKey:
-    start, product_id = raw.decode().split(":", 1)
-    return int(start), product_id
-
-
 class TumblingWindows:
-    """Window aggregates keyed by (window_start, product_id), remembering which changed."""
+    """Window aggregates keyed by (window_start, product_id), remembering which changed and
+    what their rounded total was before."""
 
     def __init__(self, aggregates: dict[WindowKey, Aggregate] | None = None) -> None:
         self.aggregates: dict[WindowKey, Aggregate] = aggregates or {}
-        self.changed: set[WindowKey] = set()
+        self.changed: dict[WindowKey, Decimal] = {}  # key -> total in cents before the change
 
     def add(self, order: Order) -> None:
         key = (order.window_start, order.product_id)
         aggregate = self.aggregates.get(key)
         if aggregate is None:
             aggregate = self.aggregates[key] = Aggregate()
+        if key not in self.changed:
+            self.changed[key] = money.to_cents(aggregate.total)
         aggregate.add(order.amount)
-        self.changed.add(key)
 
-    def take_changed(self) -> list[WindowKey]:
-        changed, self.changed = sorted(self.changed), set()
+    def take_changed(self) -> list[tuple[WindowKey, Decimal]]:
+        changed, self.changed = sorted(self.changed.items()), {}
         return changed
 
 

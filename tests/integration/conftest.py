@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -61,11 +61,31 @@ class Pipeline:
         return result
 
     def task(self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", params: dict | None = None, ok: bool = True):
+        """`airflow tasks test` of one task; ``date`` is a logical date or a run id."""
         extra = ["-t", json.dumps(params)] if params else []
         return self.airflow("tasks", "test", "kafka_pipeline", task_id, date, *extra, ok=ok)
 
+    def start_task(self, task_id: str, date: str = "2026-01-05T10:00:00+00:00") -> subprocess.Popen:
+        """The same, in the background and in a process group of its own (to kill -9 it)."""
+        return subprocess.Popen(
+            [str(ROOT / "scripts/airflow"), "tasks", "test", "kafka_pipeline", task_id, date],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+
+    def broker(self, action: str) -> None:
+        subprocess.run([str(ROOT / "scripts/kafka/broker"), action], env=self.env, check=True, timeout=300)
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """The consumer group's committed offsets on the topic (partition -> offset)."""
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            offsets = admin.list_group_offsets(group)
+        finally:
+            admin.close()
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
     def produce(self, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
         for key, value in records:
             producer.send(topic, key=key, value=value)
         producer.flush()

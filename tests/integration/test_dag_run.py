@@ -5,6 +5,7 @@ import json
 from collections import defaultdict
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 CENT = Decimal("0.01")
 PRODUCT_NAMES = {"prod-1": "Laptop", "prod-2": "Phone", "prod-3": "Tablet", "prod-4": "Monitor", "prod-5": "Keyboard"}
@@ -58,10 +59,14 @@ def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
     assert sum(m["order_count"] for m in metrics) == len(processed)
 
     manifest = json.loads(next((pipeline.output / "runs").glob("*.json")).read_text())
-    assert manifest["summary"] | {"metrics_path": None} == {
+    assert manifest["reconciled"] is True
+    summary = {k: manifest["summary"][k] for k in ("generated", "processed", "valid", "invalid", "counted", "late", "duplicate", "metrics_lines")}
+    assert summary == {
         "generated": 3000, "processed": 3000, "valid": len(processed), "invalid": len(dead),
-        "counted": len(processed), "windows_updated": len(metrics), "metrics_lines": len(metrics),
-        "metrics_path": None,
+        "counted": len(processed), "late": 0, "duplicate": 0, "metrics_lines": len(metrics),
+    }
+    assert manifest["stages"]["process"]["input"]["partitions"] == {
+        str(p): [0, sum(1 for r in orders if r.partition == p)] for p in range(3)
     }
 
     # The next run has no new orders: it ends cleanly and changes nothing.
@@ -69,3 +74,17 @@ def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
     pipeline.airflow("dags", "test", "kafka_pipeline", "2026-01-05T11:00:00+00:00", "--conf", '{"orders": 0}')
     assert (pipeline.output / "metrics.json").read_bytes() == before
     assert len(pipeline.read("processed-orders")) == len(processed)
+
+
+def test_credentials_in_the_connection_reach_kafka_but_no_log_or_manifest(pipeline):
+    secret = "s3cret-Zebra-42"
+    pipeline.env["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps({"conn_type": "kafka", "extra": {
+        "bootstrap.servers": pipeline.bootstrap, "sasl.username": "pipeline", "sasl.password": secret,
+    }})
+    result = pipeline.airflow("dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00", "--conf", '{"orders": 100}')
+    output = result.stdout + result.stderr
+    assert "`sasl.username`" in output  # librdkafka got the connection's settings (and says PLAINTEXT ignores them)
+    assert secret not in output
+    written = [p for d in (pipeline.output, pipeline.env["AIRFLOW_HOME"]) for p in Path(d).rglob("*") if p.is_file() and p.suffix != ".db"]
+    assert any(p.parent.name == "runs" for p in written)
+    assert [p for p in written if secret.encode() in p.read_bytes()] == []

@@ -45,6 +45,7 @@ def test_timestamps_are_read_as_utc(timestamp, utc):
 def test_integer_amounts_and_extra_fields_are_accepted():
     order = orders.parse(raw(amount=5, coupon="X", nested={"a": [1]}))
     assert (order.amount, order.product_id) == (Decimal(5), "prod-3")
+    assert orders.parse(raw(amount=10**30)).amount == Decimal(10**30)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +56,9 @@ def test_integer_amounts_and_extra_fields_are_accepted():
         (b"{not json", "invalid_json"),
         (b'{"a": NaN}', "invalid_json"),
         (b'{"a": 1}{"b": 2}', "invalid_json"),
-        (b"[" * 100_000, "invalid_json"),
+        (b"[" * 60_000, "invalid_json"),  # deeply nested
+        (b'{"note": "' + b"x" * 70_000 + b'"}', "too_large"),
+        (bytes(range(256)), "invalid_json"),  # binary
         (b'{"order_id": "\xff"}', "bad_utf8"),
         (b'"a string"', "not_an_object"),
         (b"[1, 2]", "not_an_object"),
@@ -74,6 +77,9 @@ def test_integer_amounts_and_extra_fields_are_accepted():
         (raw(amount=0), "invalid_amount"),
         (raw(amount=Decimal("-0.01")), "invalid_amount"),
         (raw(amount=Decimal("-0.0")), "invalid_amount"),
+        (raw(amount=Decimal("1e-400")), "invalid_amount"),  # 0 as a double
+        (raw(amount=Decimal("1e-999999999")), "invalid_amount"),
+        (b'{"amount": ' + b"9" * 5000 + b"}", "invalid_json"),  # an integer too long to read
         (b'{"order_id":"o","user_id":"u","product_id":"prod-1","amount":1e400,"timestamp":"2026-01-05T10:00:00Z"}',
          "invalid_amount"),
         (raw(timestamp="yesterday"), "invalid_timestamp"),

@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 from include.pipeline import codec, orders
-from include.pipeline.windows import Aggregate, TumblingWindows, aggregate_from_state, key_bytes, metric, parse_key, state_record
+from include.pipeline.windows import Aggregate, TumblingWindows, aggregate_from_state, metric, state_record
 
 
 def order(product_id, amount, timestamp):
@@ -23,7 +23,11 @@ def test_orders_fall_into_one_minute_windows_per_product():
         (1767607260, "prod-1"): Aggregate(1, Decimal("5")),
         (1767607200, "prod-2"): Aggregate(1, Decimal("1.00")),
     }
-    assert windows.take_changed() == [(1767607200, "prod-1"), (1767607200, "prod-2"), (1767607260, "prod-1")]
+    assert windows.take_changed() == [  # with the totals in cents before the change
+        ((1767607200, "prod-1"), Decimal(0)), ((1767607200, "prod-2"), Decimal(0)), ((1767607260, "prod-1"), Decimal(0)),
+    ]
+    windows.add(order("prod-1", "1", "2026-01-05T10:00:01Z"))
+    assert windows.take_changed() == [((1767607200, "prod-1"), Decimal("10.11"))]
     assert windows.take_changed() == []
 
 
@@ -47,4 +51,3 @@ def test_metric_record_rounds_half_up_only_at_the_end():
 def test_state_keeps_the_exact_total_and_round_trips():
     aggregate = Aggregate(3, Decimal("0.3333333333333333333333333333333"))
     assert aggregate_from_state(codec.decode(codec.encode(state_record(aggregate)))) == aggregate
-    assert parse_key(key_bytes((-60, "prod-5"))) == (-60, "prod-5")

@@ -1,0 +1,41 @@
+"""kafka_pipeline_replay: rebuild the metrics of a past time range from what Kafka retains.
+
+Trigger it by hand with the range; pause kafka_pipeline meanwhile (both sink into the same file).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from airflow.sdk import DAG, Param
+
+from include.pipeline import stages
+from kafka_stages.operators import KafkaStageOperator
+
+with DAG(
+    dag_id="kafka_pipeline_replay",
+    description="Rebuild product metrics of a past time range from processed-orders",
+    schedule=None,
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    tags=["kafka", "orders", "replay"],
+    params={
+        "start": Param("2026-01-05T09:00:00+00:00", type="string", format="date-time", description="First window start (inclusive)"),
+        "end": Param("2026-01-05T10:00:00+00:00", type="string", format="date-time", description="Last window start (exclusive)"),
+        "allow_partial": Param(False, type="boolean", description="Replay even if retention already deleted part of processed-orders"),
+    },
+) as dag:
+    replay = KafkaStageOperator(
+        task_id="replay",
+        stage=stages.replay,
+        op_kwargs={
+            "start": "{{ macros.datetime.fromisoformat(params.start) }}",
+            "end": "{{ macros.datetime.fromisoformat(params.end) }}",
+            "allow_partial": "{{ params.allow_partial }}",
+        },
+    )
+    sink = KafkaStageOperator(task_id="sink", stage=stages.sink)
+
+    replay >> sink

@@ -1,0 +1,54 @@
+"""What a clean run makes of the given input: the pipeline's pure functions, in order, with no
+Kafka, no retries and no faults. Fault tests compare the real outcome with this."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from include.pipeline import codec, orders, settings
+from include.pipeline.analyzer import Analyzer
+from include.pipeline.windows import metric
+
+
+def clean_run(values: list[bytes | None], grace: int = settings.GRACE_SECONDS,
+              horizon: int = settings.DEDUP_HORIZON_SECONDS) -> tuple[list[dict], Counter]:
+    """(metrics.json lines, dead-letter reasons) for order values processed in this order."""
+    analyzer = Analyzer.create(grace, horizon)
+    reasons: Counter[str] = Counter()
+    for value in values:
+        result = orders.parse(value)
+        if isinstance(result, orders.Rejected):
+            reasons[result.reason] += 1
+        elif (why := analyzer.offer(result)) is not None:
+            reasons[why] += 1
+    lines = [metric(key, aggregate) for key, aggregate in sorted(analyzer.windows.aggregates.items())]
+    return [codec.decode(codec.encode(line)) for line in lines], reasons
+
+
+def order_value(order_id: str, product_id: str, amount: str, timestamp: str) -> bytes:
+    """An order's JSON with the amount written exactly as given."""
+    head = codec.encode({"order_id": order_id, "user_id": "user-1", "product_id": product_id, "timestamp": timestamp})
+    return head[:-1] + f',"amount":{amount}}}'.encode()
+
+
+# Bad input of every kind, hardened cases included: (key, value, reason).
+ZOO = [
+    (b"z-tombstone", None, "tombstone"),
+    (b"z-empty", b"", "empty"),
+    (b"z-utf8", b'{"order_id": "\xff\xfe"}', "bad_utf8"),
+    (b"z-binary", bytes(range(256)) * 4, "invalid_json"),
+    (b"z-text", b"not json at all", "invalid_json"),
+    (b"z-nested", b"[" * 50_000 + b"]" * 50_000, "too_large"),
+    (b"z-nested-small", b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "invalid_json"),
+    (b"z-oversized", b'{"order_id": "' + b"x" * 900_000 + b'"}', "too_large"),
+    (b"z-array", b"[1, 2]", "not_an_object"),
+    (b"z-huge-int", order_value("z1", "prod-1", "9" * 5000, "2026-01-05T10:00:00Z"), "invalid_json"),
+    (b"z-huge-exp", order_value("z2", "prod-1", "1e999999999", "2026-01-05T10:00:00Z"), "invalid_amount"),
+    (b"z-tiny-exp", order_value("z3", "prod-1", "1e-999999999", "2026-01-05T10:00:00Z"), "invalid_amount"),
+    (b"z-string-amount", order_value("z4", "prod-1", '"12.50"', "2026-01-05T10:00:00Z"), "invalid_amount"),
+    (b"z-nan", b'{"order_id": "z5", "amount": NaN}', "invalid_json"),
+    (b"z-product", order_value("z6", "prod-9", "1.00", "2026-01-05T10:00:00Z"), "unknown_product"),
+    (b"z-date", order_value("z7", "prod-1", "1.00", "2026-01-05"), "invalid_timestamp"),
+    (b"z-missing", b'{"order_id": "z8", "product_id": "prod-1", "amount": 1, "timestamp": "2026-01-05T10:00:00Z"}',
+     "missing_field"),
+]

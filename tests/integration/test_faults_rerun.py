@@ -1,0 +1,105 @@
+"""Fault scenarios 3 and 4: a finished run cleared and run again (whole, then stage by stage);
+duplicate and late orders mixed with a zoo of invalid input. Each ends with the metrics of a
+clean run on the same input and every record accounted for."""
+
+import json
+from collections import Counter
+from datetime import datetime, timezone
+
+from include.pipeline import generator
+from tests.integration.expected import ZOO, clean_run, order_value
+
+DATE = "2026-01-05T10:00:00+00:00"
+STAGES = ["generate", "process", "analyze", "sink", "reconcile"]
+
+
+def dead_letter_reasons(pipeline) -> Counter:
+    return Counter(r.headers["reason"].decode() for r in pipeline.read("orders-dlq"))
+
+
+def assert_accounted(pipeline):
+    """Every order is processed or dead-lettered (never both, never neither), and every
+    processed order is counted or dead-lettered by analyze."""
+    dead = pipeline.read("orders-dlq")
+    sources = Counter((r.headers["source.topic"], int(r.headers["source.partition"]), int(r.headers["source.offset"])) for r in dead)
+    assert max(sources.values()) == 1
+    orders = pipeline.read("orders")
+    processed = pipeline.read("processed-orders")
+    by_position = {(r.partition, r.offset): r for r in orders}
+    rejected_orders = [by_position[(p, o)] for topic, p, o in sources if topic == b"orders"]
+    assert len(processed) + len(rejected_orders) == len(orders)
+    assert Counter(r.value for r in dead if r.headers["source.topic"] == b"orders") == Counter(
+        r.value for r in rejected_orders
+    )
+    rejected_processed = {(p, o) for topic, p, o in sources if topic == b"processed-orders"}
+    counted = [r for r in processed if (r.partition, r.offset) not in rejected_processed]
+    assert sum(m["order_count"] for m in pipeline.metrics_lines()) == len(counted)
+    return counted
+
+
+def latest_manifest(pipeline) -> dict:
+    runs = sorted((pipeline.output / "runs").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(runs[-1].read_text())
+
+
+def test_a_finished_run_cleared_and_run_again(pipeline):
+    pipeline.airflow("dags", "test", "kafka_pipeline", DATE, "--conf", json.dumps({"orders": 3000, "invalid_ratio": 0.1}))
+    run_id = latest_manifest(pipeline)["run_id"]
+    first = pipeline.read("orders")
+    expected, reasons = clean_run([r.value for r in first])
+    assert pipeline.metrics_lines() == expected
+    valid = sum(m["order_count"] for m in expected)
+
+    for task in STAGES:  # the whole run cleared: the same run id regenerates the same orders
+        pipeline.task(task, run_id)
+    assert pipeline.metrics_lines() == expected
+    manifest = latest_manifest(pipeline)
+    assert (manifest["reconciled"], manifest["summary"]["duplicate"], manifest["summary"]["counted"]) == (True, valid, 0)
+
+    for task in ["process", "analyze", "sink", "reconcile", "generate", "process", "analyze", "sink", "reconcile"]:
+        pipeline.task(task, run_id)  # stage by stage
+    assert pipeline.metrics_lines() == expected
+    orders = pipeline.read("orders")
+    assert len(orders) == 9000
+    assert Counter(r.value for r in orders) == Counter({v: 3 * n for v, n in Counter(r.value for r in first).items()})
+    assert dead_letter_reasons(pipeline) == Counter({**{k: 3 * n for k, n in reasons.items()}, "duplicate": 2 * valid})
+    assert len(assert_accounted(pipeline)) == valid
+    assert latest_manifest(pipeline)["reconciled"] is True
+
+
+def test_duplicates_and_late_orders_mixed_with_invalid_input(pipeline):
+    pipeline.task("create_topics")
+    hour = [value for _, value in generator.orders(
+        400, datetime(2026, 1, 5, 10, tzinfo=timezone.utc), datetime(2026, 1, 5, 11, tzinfo=timezone.utc), 0, seed=4)]
+    zoo = [(key, value) for key, value, _ in ZOO]
+    runs = [
+        # 1: an hour of orders, 50 of them sent twice by the upstream producer, and the zoo
+        [(None, v) for v in hour + hour[:50]] + zoo,
+        # 2: the newest event time moves to 12:00:30
+        [(b"n1", order_value("n1", "prod-1", "100.00", "2026-01-05T12:00:30Z"))],
+        # 3: late (its window ended before 12:00:30 - 1 h), in grace, sent again, and the zoo again
+        [(b"l1", order_value("l1", "prod-2", "5.00", "2026-01-05T10:30:00Z")),
+         (b"l2", order_value("l2", "prod-2", "5.00", "2026-01-05T10:59:29.999Z")),
+         (b"g1", order_value("g1", "prod-3", "7.005", "2026-01-05T11:00:00Z")),
+         (b"g2", order_value("g2", "prod-3", "0.01", "2026-01-05T12:00:59+01:00"))]
+        + [(None, v) for v in hour[100:110]] + zoo,
+    ]
+    values = []
+    for records in runs:
+        pipeline.produce("orders", records)
+        values += [value for _, value in records]
+        for task in ("process", "analyze", "sink"):
+            pipeline.task(task)
+
+    expected, reasons = clean_run(values)
+    assert pipeline.metrics_lines() == expected
+    assert reasons["late"] == 2 and reasons["duplicate"] == 60
+    assert dead_letter_reasons(pipeline) == reasons
+    zoo_reasons = Counter(reason for _, _, reason in ZOO)
+    assert reasons == Counter({**{k: 2 * n for k, n in zoo_reasons.items()}, "late": 2, "duplicate": 60})
+    late = {r.key for r in pipeline.read("orders-dlq") if r.headers["reason"] == b"late"}
+    assert late == {b"l1", b"l2"}
+    counted = assert_accounted(pipeline)
+    assert len(counted) == 400 + 1 + 2
+    g = [m for m in pipeline.metrics_lines() if m["window_start"] == 1767610800 and m["product_id"] == "prod-3"]
+    assert [(m["order_count"], str(m["total_revenue"]), str(m["avg_order_value"])) for m in g] == [(2, "7.02", "3.51")]

@@ -1,0 +1,92 @@
+from decimal import Decimal
+
+import pytest
+
+from include.pipeline import codec, orders
+from include.pipeline.analyzer import DUPLICATE, LATE, Analyzer, Ledger
+
+W = 1767607200  # 2026-01-05T10:00:00Z
+
+
+def order(order_id, timestamp, amount="10.00", product_id="prod-1"):
+    doc = {"order_id": order_id, "user_id": "u", "product_id": product_id, "amount": Decimal(amount), "timestamp": timestamp}
+    return orders.parse(codec.encode(doc))
+
+
+def test_an_order_id_counts_once():
+    analyzer = Analyzer.create(3600, 86400)
+    assert analyzer.offer(order("a", "2026-01-05T10:00:00Z")) is None
+    assert analyzer.offer(order("a", "2026-01-05T10:00:00Z", amount="99")) == DUPLICATE
+    assert analyzer.ledger == Ledger(1, Decimal("10.00"), Decimal(0))
+
+
+def test_late_means_the_window_ended_more_than_the_grace_period_before_the_watermark():
+    analyzer = Analyzer.create(3600, 86400)
+    assert analyzer.offer(order("new", "2026-01-05T12:00:00Z")) is None  # watermark 12:00:00
+    # window [10:59, 11:00) ended exactly 1 h before: still in grace
+    assert analyzer.offer(order("edge", "2026-01-05T10:59:59Z")) is None
+    # window [10:58, 10:59) ended 1 h 1 min before: late
+    assert analyzer.offer(order("old", "2026-01-05T10:58:59.999Z")) == LATE
+    assert analyzer.offer(order("newer", "2026-01-05T12:00:30Z")) is None
+    assert analyzer.offer(order("edge2", "2026-01-05T10:59:30Z")) == LATE  # the watermark moved on
+    assert analyzer.watermark == (W + 2 * 3600 + 30) * 1_000_000
+
+
+def test_a_duplicate_is_a_duplicate_even_when_it_is_also_late():
+    analyzer = Analyzer.create(60, 86400)
+    analyzer.offer(order("a", "2026-01-05T10:00:00Z"))
+    analyzer.offer(order("b", "2026-01-05T12:00:00Z"))
+    assert analyzer.offer(order("a", "2026-01-05T10:00:00Z")) == DUPLICATE
+
+
+def test_changes_carry_new_totals_ledger_and_state_that_restores_the_same_analyzer():
+    analyzer = Analyzer.create(3600, 86400)
+    for o in [order("a", "2026-01-05T10:00:01Z", "0.005"), order("b", "2026-01-05T10:00:02Z", "0.005"),
+              order("c", "2026-01-05T10:01:00Z", "1.10", "prod-2")]:
+        analyzer.offer(o)
+    windows, state = analyzer.take_changes()
+    assert [(key, a.count, a.total) for key, a in windows] == [
+        ((W, "prod-1"), 2, Decimal("0.010")), ((W + 60, "prod-2"), 1, Decimal("1.10")),
+    ]
+    assert analyzer.ledger == Ledger(3, Decimal("1.110"), Decimal("1.11"))
+    restored = Analyzer.create(3600, 86400)
+    for key, value in state:
+        restored.restore(key, value)
+    assert (restored.windows.aggregates, restored.seen, restored.watermark, restored.ledger) == (
+        analyzer.windows.aggregates, analyzer.seen, analyzer.watermark, analyzer.ledger,
+    )
+    assert analyzer.take_changes()[0] == []
+
+
+def test_ledger_cents_follow_each_windows_rounding():
+    analyzer = Analyzer.create(3600, 86400)
+    analyzer.offer(order("a", "2026-01-05T10:00:01Z", "0.004"))
+    analyzer.take_changes()
+    assert analyzer.ledger.revenue_cents == Decimal("0.00")
+    analyzer.offer(order("b", "2026-01-05T10:00:02Z", "0.001"))  # the window now rounds to 0.01
+    analyzer.take_changes()
+    assert analyzer.ledger.revenue_cents == Decimal("0.01")
+
+
+def test_expire_forgets_closed_windows_and_old_ids_with_tombstones():
+    analyzer = Analyzer.create(3600, 7200)
+    analyzer.offer(order("a", "2026-01-05T10:00:00Z"))
+    analyzer.offer(order("b", "2026-01-05T11:00:00Z"))
+    analyzer.offer(order("c", "2026-01-05T12:30:00Z"))
+    _, state = analyzer.take_changes()
+    tombstones = analyzer.expire()
+    assert tombstones == [
+        (b"window:1767607200:prod-1", None),  # ended 10:01, before 12:30 - 1 h
+        (b"window:1767610800:prod-1", None),  # ended 11:01, likewise
+        (b"order:a", None),  # 10:00 is before 12:30 - 2 h
+    ]
+    assert set(analyzer.seen) == {"b", "c"}
+    restored = Analyzer.create(3600, 7200)
+    for key, value in state + tombstones:
+        restored.restore(key, value)
+    assert (restored.windows.aggregates.keys(), restored.ledger.count) == ({(W + 9000, "prod-1")}, 3)
+
+
+def test_a_horizon_shorter_than_the_grace_period_is_refused():
+    with pytest.raises(ValueError, match="grace_seconds <= dedup_horizon_seconds"):
+        Analyzer.create(3600, 60)
