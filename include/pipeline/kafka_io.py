@@ -7,6 +7,8 @@ end of the topic as it was when the stage started, and then returns.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -215,15 +217,39 @@ def transaction(producer: Producer, consumer: Consumer | None = None, batch: lis
     producer.begin_transaction()
     try:
         yield
-        if consumer is not None and batch:
-            producer.send_offsets_to_transaction(next_offsets(batch), consumer.consumer_group_metadata(), TIMEOUT)
-        producer.commit_transaction(TIMEOUT)
+        with deadline(2 * TIMEOUT, "committing a transaction"):
+            if consumer is not None and batch:
+                producer.send_offsets_to_transaction(next_offsets(batch), consumer.consumer_group_metadata(), TIMEOUT)
+            producer.commit_transaction(TIMEOUT)
     except BaseException:
         try:
             producer.abort_transaction(TIMEOUT)
         except KafkaException as exc:  # a fenced or fatal producer cannot abort; the raise below matters
             log.warning("aborting the transaction failed too: %s", exc)
         raise
+
+
+@contextmanager
+def deadline(seconds: float, what: str):
+    """Exit the process if the block is still running after ``seconds``.
+
+    librdkafka can block in send_offsets_to_transaction past its own timeout when the group
+    coordinator goes away, e.g. a broker restart (confluentinc/librdkafka#5456, open in 2.16).
+    A blocked C call cannot be interrupted, so the process ends instead: the task fails, Airflow
+    retries it, and the retry's producer fences this one and aborts its open transaction.
+    """
+    def give_up() -> None:
+        log.critical("%s did not finish within %.0fs (the Kafka client is stuck); exiting so the task is retried", what, seconds)
+        logging.shutdown()
+        os._exit(70)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 class Progress:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -74,22 +74,6 @@ class Pipeline:
 
     def broker(self, action: str) -> None:
         subprocess.run([str(ROOT / "scripts/kafka/broker"), action], env=self.env, check=True, timeout=300)
-
-    def committed(self, group: str, topic: str) -> dict[int, int]:
-        """The consumer group's committed offsets on the topic (partition -> offset)."""
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
-        try:
-            offsets = admin.list_group_offsets(group)
-        finally:
-            admin.close()
-        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
-
-    def produce(self, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
-        for key, value in records:
-            producer.send(topic, key=key, value=value)
-        producer.flush()
-        producer.close()
 
     def read(self, topic: str) -> list[Record]:
         """Every committed record of the topic, in (partition, offset) order."""
