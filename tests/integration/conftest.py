@@ -75,6 +75,13 @@ class Pipeline:
     def broker(self, action: str) -> None:
         subprocess.run([str(ROOT / "scripts/kafka/broker"), action], env=self.env, check=True, timeout=300)
 
+    def produce(self, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+        producer.close()
+
     def read(self, topic: str) -> list[Record]:
         """Every committed record of the topic, in (partition, offset) order."""
         consumer = KafkaConsumer(

@@ -32,6 +32,12 @@ def test_invalid_share_and_variety():
     }
 
 
+def test_every_deliberately_invalid_record_is_invalid():
+    records = list(generator.orders(3000, START, END, invalid_ratio=1, seed=9))
+    assert all(isinstance(orders.parse(value), orders.Rejected) for _, value in records)
+    assert all(key.startswith(b"user-") for key, _ in records)
+
+
 def test_same_seed_same_orders_other_seed_other_ids():
     first = list(generator.orders(100, START, END, 0.1, seed=42))
     assert first == list(generator.orders(100, START, END, 0.1, seed=42))
