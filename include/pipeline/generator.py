@@ -59,8 +59,8 @@ def orders(
     uniform = rng.random
     products = list(PRICES)
     weights = [PRICES[p][0] for p in products]
-    start_us = (start - EPOCH) // timedelta(microseconds=1)
-    span_us = max((end - start) // timedelta(microseconds=1), 1)
+    start_us, end_us = _epoch_us(start), _epoch_us(end)
+    span_us = max(end_us - start_us, 1)
     jitter_us = max(span_us // max(count, 1), 1)
     minute_prefixes: dict[int, str] = {}
     for chunk_start in range(0, count, CHUNK):
@@ -90,3 +90,9 @@ def orders(
                     f'{{"order_id":"{order_id}","user_id":"{user_id}","product_id":"{product_id}",'
                     f'"amount":{amount},"timestamp":"{timestamp}"}}'
                 ).encode()
+
+
+def _epoch_us(moment: datetime) -> int:
+    # Through isoformat: Airflow hands in pendulum datetimes, whose differences are not timedeltas.
+    delta = datetime.fromisoformat(moment.isoformat()) - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -82,7 +82,13 @@ def reconcile(run_id: str, results: dict[str, dict | None]) -> dict:
     path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     print(render(manifest), flush=True)
     if problems:
-        raise ReconciliationError(f"run {run_id} does not reconcile (manifest: {path}):\n  " + "\n  ".join(problems))
+        hint = ""
+        if any(problem.startswith("sink:") for problem in problems):
+            hint = (f"\nIf {settings.metrics_path()} was lost, moved or edited, rebuild it from Kafka with the "
+                    "kafka_pipeline_replay DAG (README: Replay).")
+        raise ReconciliationError(
+            f"run {run_id} does not reconcile (manifest: {path}):\n  " + "\n  ".join(problems) + hint
+        )
     return manifest
 
 

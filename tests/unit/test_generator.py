@@ -48,3 +48,10 @@ def test_same_seed_same_orders_other_seed_other_ids():
 def test_bad_ratio_is_refused():
     with pytest.raises(ValueError, match="invalid_ratio must be between 0 and 1"):
         list(generator.orders(1, START, END, invalid_ratio=1.5))
+
+
+def test_airflow_pendulum_datetimes_give_the_same_orders():
+    import pendulum
+
+    start, end = pendulum.instance(START), pendulum.instance(END)
+    assert list(generator.orders(50, start, end, 0.1, seed=1)) == list(generator.orders(50, START, END, 0.1, seed=1))
