@@ -5,7 +5,7 @@ VENV ?= .venv
 DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
-.PHONY: install lock kafka-up kafka-down run test test-unit test-integration test-faults clean
+.PHONY: install lock kafka-up kafka-down run test test-unit test-integration test-faults bench clean
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,12 @@ test-integration: install
 
 test-faults: install
 	$(VENV)/bin/pytest tests/integration/test_faults_crash.py tests/integration/test_faults_rerun.py
+
+# Throughput and memory of each stage against client baselines (its own throwaway broker).
+# N=1000000 by default: `make bench N=200000` for a quicker look.
+N ?= 1000000
+bench: install
+	$(VENV)/bin/python scripts/bench.py --n $(N)
 
 clean:
 	rm -rf output .airflow
