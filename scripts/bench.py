@@ -13,8 +13,10 @@ Prints a table and writes output/bench.json.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import re
 import resource
 import socket
@@ -39,12 +41,15 @@ COPY_TOPIC = "bench-copy"  # where the consume -> produce baseline writes
 BASELINE_FOR = {"generate": None, "process": "consume_produce", "analyze": "consume", "sink": "consume"}
 
 
-def child(what: str, n: int, out: str) -> None:
+def child(what: str, n: int, out: str, profile: str | None) -> None:
     """Run one measured step in this (fresh) process; print {seconds, records, peak_rss_mb}."""
     from include.pipeline import stages
     from include.pipeline.kafka_io import Kafka
 
     kafka = Kafka.from_env()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
     started = time.perf_counter()
     if what == "generate":
         result = stages.generate(kafka, n, START, END, invalid_ratio=0.0, seed=1)
@@ -58,6 +63,10 @@ def child(what: str, n: int, out: str) -> None:
     else:
         records = baseline(kafka, what)
     seconds = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        with open(profile, "w") as file:
+            pstats.Stats(profiler, stream=file).sort_stats("tottime").print_stats(25)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "records": records, "peak_rss_mb": round(peak_mb, 1)}))
 
@@ -75,17 +84,19 @@ def baseline(kafka, what: str) -> int:
         producer = kafka.producer(transactional_id=group)
         producer.init_transactions(30)
         count = 0
-        for batch in BoundedRead(consumer, settings.ORDERS):
-            with transaction(producer, consumer, batch):
+        source = BoundedRead(consumer, settings.ORDERS)
+        for batch in source:
+            with transaction(producer, consumer, source):
                 for message in batch:
                     produce(producer, COPY_TOPIC, message.key(), message.value())
             count += len(batch)
         return count
 
 
-def measure(env: dict, what: str, n: int, out: Path) -> dict:
+def measure(env: dict, what: str, n: int, out: Path, profiles: Path | None = None) -> dict:
+    profile = ["--profile-to", str(profiles / f"{what}.txt")] if profiles else []
     result = subprocess.run(
-        [sys.executable, __file__, "--child", what, "--n", str(n), "--out", str(out)],
+        [sys.executable, __file__, "--child", what, "--n", str(n), "--out", str(out), *profile],
         env=env, capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
@@ -106,7 +117,7 @@ def free_port_pair() -> int:
                 continue
 
 
-def run_series(env: dict, n: int, work: Path, with_baselines: bool) -> tuple[dict, dict]:
+def run_series(env: dict, n: int, work: Path, with_baselines: bool, profiles: Path | None = None) -> tuple[dict, dict]:
     """Fresh topics (a fresh broker), then the baselines and the stages over n orders."""
     from include.pipeline import stages
     from include.pipeline.kafka_io import Kafka
@@ -116,12 +127,12 @@ def run_series(env: dict, n: int, work: Path, with_baselines: bool) -> tuple[dic
     admin = kafka.admin()
     for future in admin.create_topics([NewTopic(COPY_TOPIC, settings.PARTITIONS, 1)]).values():
         future.result()
-    results = {"generate": measure(env, "generate", n, work / "metrics.json")}
+    results = {"generate": measure(env, "generate", n, work / "metrics.json", profiles)}
     baselines = {}
     if with_baselines:
         baselines = {what: measure(env, what, n, work / "metrics.json") for what in ("consume", "consume_produce")}
     for stage in STAGES[1:]:
-        results[stage] = measure(env, stage, n, work / "metrics.json")
+        results[stage] = measure(env, stage, n, work / "metrics.json", profiles)
     return results, baselines
 
 
@@ -140,9 +151,14 @@ def main() -> int:
     parser.add_argument("--child")
     parser.add_argument("--out")
     parser.add_argument("--skip-dag", action="store_true", help="leave out the whole-DAG run")
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="instead: run each stage once under cProfile and write its top functions to output/profiles/",
+    )
+    parser.add_argument("--profile-to")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.n, args.out)
+        child(args.child, args.n, args.out, args.profile_to)
         return 0
     if args.n < 10:
         parser.error("--n must be at least 10")
@@ -159,6 +175,18 @@ def main() -> int:
                    "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "KAFKA_HEAP": "1g"}
             broker(env, "up")
             return env
+
+        if args.profile:
+            profiles = settings.output_dir() / "profiles"
+            profiles.mkdir(parents=True, exist_ok=True)
+            env = fresh_broker("kafka-profile")
+            try:
+                run_series(env, n, work, with_baselines=False, profiles=profiles)
+            finally:
+                broker(env, "down")
+            for stage in STAGES:
+                print(f"{profiles / stage}.txt")
+            return 0
 
         env = fresh_broker("kafka-n")
         try:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from include.pipeline import codec, money
+from include.pipeline.dedup import SEGMENT_KEY, SeenOrders, fingerprint
 from include.pipeline.orders import Order
 from include.pipeline.settings import WINDOW_SECONDS
 from include.pipeline.windows import Aggregate, TumblingWindows, WindowKey, aggregate_from_state, state_record
@@ -42,10 +43,10 @@ class Analyzer:
     grace_us: int
     horizon_us: int
     windows: TumblingWindows = field(default_factory=TumblingWindows)
-    seen: dict[str, int] = field(default_factory=dict)  # order_id -> event time (us), within the horizon
+    seen: SeenOrders = field(default_factory=SeenOrders)  # counted order ids within the horizon
     watermark: int | None = None  # newest event time counted (us)
     ledger: Ledger = field(default_factory=Ledger)
-    new_ids: list[str] = field(default_factory=list)  # counted since the last take_changes()
+    counted: dict[bytes, int] = field(default_factory=dict)  # since take_changes(): fingerprint -> event us
 
     @classmethod
     def create(cls, grace_seconds: float, horizon_seconds: float) -> Analyzer:
@@ -58,19 +59,33 @@ class Analyzer:
 
     def offer(self, order: Order) -> str | None:
         """Count the order, or say why not (DUPLICATE or LATE)."""
-        if order.order_id in self.seen:
-            return DUPLICATE
-        event_us = order.event_us
-        if self.watermark is not None and (order.window_start + WINDOW_SECONDS) * US < self.watermark - self.grace_us:
-            return LATE
-        self.windows.add(order)
-        self.seen[order.order_id] = event_us
-        self.new_ids.append(order.order_id)
-        if self.watermark is None or event_us > self.watermark:
-            self.watermark = event_us
-        self.ledger.count += 1
-        self.ledger.revenue = money.add(self.ledger.revenue, order.amount)
-        return None
+        return self.offer_all([order])[0]
+
+    def offer_all(self, orders: list[Order]) -> list[str | None]:
+        """offer() for each order in turn; the dedup lookup is done for all of them at once."""
+        fingerprints = [fingerprint(order.order_id) for order in orders]
+        seen_before = self.seen.contains(fingerprints).tolist() if self.seen.runs else [False] * len(orders)
+        counted, watermark, grace_us = self.counted, self.watermark, self.grace_us
+        accepted: list[Order] = []
+        verdicts: list[str | None] = []
+        for order, key, before in zip(orders, fingerprints, seen_before):
+            if before or key in counted:
+                verdicts.append(DUPLICATE)
+                continue
+            event_us = order.event_us
+            if watermark is not None and (order.window_start + WINDOW_SECONDS) * US < watermark - grace_us:
+                verdicts.append(LATE)
+                continue
+            counted[key] = event_us
+            if watermark is None or event_us > watermark:
+                watermark = event_us
+            accepted.append(order)
+            verdicts.append(None)
+        self.watermark = watermark
+        self.windows.add_all(accepted)
+        self.ledger.count += len(accepted)
+        self.ledger.revenue = money.total((order.amount for order in accepted), self.ledger.revenue)
+        return verdicts
 
     def take_changes(self) -> tuple[list[tuple[WindowKey, Aggregate]], list[tuple[bytes, bytes]]]:
         """What changed since the last call: the windows with their new totals, and the
@@ -81,9 +96,9 @@ class Analyzer:
             self.ledger.revenue_cents += money.to_cents(aggregate.total) - cents_before
             windows.append((key, aggregate))
         records = [(window_key(key), codec.encode(state_record(aggregate))) for key, aggregate in windows]
-        records += [(order_key(order_id), codec.encode(self.seen[order_id])) for order_id in self.new_ids]
+        records += self.seen.add(list(self.counted), list(self.counted.values()))
         records += [(b"watermark", codec.encode(self.watermark)), (b"ledger", codec.encode(self.ledger.to_json()))]
-        self.new_ids = []
+        self.counted = {}
         return windows, records
 
     def expire(self) -> list[tuple[bytes, None]]:
@@ -95,17 +110,16 @@ class Analyzer:
             key for key in self.windows.aggregates
             if (key[0] + WINDOW_SECONDS) * US < self.watermark - self.grace_us
         ]
-        forgotten = [order_id for order_id, at in self.seen.items() if at < self.watermark - self.horizon_us]
         for key in closed:
             del self.windows.aggregates[key]
-        for order_id in forgotten:
-            del self.seen[order_id]
-        return [(window_key(key), None) for key in closed] + [(order_key(order_id), None) for order_id in forgotten]
+        forgotten = self.seen.forget_before(self.watermark - self.horizon_us)
+        return [(window_key(key), None) for key in closed] + [(key, None) for key in forgotten]
 
-    # The changelog: keys "window:<start>:<product>", "order:<order_id>", "watermark", "ledger".
+    # The changelog: keys "window:<start>:<product>", "orders:<segment hash>", "watermark", "ledger".
 
     def restore(self, key: bytes, value: bytes | None) -> None:
-        """Apply one changelog record (the newest per key wins; None is a tombstone)."""
+        """Apply one changelog record (the newest per key wins; None is a tombstone); then
+        call restored()."""
         kind, _, rest = key.partition(b":")
         if kind == b"window":
             start, product_id = rest.decode().split(":", 1)
@@ -113,20 +127,16 @@ class Analyzer:
                 self.windows.aggregates.pop((int(start), product_id), None)
             else:
                 self.windows.aggregates[(int(start), product_id)] = aggregate_from_state(codec.decode(value))
-        elif kind == b"order":
-            if value is None:
-                self.seen.pop(rest.decode(), None)
-            else:
-                self.seen[rest.decode()] = codec.decode(value)
+        elif key.startswith(SEGMENT_KEY):
+            self.seen.restore(key, value)
         elif kind == b"watermark" and value is not None:
             self.watermark = codec.decode(value)
         elif kind == b"ledger" and value is not None:
             self.ledger = Ledger.from_json(codec.decode(value))
 
+    def restored(self) -> None:
+        self.seen.restored()
+
 
 def window_key(key: WindowKey) -> bytes:
     return f"window:{key[0]}:{key[1]}".encode()
-
-
-def order_key(order_id: str) -> bytes:
-    return b"order:" + order_id.encode()

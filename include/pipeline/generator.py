@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
+from hashlib import sha256
 from typing import Iterator
+
+import numpy as np
 
 from include.pipeline import codec
 from include.pipeline.settings import PRODUCTS
@@ -19,7 +22,8 @@ PRICES = {
     "prod-5": (25, 1999, 18900),
 }
 USERS = 5000
-CHUNK = 10_000  # ids and products are drawn a chunk at a time
+CHUNK = 10_000  # records drawn and formatted at a time
+HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # Each maker turns a valid order (dict) into the raw bytes of a broken one.
@@ -50,46 +54,77 @@ def orders(
     """Yield ``count`` (key, value) records with event times spread over [start, end) in order.
 
     Keys are order ids (user ids for invalid records). Ids are random UUIDs drawn from the
-    seeded generator: unique, and the same for the same seed. Valid records are formatted
-    directly (every field is generated here, nothing needs escaping): this is the hot path.
+    seeded generator: unique, and the same for the same seed.
     """
+    for chunk in chunks(count, start, end, invalid_ratio, seed):
+        yield from chunk
+
+
+def chunks(
+    count: int,
+    start: datetime,
+    end: datetime,
+    invalid_ratio: float = 0.0,
+    seed: int | str | None = None,
+    size: int = CHUNK,
+) -> Iterator[list[tuple[bytes, bytes | None]]]:
+    """orders(), a list of up to ``size`` records at a time (the same records whatever the size).
+    The random draws are numpy arrays and valid values are formatted directly (every field is
+    generated here, nothing needs escaping): this is the hot path of the generate stage."""
     if not 0 <= invalid_ratio <= 1:
         raise ValueError(f"invalid_ratio must be between 0 and 1, got {invalid_ratio}")
-    rng = random.Random(seed)
-    uniform = rng.random
+    rng = np.random.default_rng(_seed(seed))
+    broken = random.Random(seed)  # shapes the deliberately invalid records
     products = list(PRICES)
-    weights = [PRICES[p][0] for p in products]
+    weights = np.array([PRICES[p][0] for p in products], dtype=float)
+    low = np.array([PRICES[p][1] for p in products])
+    high = np.array([PRICES[p][2] for p in products])
+    users = [f"user-{u:05d}" for u in range(USERS)]
     start_us, end_us = _epoch_us(start), _epoch_us(end)
-    span_us = max(end_us - start_us, 1)
-    jitter_us = max(span_us // max(count, 1), 1)
-    minute_prefixes: dict[int, str] = {}
-    for chunk_start in range(0, count, CHUNK):
-        size = min(CHUNK, count - chunk_start)
-        chunk_products = rng.choices(products, weights, k=size)
-        ids = rng.randbytes(16 * size).hex()
-        for j in range(size):
-            product_id = chunk_products[j]
-            _, low, high = PRICES[product_id]
-            cents = low + int(uniform() * (high - low + 1))
-            user_id = f"user-{int(USERS * (1.0 - (1.0 - uniform()) ** (1 / 3))):05d}"  # Beta(1, 3): loyal few
-            h = ids[32 * j: 32 * j + 32]
-            order_id = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"  # UUID v4
-            at_us = start_us + ((chunk_start + j) * span_us) // count + int(uniform() * jitter_us)
-            minute, us = divmod(at_us, 60_000_000)
-            prefix = minute_prefixes.get(minute)
-            if prefix is None:
-                prefix = minute_prefixes[minute] = (EPOCH + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:")
-            timestamp = f"{prefix}{us // 1_000_000:02d}.{us // 1000 % 1000:03d}+00:00"
-            amount = f"{cents // 100}.{cents % 100:02d}"
-            if invalid_ratio and uniform() < invalid_ratio:
+    step_us = max(end_us - start_us, 1) / max(count, 1)
+    for first in range(0, count, CHUNK):
+        n = min(CHUNK, count - first)
+        product = rng.choice(len(products), n, p=weights / weights.sum())
+        cents = (low[product] + rng.random(n) * (high[product] - low[product] + 1)).astype(np.int64).tolist()
+        user = (USERS * (1.0 - (1.0 - rng.random(n)) ** (1 / 3))).astype(np.int64).tolist()  # Beta(1, 3): loyal few
+        at_us = start_us + (np.arange(first, first + n) * step_us + rng.random(n) * step_us).astype(np.int64)
+        timestamps = np.datetime_as_string(np.minimum(at_us, end_us - 1).astype("datetime64[us]"), unit="ms").tolist()
+        invalid = (rng.random(n) < invalid_ratio).tolist() if invalid_ratio else [False] * n
+        chunk = []
+        for order_id, user_index, product_index, c, timestamp, bad in zip(
+            _uuids(rng, n), user, product.tolist(), cents, timestamps, invalid,
+        ):
+            user_id, product_id = users[user_index], products[product_index]
+            if bad:
                 order = {"order_id": order_id, "user_id": user_id, "product_id": product_id,
-                         "amount": Decimal(amount), "timestamp": timestamp}
-                yield user_id.encode(), rng.choice(INVALID_MAKERS)(order, rng)
+                         "amount": Decimal(c).scaleb(-2), "timestamp": timestamp + "+00:00"}
+                chunk.append((user_id.encode(), broken.choice(INVALID_MAKERS)(order, broken)))
             else:
-                yield order_id.encode(), (
+                chunk.append((order_id.encode(), (
                     f'{{"order_id":"{order_id}","user_id":"{user_id}","product_id":"{product_id}",'
-                    f'"amount":{amount},"timestamp":"{timestamp}"}}'
-                ).encode()
+                    f'"amount":{c // 100}.{c % 100:02d},"timestamp":"{timestamp}+00:00"}}'
+                ).encode()))
+        for at in range(0, n, size):
+            yield chunk[at:at + size]
+
+
+def _uuids(rng: np.random.Generator, n: int) -> list[str]:
+    """n random UUIDs (version 4), formatted a chunk at a time."""
+    raw = np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = raw[:, 6] & 0x0F | 0x40  # version 4
+    raw[:, 8] = raw[:, 8] & 0x3F | 0x80  # RFC 4122 variant
+    digits = np.empty((n, 32), dtype=np.uint8)
+    digits[:, 0::2], digits[:, 1::2] = HEX[raw >> 4], HEX[raw & 0x0F]
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for (a, b), at in zip(((0, 8), (8, 12), (12, 16), (16, 20), (20, 32)), (0, 9, 14, 19, 24)):
+        text[:, at:at + b - a] = digits[:, a:b]
+    joined = text.tobytes().decode("ascii")
+    return [joined[36 * i: 36 * i + 36] for i in range(n)]
+
+
+def _seed(seed: int | str | None) -> int | None:
+    # numpy takes integers only: a string seed (a run id) is hashed to one, stably.
+    return seed if seed is None or isinstance(seed, int) else int.from_bytes(sha256(seed.encode()).digest()[:16], "big")
 
 
 def _epoch_us(moment: datetime) -> int:

@@ -38,6 +38,10 @@ CONSUMER_TUNING = {
     "enable.partition.eof": True,
     "fetch.min.bytes": 100_000,
     "fetch.wait.max.ms": 100,
+    # The prefetch queue is bounded by size, not left at its 64 MB default: a stage's memory
+    # must not grow with its input, and a few MB ahead already keeps the stage busy.
+    "queued.max.messages.kbytes": 1024,
+    "fetch.queue.backoff.ms": 5,  # when it is full, fetch again soon (the default waits 1 s)
 }
 TIMEOUT = 30.0  # seconds for metadata, commits and transaction calls
 BATCH_SIZE = 10_000
@@ -147,7 +151,7 @@ class BoundedRead:
         pending = {p for p in starts if starts[p] < ends[p]}
         if not pending:
             return
-        consumer = self.consumer
+        consumer, ranges = self.consumer, self.ranges
         consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in sorted(pending)])
         last_progress = time.monotonic()
         while pending:
@@ -157,24 +161,29 @@ class BoundedRead:
                 if not messages:
                     break
                 for message in messages:
-                    partition = message.partition()
                     error = message.error()
                     if error is not None:
                         if error.code() != KafkaError._PARTITION_EOF:
                             raise KafkaException(error)
-                        pending.discard(partition)
-                    elif message.offset() < ends[partition]:
+                        pending.discard(message.partition())
+                        continue
+                    partition, offset = message.partition(), message.offset()
+                    if offset < ends[partition]:
                         batch.append(message)
-                        if message.offset() == ends[partition] - 1:
+                        ranges[partition][1] = offset + 1
+                        if offset == ends[partition] - 1:
                             pending.discard(partition)
             if batch:
-                for tp in next_offsets(batch):
-                    self.ranges[tp.partition][1] = tp.offset
                 last_progress = time.monotonic()
                 yield batch
             elif time.monotonic() - last_progress > self.idle_timeout:
                 log.warning("%s: nothing new for %.0fs on partitions %s; ending early", self.topic, self.idle_timeout, sorted(pending))
                 return
+
+    def positions(self) -> list[TopicPartition]:
+        """The offsets to commit once the batches so far are done: one past the last record
+        read, per partition read from."""
+        return [TopicPartition(self.topic, p, end) for p, (start, end) in self.ranges.items() if end > start]
 
 
 def retrying(call, *args, **kwargs):
@@ -192,14 +201,6 @@ def retrying(call, *args, **kwargs):
             time.sleep(0.5)
 
 
-def next_offsets(batch: list[Message]) -> list[TopicPartition]:
-    """The offsets to commit once ``batch`` is done: one past the last record per partition."""
-    last: dict[tuple[str, int], int] = {}
-    for message in batch:
-        last[(message.topic(), message.partition())] = message.offset()
-    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
-
-
 def produce(producer: Producer, topic: str, key: bytes | None, value: bytes | None, headers=None) -> None:
     """produce(), waiting for room when the local queue is full instead of failing."""
     while True:
@@ -211,15 +212,16 @@ def produce(producer: Producer, topic: str, key: bytes | None, value: bytes | No
 
 
 @contextmanager
-def transaction(producer: Producer, consumer: Consumer | None = None, batch: list[Message] | None = None):
-    """One Kafka transaction: what the block produces and, with a consumer, the batch's offsets
-    commit together or not at all. Any failure aborts it and raises (so the task fails)."""
+def transaction(producer: Producer, consumer: Consumer | None = None, source: BoundedRead | None = None):
+    """One Kafka transaction: what the block produces and, with a consumer, the positions the
+    source has read up to commit together or not at all. Any failure aborts it and raises (so
+    the task fails)."""
     producer.begin_transaction()
     try:
         yield
         with deadline(2 * TIMEOUT, "committing a transaction"):
-            if consumer is not None and batch:
-                producer.send_offsets_to_transaction(next_offsets(batch), consumer.consumer_group_metadata(), TIMEOUT)
+            if consumer is not None and source is not None:
+                producer.send_offsets_to_transaction(source.positions(), consumer.consumer_group_metadata(), TIMEOUT)
             producer.commit_transaction(TIMEOUT)
     except BaseException:
         try:

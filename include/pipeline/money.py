@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_UP, Context, Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_UP, Context, Decimal, localcontext
 from fractions import Fraction
+from typing import Iterable
 
 CENT = Decimal("0.01")
 # Additions in this context never round, so a sum of any valid amounts stays exact.
 EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_UP)
 
 
-def add(a: Decimal, b: Decimal) -> Decimal:
-    return EXACT.add(a, b)
+def total(amounts: Iterable[Decimal], start: Decimal = Decimal(0)) -> Decimal:
+    """start + the sum of amounts, exactly (one C loop, not an add() call per amount)."""
+    with localcontext(EXACT):
+        return sum(amounts, start)
+
+
+def subtract(a: Decimal, b: Decimal) -> Decimal:
+    return EXACT.subtract(a, b)
 
 
 def to_cents(value: Decimal) -> Decimal:

@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -14,11 +15,12 @@ from typing import Iterator
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from include.pipeline import codec, generator, money, orders, settings, sink as store
+from include.pipeline import codec, generator, money, settings, sink as store
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.kafka_io import (
-    TIMEOUT, BoundedRead, Kafka, Progress, create_topics as create, next_offsets, produce, retrying, transaction,
+    TIMEOUT, BoundedRead, Kafka, Progress, create_topics as create, produce, retrying, transaction,
 )
+from include.pipeline.orders import Order, enrich, parse
 from include.pipeline.windows import TumblingWindows, key_bytes, metric
 
 log = logging.getLogger(__name__)
@@ -50,21 +52,23 @@ def generate(
     producer = kafka.producer(transactional_id=group("generate"))
     producer.init_transactions(TIMEOUT)
     progress = Progress(f"generate -> {settings.ORDERS}")
-    records = generator.orders(orders, start, end, invalid_ratio, seed)
-    sent = 0
-    while sent < orders:
-        slice_started = time.monotonic()
+    # Throttled, a chunk is a tenth of a second of records, so the rate holds at that scale.
+    size = min(generator.CHUNK, max(1, int(rate / 10))) if rate > 0 else generator.CHUNK
+    chunks = generator.chunks(orders, start, end, invalid_ratio, seed, size)
+    chunk = next(chunks, [])
+    while chunk:
+        slice_started, slice_sent = time.monotonic(), 0
         with transaction(producer):
-            for key, value in records:
-                produce(producer, settings.ORDERS, key, value)
-                sent += 1
-                progress.add(1)
+            while chunk and slice_sent < GENERATE_TXN_RECORDS and time.monotonic() - slice_started < GENERATE_TXN_SECONDS:
+                for key, value in chunk:
+                    produce(producer, settings.ORDERS, key, value)
+                slice_sent += len(chunk)
+                progress.add(len(chunk))
                 if rate > 0:
-                    _throttle(sent, rate, progress.started)
-                if sent % GENERATE_TXN_RECORDS == 0 or time.monotonic() - slice_started > GENERATE_TXN_SECONDS:
-                    break
+                    _throttle(progress.count, rate, progress.started)
+                chunk = next(chunks, [])
     progress.done()
-    return {"generated": sent, "seconds": round(progress.seconds, 3)}
+    return {"generated": progress.count, "seconds": round(progress.seconds, 3)}
 
 
 def _throttle(sent: int, rate: float, started: float) -> None:
@@ -93,16 +97,16 @@ def process(kafka: Kafka) -> dict:
     with transactional_stage(kafka, "process") as (consumer, producer):
         source = BoundedRead(consumer, settings.ORDERS)
         for batch in source:
-            with transaction(producer, consumer, batch):
+            with transaction(producer, consumer, source):
                 processed_at = datetime.now(timezone.utc).isoformat()
                 for message in batch:
-                    result = orders.parse(message.value())
-                    if isinstance(result, orders.Rejected):
+                    result = parse(message.value())
+                    if type(result) is Order:
+                        valid += 1
+                        produce(producer, settings.PROCESSED, message.key(), enrich(result, processed_at))
+                    else:
                         reasons[result.reason] += 1
                         dead_letter(producer, message, result.reason, result.detail)
-                    else:
-                        valid += 1
-                        produce(producer, settings.PROCESSED, message.key(), orders.enrich(result, processed_at))
             progress.add(len(batch))
     progress.done()
     invalid = sum(reasons.values())
@@ -135,25 +139,24 @@ def analyze(
     transaction per batch.
     """
     reasons: Counter[str] = Counter()
-    counted, counted_revenue, metrics_written = 0, Decimal(0), 0
+    metrics_written = 0
     progress = Progress(f"analyze {settings.PROCESSED} -> {settings.METRICS}")
     with transactional_stage(kafka, "analyze") as (consumer, producer):
         analyzer = restore_analyzer(kafka, Analyzer.create(grace_seconds, dedup_horizon_seconds))
-        ledger_before = analyzer.ledger.to_json()
+        before = replace(analyzer.ledger)
+        stale = analyzer.expire()  # what a run that died before its last step left behind
         source = BoundedRead(consumer, settings.PROCESSED)
         for batch in source:
-            with transaction(producer, consumer, batch):
-                for message in batch:
-                    result = orders.parse(message.value())
-                    if isinstance(result, orders.Rejected):
+            with transaction(producer, consumer, source):
+                parsed = [parse(message.value()) for message in batch]
+                verdicts = iter(analyzer.offer_all([order for order in parsed if type(order) is Order]))
+                for message, result in zip(batch, parsed):
+                    if type(result) is not Order:
                         reasons[result.reason] += 1
                         dead_letter(producer, message, result.reason, result.detail)
-                    elif (why := analyzer.offer(result)) is not None:
+                    elif (why := next(verdicts)) is not None:
                         reasons[why] += 1
                         dead_letter(producer, message, why, f"order {result.order_id} is {why}; not counted")
-                    else:
-                        counted += 1
-                        counted_revenue = money.add(counted_revenue, result.amount)
                 windows, state = analyzer.take_changes()
                 for key, aggregate in windows:
                     produce(producer, settings.METRICS, key_bytes(key), codec.encode(metric(key, aggregate)))
@@ -161,7 +164,7 @@ def analyze(
                     produce(producer, settings.ANALYZE_STATE, key, value)
                 metrics_written += len(windows)
             progress.add(len(batch))
-        tombstones = analyzer.expire()
+        tombstones = stale + analyzer.expire()
         if tombstones:
             with transaction(producer):
                 for key, value in tombstones:
@@ -169,11 +172,13 @@ def analyze(
     progress.done()
     rejected = sum(reasons.values())
     return {
-        "input": _ranges(settings.PROCESSED, source), "read": progress.count, "counted": counted,
-        "counted_revenue": str(counted_revenue), "invalid": rejected - reasons["late"] - reasons["duplicate"],
+        "input": _ranges(settings.PROCESSED, source), "read": progress.count,
+        "counted": analyzer.ledger.count - before.count,
+        "counted_revenue": str(money.subtract(analyzer.ledger.revenue, before.revenue)),
+        "invalid": rejected - reasons["late"] - reasons["duplicate"],
         "late": reasons["late"], "duplicate": reasons["duplicate"], "reasons": dict(reasons),
         "written": {settings.METRICS: metrics_written, settings.DLQ: rejected},
-        "ledger_before": ledger_before, "ledger_after": analyzer.ledger.to_json(),
+        "ledger_before": before.to_json(), "ledger_after": analyzer.ledger.to_json(),
         "open_windows": len(analyzer.windows.aggregates), "remembered_order_ids": len(analyzer.seen),
     }
 
@@ -184,6 +189,7 @@ def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
         for batch in BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True):
             for message in batch:
                 analyzer.restore(message.key(), message.value())
+    analyzer.restored()
     log.info(
         "analyze state: %d open (window, product) aggregates, %d order ids remembered, %d counted so far",
         len(analyzer.windows.aggregates), len(analyzer.seen), analyzer.ledger.count,
@@ -198,7 +204,6 @@ def sink(kafka: Kafka, path: Path | None = None) -> dict:
     metrics = store.load(path)
     kafka.check()
     progress = Progress(f"sink {settings.METRICS} -> {path}")
-    positions: dict[int, TopicPartition] = {}
     with closing(kafka.consumer(group("sink"))) as consumer:
         source = BoundedRead(consumer, settings.METRICS)
         for batch in source:
@@ -209,11 +214,10 @@ def sink(kafka: Kafka, path: Path | None = None) -> dict:
                     raise ValueError(
                         f"{settings.METRICS} partition {message.partition()} offset {message.offset()}: {exc}"
                     ) from None
-            positions.update((tp.partition, tp) for tp in next_offsets(batch))
             progress.add(len(batch))
-        if positions:
+        if positions := source.positions():
             store.write(path, metrics)
-            retrying(consumer.commit, offsets=list(positions.values()), asynchronous=False)
+            retrying(consumer.commit, offsets=positions, asynchronous=False)
     progress.done()
     return {
         "input": _ranges(settings.METRICS, source), "read": progress.count, "metrics": len(metrics),
@@ -254,12 +258,11 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
     with closing(kafka.consumer(group("replay-reader"))) as consumer:
         for batch in BoundedRead(consumer, settings.PROCESSED, from_beginning=True, upto=upto):
             read += len(batch)
-            for message in batch:
-                if (message.partition(), message.offset()) in rejected:
-                    continue
-                order = orders.parse(message.value())
-                if isinstance(order, orders.Order) and low_s <= order.window_start < high_s:
-                    windows.add(order)
+            windows.add_all(
+                order for message in batch
+                if (message.partition(), message.offset()) not in rejected
+                and type(order := parse(message.value())) is Order and low_s <= order.window_start < high_s
+            )
     producer = kafka.producer(transactional_id=group("replay"))
     producer.init_transactions(TIMEOUT)
     with transaction(producer):

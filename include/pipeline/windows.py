@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
 from include.pipeline import money
 from include.pipeline.orders import Order
@@ -17,10 +17,6 @@ WindowKey = tuple[int, str]  # (window_start, product_id)
 class Aggregate:
     count: int = 0
     total: Decimal = Decimal(0)  # exact, unrounded
-
-    def add(self, amount: Decimal) -> None:
-        self.count += 1
-        self.total = money.add(self.total, amount)
 
 
 def key_bytes(key: WindowKey) -> bytes:
@@ -35,14 +31,18 @@ class TumblingWindows:
         self.aggregates: dict[WindowKey, Aggregate] = aggregates or {}
         self.changed: dict[WindowKey, Decimal] = {}  # key -> total in cents before the change
 
-    def add(self, order: Order) -> None:
-        key = (order.window_start, order.product_id)
-        aggregate = self.aggregates.get(key)
-        if aggregate is None:
-            aggregate = self.aggregates[key] = Aggregate()
-        if key not in self.changed:
-            self.changed[key] = money.to_cents(aggregate.total)
-        aggregate.add(order.amount)
+    def add_all(self, orders: Iterable[Order]) -> None:
+        amounts: dict[WindowKey, list[Decimal]] = {}
+        for order in orders:
+            amounts.setdefault((order.window_start, order.product_id), []).append(order.amount)
+        for key, added in amounts.items():
+            aggregate = self.aggregates.get(key)
+            if aggregate is None:
+                aggregate = self.aggregates[key] = Aggregate()
+            if key not in self.changed:
+                self.changed[key] = money.to_cents(aggregate.total)
+            aggregate.count += len(added)
+            aggregate.total = money.total(added, aggregate.total)
 
     def take_changed(self) -> list[tuple[WindowKey, Decimal]]:
         changed, self.changed = sorted(self.changed.items()), {}

@@ -4,6 +4,7 @@ import pytest
 
 from include.pipeline import codec, orders
 from include.pipeline.analyzer import DUPLICATE, LATE, Analyzer, Ledger
+from include.pipeline.dedup import fingerprint
 
 W = 1767607200  # 2026-01-05T10:00:00Z
 
@@ -11,6 +12,23 @@ W = 1767607200  # 2026-01-05T10:00:00Z
 def order(order_id, timestamp, amount="10.00", product_id="prod-1"):
     doc = {"order_id": order_id, "user_id": "u", "product_id": product_id, "amount": Decimal(amount), "timestamp": timestamp}
     return orders.parse(codec.encode(doc))
+
+
+def restore(records):
+    restored = Analyzer.create(3600, 7200)
+    for key, value in records:
+        restored.restore(key, value)
+    restored.restored()
+    return restored
+
+
+def remembered(analyzer, *order_ids):
+    return analyzer.seen.contains([fingerprint(order_id) for order_id in order_ids]).tolist()
+
+
+def segment_key(records):
+    [key] = [key for key, _ in records if key.startswith(b"orders:")]
+    return key
 
 
 def test_an_order_id_counts_once():
@@ -49,12 +67,12 @@ def test_changes_carry_new_totals_ledger_and_state_that_restores_the_same_analyz
         ((W, "prod-1"), 2, Decimal("0.010")), ((W + 60, "prod-2"), 1, Decimal("1.10")),
     ]
     assert analyzer.ledger == Ledger(3, Decimal("1.110"), Decimal("1.11"))
-    restored = Analyzer.create(3600, 86400)
-    for key, value in state:
-        restored.restore(key, value)
-    assert (restored.windows.aggregates, restored.seen, restored.watermark, restored.ledger) == (
-        analyzer.windows.aggregates, analyzer.seen, analyzer.watermark, analyzer.ledger,
+    restored = restore(state)
+    assert (restored.windows.aggregates, restored.watermark, restored.ledger) == (
+        analyzer.windows.aggregates, analyzer.watermark, analyzer.ledger,
     )
+    assert remembered(restored, "a", "b", "c", "d") == remembered(analyzer, "a", "b", "c", "d") == [True] * 3 + [False]
+    assert [key for key, _ in state if key.startswith(b"orders:")] == [key for key, _ in state][-3:-2]
     assert analyzer.take_changes()[0] == []
 
 
@@ -71,20 +89,43 @@ def test_ledger_cents_follow_each_windows_rounding():
 def test_expire_forgets_closed_windows_and_old_ids_with_tombstones():
     analyzer = Analyzer.create(3600, 7200)
     analyzer.offer(order("a", "2026-01-05T10:00:00Z"))
-    analyzer.offer(order("b", "2026-01-05T11:00:00Z"))
+    _, first = analyzer.take_changes()
+    analyzer.offer(order("b", "2026-01-05T10:40:00Z"))
     analyzer.offer(order("c", "2026-01-05T12:30:00Z"))
-    _, state = analyzer.take_changes()
+    _, second = analyzer.take_changes()
     tombstones = analyzer.expire()
     assert tombstones == [
         (b"window:1767607200:prod-1", None),  # ended 10:01, before 12:30 - 1 h
-        (b"window:1767610800:prod-1", None),  # ended 11:01, likewise
-        (b"order:a", None),  # 10:00 is before 12:30 - 2 h
+        (b"window:1767609600:prod-1", None),  # ended 10:41, likewise
+        (segment_key(first), None),  # holds only a: 10:00 is before 12:30 - 2 h
     ]
-    assert set(analyzer.seen) == {"b", "c"}
-    restored = Analyzer.create(3600, 7200)
-    for key, value in state + tombstones:
-        restored.restore(key, value)
+    assert remembered(analyzer, "a", "b", "c") == [False, True, True]
+    restored = restore(first + second + tombstones)
     assert (restored.windows.aggregates.keys(), restored.ledger.count) == ({(W + 9000, "prod-1")}, 3)
+    assert remembered(restored, "a", "b", "c") == [False, True, True]
+
+
+def test_an_id_past_the_horizon_is_forgotten_even_while_its_segment_lives_on():
+    analyzer = Analyzer.create(3600, 7200)
+    analyzer.offer(order("b", "2026-01-05T10:20:00Z"))
+    analyzer.offer(order("c", "2026-01-05T12:30:00Z"))
+    _, state = analyzer.take_changes()
+    assert analyzer.expire() == [(b"window:1767608400:prod-1", None)]  # the segment still holds c
+    assert remembered(analyzer, "b", "c") == [False, True]
+    restored = restore(state)  # a restart: the stage expires right after restoring
+    assert remembered(restored, "b", "c") == [True, True]
+    assert restored.expire() == [(b"window:1767608400:prod-1", None)]
+    assert remembered(restored, "b", "c") == [False, True]
+    assert restored.offer(order("b", "2026-01-05T12:31:00Z")) is None  # forgotten, and not late
+
+
+def test_duplicates_are_found_within_a_batch_and_across_batches():
+    analyzer = Analyzer.create(3600, 86400)
+    batch = [order("a", "2026-01-05T10:00:00Z"), order("b", "2026-01-05T10:00:01Z"), order("a", "2026-01-05T10:00:02Z")]
+    assert analyzer.offer_all(batch) == [None, None, DUPLICATE]
+    analyzer.take_changes()
+    assert analyzer.offer_all([order("b", "2026-01-05T10:00:03Z"), order("c", "2026-01-05T10:00:03Z")]) == [DUPLICATE, None]
+    assert analyzer.ledger.count == 3
 
 
 def test_a_horizon_shorter_than_the_grace_period_is_refused():

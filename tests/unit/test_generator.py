@@ -45,6 +45,11 @@ def test_same_seed_same_orders_other_seed_other_ids():
     assert not other & {v for _, v in first}
 
 
+def test_chunk_size_does_not_change_the_orders():
+    whole = list(generator.orders(25_000, START, END, 0.1, seed=5))
+    assert [r for chunk in generator.chunks(25_000, START, END, 0.1, seed=5, size=7) for r in chunk] == whole
+
+
 def test_bad_ratio_is_refused():
     with pytest.raises(ValueError, match="invalid_ratio must be between 0 and 1"):
         list(generator.orders(1, START, END, invalid_ratio=1.5))

@@ -15,15 +15,12 @@ def test_cents_round_half_up(value, cents):
 
 
 def test_sums_are_exact_where_floats_are_not():
-    total = Decimal(0)
-    for _ in range(10):
-        total = money.add(total, Decimal("0.1"))
-    assert total == Decimal("1.0")
+    assert money.total([Decimal("0.1")] * 10) == Decimal("1.0")
     assert sum([0.1] * 10) != 1.0  # what a float sum would have got wrong
 
 
 def test_sums_never_round_even_beyond_28_digits():
-    total = money.add(Decimal("1e30"), Decimal("0.000001"))
+    total = money.total([Decimal("0.000001")], Decimal("1e30"))
     assert str(total) == "1000000000000000000000000000000.000001"
 
 

@@ -22,9 +22,9 @@ def raw(**changes):
 def test_valid_order_is_parsed_exactly():
     order = orders.parse(raw(amount=Decimal("1234.567")))
     assert order == orders.Order(
-        "o-1", "u-1", "prod-3", Decimal("1234.567"), "2026-01-05T10:00:30Z",
-        datetime(2026, 1, 5, 10, 0, 30, tzinfo=timezone.utc),
+        "o-1", "u-1", "prod-3", Decimal("1234.567"), "2026-01-05T10:00:30Z", 1767607230_000000,
     )
+    assert order.event_time == datetime(2026, 1, 5, 10, 0, 30, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,12 @@ def order(product_id, amount, timestamp):
 
 def test_orders_fall_into_one_minute_windows_per_product():
     windows = TumblingWindows()
-    for o in [
+    windows.add_all([
         order("prod-1", "10.005", "2026-01-05T10:00:00Z"),
         order("prod-1", "0.10", "2026-01-05T10:00:59.999Z"),
         order("prod-1", "5", "2026-01-05T10:01:00Z"),
         order("prod-2", "1.00", "2026-01-05T11:00:10+01:00"),
-    ]:
-        windows.add(o)
+    ])
     assert windows.aggregates == {
         (1767607200, "prod-1"): Aggregate(2, Decimal("10.105")),
         (1767607260, "prod-1"): Aggregate(1, Decimal("5")),
@@ -26,7 +25,7 @@ def test_orders_fall_into_one_minute_windows_per_product():
     assert windows.take_changed() == [  # with the totals in cents before the change
         ((1767607200, "prod-1"), Decimal(0)), ((1767607200, "prod-2"), Decimal(0)), ((1767607260, "prod-1"), Decimal(0)),
     ]
-    windows.add(order("prod-1", "1", "2026-01-05T10:00:01Z"))
+    windows.add_all([order("prod-1", "1", "2026-01-05T10:00:01Z")])
     assert windows.take_changed() == [((1767607200, "prod-1"), Decimal("10.11"))]
     assert windows.take_changed() == []
 

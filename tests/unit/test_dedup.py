@@ -1,0 +1,64 @@
+import random
+
+from include.pipeline import dedup
+from include.pipeline.dedup import SeenOrders, fingerprint
+
+
+def ids(start, stop):
+    return [fingerprint(f"order-{i}") for i in range(start, stop)]
+
+
+def test_batches_merge_into_few_sorted_runs_and_every_id_is_found():
+    seen = SeenOrders()
+    for start in range(0, 64_000, 1000):
+        assert not seen.contains(ids(start, start + 1000)).any()
+        seen.add(ids(start, start + 1000), list(range(start, start + 1000)))
+    assert len(seen) == 64_000
+    assert len(seen.runs) == 1  # 64 equal batches merge like a binary counter
+    assert all((run.keys[:-1] < run.keys[1:]).all() for run in seen.runs)
+    probe = ids(63_500, 64_500)
+    assert seen.contains(probe).tolist() == [True] * 500 + [False] * 500
+
+
+def test_fingerprints_with_zero_bytes_stay_distinct():
+    zeros, one = b"\0" * 16, b"\0" * 15 + b"\1"
+    seen = SeenOrders()
+    seen.add([one], [1])
+    assert seen.contains([zeros, one]).tolist() == [False, True]
+
+
+def test_forget_before_drops_old_ids_and_names_the_segments_left_empty():
+    seen = SeenOrders()
+    [(old_key, _)] = seen.add(ids(0, 10), [100] * 10)
+    [(mixed_key, _)] = seen.add(ids(10, 20), [100] * 5 + [300] * 5)
+    assert seen.forget_before(200) == [old_key]
+    assert seen.contains(ids(0, 20)).tolist() == [False] * 15 + [True] * 5
+    assert list(seen.segments) == [mixed_key]
+
+
+def test_the_changelog_restores_the_same_set_and_big_batches_split_into_segments(monkeypatch):
+    monkeypatch.setattr(dedup, "SEGMENT_IDS", 300)
+    seen = SeenOrders()
+    log = seen.add(ids(0, 1000), list(range(1000))) + seen.add(ids(1000, 1100), [5000] * 100)
+    assert [len(value) for _, value in log] == [300 * 24] * 3 + [100 * 24] * 2
+    assert seen.add(ids(1000, 1100), [5000] * 100)[0][0] == log[-1][0]  # the key is the content's hash
+    log += [(key, None) for key in seen.forget_before(600)]
+    restored = SeenOrders()
+    for key, value in log:
+        restored.restore(key, value)
+    restored.restored()
+    everything = ids(0, 1100)
+    assert restored.contains(everything).tolist() == [i >= 600 for i in range(1100)]
+    assert restored.segments == seen.segments
+
+
+def test_random_lookups_agree_with_a_python_set():
+    rng = random.Random(7)
+    seen, reference = SeenOrders(), set()
+    for _ in range(40):
+        batch = list({fingerprint(str(rng.randrange(20_000))) for _ in range(rng.randrange(1, 700))})
+        assert seen.contains(batch).tolist() == [key in reference for key in batch]
+        new = [key for key in batch if key not in reference]
+        seen.add(new, [0] * len(new))
+        reference.update(new)
+    assert len(seen) == len(reference)
