@@ -19,7 +19,6 @@ import os
 import pstats
 import re
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from include.pipeline import settings  # noqa: E402
+from scripts.kafka.local import throwaway_broker  # noqa: E402
 
 START = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
 END = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
@@ -104,19 +104,6 @@ def measure(env: dict, what: str, n: int, out: Path, profiles: Path | None = Non
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def free_port_pair() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-
-
 def run_series(env: dict, n: int, work: Path, with_baselines: bool, profiles: Path | None = None) -> tuple[dict, dict]:
     """Fresh topics (a fresh broker), then the baselines and the stages over n orders."""
     from include.pipeline import stages
@@ -134,10 +121,6 @@ def run_series(env: dict, n: int, work: Path, with_baselines: bool, profiles: Pa
     for stage in STAGES[1:]:
         results[stage] = measure(env, stage, n, work / "metrics.json", profiles)
     return results, baselines
-
-
-def broker(env: dict, action: str) -> None:
-    subprocess.run([str(ROOT / "scripts/kafka/broker"), action], env=env, check=True)
 
 
 def rate(step: dict, n: int) -> float:
@@ -167,37 +150,22 @@ def main() -> int:
     report: dict = {"n": n}
     with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp:
         work = Path(tmp)
-        env_base = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_OUTPUT_DIR": str(work / "output")}
-
-        def fresh_broker(name: str) -> dict:
-            port = free_port_pair()
-            env = {**env_base, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(work / name),
-                   "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "KAFKA_HEAP": "1g"}
-            broker(env, "up")
-            return env
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_OUTPUT_DIR": str(work / "output"), "KAFKA_HEAP": "1g"}
+        env.pop("AIRFLOW_CONN_KAFKA_DEFAULT", None)
 
         if args.profile:
             profiles = settings.output_dir() / "profiles"
             profiles.mkdir(parents=True, exist_ok=True)
-            env = fresh_broker("kafka-profile")
-            try:
-                run_series(env, n, work, with_baselines=False, profiles=profiles)
-            finally:
-                broker(env, "down")
+            with throwaway_broker(work / "kafka-profile", env) as kafka_env:
+                run_series(kafka_env, n, work, with_baselines=False, profiles=profiles)
             for stage in STAGES:
                 print(f"{profiles / stage}.txt")
             return 0
 
-        env = fresh_broker("kafka-n")
-        try:
-            big, baselines = run_series(env, n, work, with_baselines=True)
-        finally:
-            broker(env, "down")
-        env = fresh_broker("kafka-small")
-        try:
-            smaller, _ = run_series(env, small, work, with_baselines=False)
-        finally:
-            broker(env, "down")
+        with throwaway_broker(work / "kafka-n", env) as kafka_env:
+            big, baselines = run_series(kafka_env, n, work, with_baselines=True)
+        with throwaway_broker(work / "kafka-small", env) as kafka_env:
+            smaller, _ = run_series(kafka_env, small, work, with_baselines=False)
 
         report["baseline"] = {
             what: {"orders_per_s": round(rate(step, n)), "peak_rss_mb": step["peak_rss_mb"]}
@@ -218,19 +186,14 @@ def main() -> int:
         report["stage_seconds_process_analyze_sink"] = round(sum(big[s]["seconds"] for s in STAGES[1:]), 2)
 
         if not args.skip_dag:
-            env = fresh_broker("kafka-dag")
-            env["AIRFLOW_HOME"] = str(work / "airflow")
-            env.pop("AIRFLOW_CONN_KAFKA_DEFAULT", None)
-            try:
+            with throwaway_broker(work / "kafka-dag", {**env, "AIRFLOW_HOME": str(work / "airflow")}) as kafka_env:
                 started = time.perf_counter()
                 result = subprocess.run(
                     [str(ROOT / "scripts/airflow"), "dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00",
                      "--conf", json.dumps({"orders": n, "invalid_ratio": 0.0, "seed": 1})],
-                    env=env, capture_output=True, text=True,
+                    env=kafka_env, capture_output=True, text=True,
                 )
                 dag_seconds = time.perf_counter() - started
-            finally:
-                broker(env, "down")
             if result.returncode != 0 or "state=success" not in result.stdout + result.stderr:
                 sys.exit("bench: the DAG run failed:\n" + (result.stdout + result.stderr)[-3000:])
             # Each stage logs "<what>: <count> in <seconds>s"; the rest of the wall time is Airflow.

@@ -64,7 +64,7 @@ class Analyzer:
     def offer_all(self, orders: list[Order]) -> list[str | None]:
         """offer() for each order in turn; the dedup lookup is done for all of them at once."""
         fingerprints = [fingerprint(order.order_id) for order in orders]
-        seen_before = self.seen.contains(fingerprints).tolist() if self.seen.runs else [False] * len(orders)
+        seen_before = self.seen.contains(fingerprints).tolist()
         counted, watermark, grace_us = self.counted, self.watermark, self.grace_us
         accepted: list[Order] = []
         verdicts: list[str | None] = []
@@ -116,10 +116,10 @@ class Analyzer:
         return [(window_key(key), None) for key in closed] + [(key, None) for key in forgotten]
 
     # The changelog: keys "window:<start>:<product>", "orders:<segment hash>", "watermark", "ledger".
+    # Restoring reads it twice: restore() each record, then restore_ids() each record.
 
     def restore(self, key: bytes, value: bytes | None) -> None:
-        """Apply one changelog record (the newest per key wins; None is a tombstone); then
-        call restored()."""
+        """Apply one changelog record (the newest per key wins; None is a tombstone)."""
         kind, _, rest = key.partition(b":")
         if kind == b"window":
             start, product_id = rest.decode().split(":", 1)
@@ -128,14 +128,16 @@ class Analyzer:
             else:
                 self.windows.aggregates[(int(start), product_id)] = aggregate_from_state(codec.decode(value))
         elif key.startswith(SEGMENT_KEY):
-            self.seen.restore(key, value)
+            self.seen.note(key, value)
         elif kind == b"watermark" and value is not None:
             self.watermark = codec.decode(value)
         elif kind == b"ledger" and value is not None:
             self.ledger = Ledger.from_json(codec.decode(value))
 
-    def restored(self) -> None:
-        self.seen.restored()
+    def restore_ids(self, key: bytes, value: bytes | None) -> None:
+        """Load the counted ids of a segment that restore() found live."""
+        if key.startswith(SEGMENT_KEY) and value is not None:
+            self.seen.load(key, value)
 
 
 def window_key(key: WindowKey) -> bytes:

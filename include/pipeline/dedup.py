@@ -1,23 +1,38 @@
-"""The dedup horizon: the order ids counted so far, kept compact so that memory stays small.
+"""The dedup horizon: the order ids counted so far, in memory that does not grow with them.
 
-Each id is kept as a 16-byte BLAKE2b fingerprint with its event time, 24 bytes in numpy arrays
-instead of ~150 in a dict of strings. Two different ids share a fingerprint with probability
-2**-128 per pair (about 1e-21 for a billion ids): far below any hardware error rate.
+Each id is kept as a 16-byte BLAKE2b fingerprint with its event time. Two different ids share a
+fingerprint with probability 2**-128 per pair (about 1e-21 for a billion ids): far below any
+hardware error rate.
 
-Fingerprints sit in sorted runs, merged like a binary counter so there are O(log n) of them;
-a batch of orders is looked up in all runs at once. The changelog keeps one segment record per
-batch of newly counted ids (keyed by a hash of its content) instead of a record per id.
+New fingerprints collect in sorted runs in memory, merged like a binary counter. Past
+``SPILL_IDS`` they are written to a file as one sorted run, of which memory keeps a Bloom filter
+(about 1.3 bytes an id) and every ``BLOCK``-th key: a lookup reads a block only when the filter
+says the id may be there. A batch of orders is looked up in all runs at once.
+
+The changelog (the analyze-state topic) is what lasts: one segment record per batch of newly
+counted ids, keyed by a hash of its content. The files are a cache, rebuilt from it by a restart.
 """
 
 from __future__ import annotations
 
+import itertools
+import tempfile
 from hashlib import blake2b
+from pathlib import Path
+from typing import Iterable, Iterator
+
 import numpy as np
 
 FINGERPRINT = np.dtype("S16")
 EVENT_US = np.dtype("<i8")
 SEGMENT_KEY = b"orders:"
 SEGMENT_IDS = 20_000  # ids per changelog record: 480 KB, under the broker's 1 MB default
+SPILL_IDS = 1 << 16  # ids held in memory before they go to a file (1.5 MB)
+BLOCK = 256  # ids per block of a file: one 4 KB read
+MERGE_CHUNK = 1 << 14  # ids read at a time when files merge
+BLOOM_CHUNK = 1 << 13  # ids hashed into a filter at a time
+BLOOM_BITS = 10  # per id; with 7 probes, about 1% of absent ids cost a block read
+PROBES = 7
 
 
 def fingerprint(order_id: str) -> bytes:
@@ -41,9 +56,7 @@ class Run:
         return len(self.keys)
 
     def contains(self, query: np.ndarray) -> np.ndarray:
-        at = np.searchsorted(self.keys, query)
-        at[at == len(self.keys)] = 0
-        return self.keys[at] == query
+        return _found(self.keys, query)
 
     def merge(self, other: Run) -> Run:
         # Linear: each of other's keys goes where searchsorted says, self's fill the rest.
@@ -62,16 +75,80 @@ class Run:
         return self if keep.all() else Run(self.keys[keep], self.event_us[keep])
 
 
+class SpilledRun:
+    """A run in two files (keys, event times); memory keeps its Bloom filter, the first key of
+    each block and its newest event time."""
+
+    def __init__(self, path: Path, capacity: int) -> None:
+        self.keys_path, self.times_path = path.with_suffix(".keys"), path.with_suffix(".times")
+        self.size, self.newest = 0, -(2**63)
+        self.bits = 1 << max(int(capacity * BLOOM_BITS - 1).bit_length(), 6)
+        self.bloom = np.zeros(self.bits // 8, dtype=np.uint8)
+        self.fences = np.empty(0, dtype=FINGERPRINT)
+
+    @classmethod
+    def write(cls, path: Path, chunks: Iterable[Run], capacity: int) -> SpilledRun:
+        """A run of ``chunks`` (ascending, also from one chunk to the next), at most capacity ids."""
+        run = cls(path, capacity)
+        fences = []
+        with open(run.keys_path, "wb") as keys, open(run.times_path, "wb") as times:
+            for chunk in chunks:
+                if not len(chunk):
+                    continue
+                chunk.keys.tofile(keys)
+                chunk.event_us.tofile(times)
+                fences.append(chunk.keys[-run.size % BLOCK::BLOCK].copy())  # not a view: it would keep the chunk
+                for first in range(0, len(chunk), BLOOM_CHUNK):  # bounds the probes' memory
+                    probes = _probes(chunk.keys[first:first + BLOOM_CHUNK], run.bits).ravel()
+                    np.bitwise_or.at(run.bloom, probes >> 3, np.left_shift(1, probes & 7, dtype=np.uint8))
+                run.size += len(chunk)
+                run.newest = max(run.newest, int(chunk.event_us.max()))
+        run.fences = np.concatenate(fences) if fences else run.fences
+        return run
+
+    def chunks(self) -> Iterator[Run]:
+        with open(self.keys_path, "rb") as keys, open(self.times_path, "rb") as times:
+            for first in range(0, self.size, MERGE_CHUNK):
+                n = min(MERGE_CHUNK, self.size - first)
+                yield Run(np.fromfile(keys, FINGERPRINT, n), np.fromfile(times, EVENT_US, n))
+
+    def contains(self, query: np.ndarray, probes: np.ndarray, cutoff_us: int) -> np.ndarray:
+        """Which of query (with its probes for this run's filter size) are in this run with an
+        event time at or after cutoff_us."""
+        maybe = np.flatnonzero(((self.bloom[probes >> 3] >> (probes & 7)) & 1).all(axis=1))
+        found = np.zeros(len(query), dtype=bool)
+        blocks = np.searchsorted(self.fences, query[maybe], side="right") - 1
+        with open(self.keys_path, "rb") as keys, open(self.times_path, "rb") as times:
+            for block in np.unique(blocks[blocks >= 0]).tolist():
+                first, n = block * BLOCK, min(BLOCK, self.size - block * BLOCK)
+                keys.seek(first * FINGERPRINT.itemsize)
+                times.seek(first * EVENT_US.itemsize)
+                run = Run(np.fromfile(keys, FINGERPRINT, n), np.fromfile(times, EVENT_US, n))
+                wanted = maybe[blocks == block]
+                at = np.searchsorted(run.keys, query[wanted])
+                at[at == n] = 0
+                found[wanted] = (run.keys[at] == query[wanted]) & (run.event_us[at] >= cutoff_us)
+        return found
+
+    def delete(self) -> None:
+        self.keys_path.unlink()
+        self.times_path.unlink()
+
+
 class SeenOrders:
     """Fingerprints of counted order ids, with their changelog segments."""
 
     def __init__(self) -> None:
         self.runs: list[Run] = []
+        self.spilled: list[SpilledRun] = []
         self.segments: dict[bytes, int] = {}  # changelog key -> newest event time in the segment
-        self._restored: dict[bytes, bytes] = {}
+        self.cutoff_us = -(2**63)  # ids before this are forgotten
+        self._live: set[bytes] = set()  # restoring: the segments no later tombstone deletes
+        self._directory: tempfile.TemporaryDirectory | None = None
+        self._files = itertools.count()
 
     def __len__(self) -> int:
-        return sum(len(run) for run in self.runs)
+        return sum(len(run) for run in self.runs) + sum(run.size for run in self.spilled)
 
     def contains(self, fingerprints: list[bytes]) -> np.ndarray:
         """Which of ``fingerprints`` were counted before (a bool per fingerprint)."""
@@ -79,6 +156,11 @@ class SeenOrders:
         found = np.zeros(len(query), dtype=bool)
         for run in self.runs:
             found |= run.contains(query)
+        probes: dict[int, np.ndarray] = {}  # per filter size
+        for spilled in self.spilled:
+            if spilled.bits not in probes:
+                probes[spilled.bits] = _probes(query, spilled.bits)
+            found |= spilled.contains(query, probes[spilled.bits], self.cutoff_us)
         return found
 
     def add(self, fingerprints: list[bytes], event_us: list[int]) -> list[tuple[bytes, bytes]]:
@@ -99,34 +181,87 @@ class SeenOrders:
     def forget_before(self, cutoff_us: int) -> list[bytes]:
         """Forget the ids whose event time is before ``cutoff_us``; returns the keys of the
         changelog segments that hold nothing else any more (to tombstone)."""
-        self.runs = [kept for run in self.runs if len(kept := run.since(cutoff_us))]
-        gone = [key for key, newest in self.segments.items() if newest < cutoff_us]
+        self.cutoff_us = max(self.cutoff_us, cutoff_us)
+        self.runs = [kept for run in self.runs if len(kept := run.since(self.cutoff_us))]
+        for spilled in [s for s in self.spilled if s.newest < self.cutoff_us]:
+            self.spilled.remove(spilled)
+            spilled.delete()
+        gone = [key for key, newest in self.segments.items() if newest < self.cutoff_us]
         for key in gone:
             del self.segments[key]
         return gone
 
-    def restore(self, key: bytes, value: bytes | None) -> None:
-        """Apply one changelog segment record (None: a tombstone); ``restored()`` finishes."""
-        if value is None:
-            self._restored.pop(key, None)
-            self.segments.pop(key, None)
-        else:
-            self._restored[key] = value
+    # Restoring reads the changelog twice: first which segments are live, then only those, so
+    # the ids are never all in memory as raw records.
 
-    def restored(self) -> None:
-        parts = {key: _decode(value) for key, value in self._restored.items()}
-        self._restored = {}
-        for key, (_, event_us) in parts.items():
+    def note(self, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            self._live.discard(key)
+        else:
+            self._live.add(key)
+
+    def load(self, key: bytes, value: bytes) -> None:
+        if key in self._live and key not in self.segments:
+            keys, event_us = _decode(value)
             self.segments[key] = int(event_us.max())
-        if parts:
-            keys, event_us = zip(*parts.values())
-            self.runs = [Run.of(np.concatenate(keys), np.concatenate(event_us))]
+            self._push(Run.of(keys, event_us))
 
     def _push(self, run: Run) -> None:
         self.runs.append(run)
         while len(self.runs) > 1 and len(self.runs[-2]) < 2 * len(self.runs[-1]):
             newer = self.runs.pop()
             self.runs.append(self.runs.pop().merge(newer))
+        if sum(len(run) for run in self.runs) < SPILL_IDS:
+            return
+        merged = self.runs.pop()
+        while self.runs:
+            merged = self.runs.pop().merge(merged)
+        self.spilled.append(SpilledRun.write(self._path(), [merged], len(merged)))
+        # Files merge like the runs in memory, streamed a chunk at a time, so there are
+        # O(log n) of them to look in; forgotten ids are left out on the way.
+        while len(self.spilled) > 1 and self.spilled[-2].size < 2 * self.spilled[-1].size:
+            newer, older = self.spilled.pop(), self.spilled.pop()
+            chunks = (chunk.since(self.cutoff_us) for chunk in _merged(older.chunks(), newer.chunks()))
+            self.spilled.append(SpilledRun.write(self._path(), chunks, older.size + newer.size))
+            older.delete()
+            newer.delete()
+
+    def _path(self) -> Path:
+        if self._directory is None:
+            self._directory = tempfile.TemporaryDirectory(prefix="kafka-pipeline-dedup-")
+        return Path(self._directory.name) / f"run-{next(self._files)}"
+
+
+def _merged(a: Iterator[Run], b: Iterator[Run]) -> Iterator[Run]:
+    """Two ascending streams of runs as one."""
+    streams = [a, b]
+    heads = [next(a, None), next(b, None)]
+    while heads[0] is not None and heads[1] is not None:
+        # Everything up to the smaller of the two last keys is final.
+        first = 0 if heads[0].keys[-1:] <= heads[1].keys[-1:] else 1
+        other = 1 - first
+        cut = int(np.searchsorted(heads[other].keys, heads[first].keys[-1:], side="right")[0])
+        yield heads[first].merge(Run(heads[other].keys[:cut], heads[other].event_us[:cut]))
+        rest = Run(heads[other].keys[cut:], heads[other].event_us[cut:])
+        heads[other] = rest if len(rest) else next(streams[other], None)
+        heads[first] = next(streams[first], None)
+    for head, stream in zip(heads, streams):
+        while head is not None:
+            yield head
+            head = next(stream, None)
+
+
+def _found(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    at = np.searchsorted(keys, query)
+    at[at == len(keys)] = 0
+    return keys[at] == query
+
+
+def _probes(keys: np.ndarray, bits: int) -> np.ndarray:
+    """PROBES bit positions per key, by double hashing its two 64-bit halves (already uniform)."""
+    halves = np.ascontiguousarray(keys).view(np.uint64).reshape(-1, 2)
+    step = halves[:, 1:] | np.uint64(1)
+    return (halves[:, :1] + step * np.arange(PROBES, dtype=np.uint64)) & np.uint64(bits - 1)
 
 
 def _decode(value: bytes) -> tuple[np.ndarray, np.ndarray]:

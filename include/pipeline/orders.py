@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import msgspec
 
@@ -25,9 +25,10 @@ MIN_AMOUNT = Decimal(5e-324)
 MAX_ORDER_BYTES = 64 * 1024
 REQUIRED = ("order_id", "user_id", "product_id", "amount", "timestamp")
 WINDOW_US = WINDOW_SECONDS * 1_000_000
+MICROSECOND = timedelta(microseconds=1)
 
 
-class Order(NamedTuple):
+class Order(msgspec.Struct, frozen=True):
     order_id: str
     user_id: str
     product_id: str
@@ -45,7 +46,7 @@ class Order(NamedTuple):
         return self.event_us // WINDOW_US * WINDOW_SECONDS  # floors, also before 1970
 
 
-class Rejected(NamedTuple):
+class Rejected(msgspec.Struct, frozen=True):
     reason: str
     detail: str
 
@@ -121,11 +122,7 @@ def _order(order_id: Any, user_id: Any, product_id: Any, amount: Any, timestamp:
             "invalid_timestamp",
             f"timestamp must be an ISO-8601 date and time string, got {_show(timestamp)}",
         )
-    delta = event_time - EPOCH
-    return Order(
-        order_id, user_id, product_id, exact, timestamp,
-        (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds,
-    )
+    return Order(order_id, user_id, product_id, exact, timestamp, (event_time - EPOCH) // MICROSECOND)
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -144,19 +141,23 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
 
 
-def enrich(order: Order, processed_at: str) -> bytes:
+class Processed(msgspec.Struct):
     """The processed-orders record: the order's fields plus product_name and processed_at."""
-    return codec.encode(
-        {
-            "order_id": order.order_id,
-            "user_id": order.user_id,
-            "product_id": order.product_id,
-            "product_name": PRODUCTS[order.product_id],
-            "amount": order.amount,
-            "timestamp": order.timestamp,
-            "processed_at": processed_at,
-        }
-    )
+
+    order_id: str
+    user_id: str
+    product_id: str
+    product_name: str
+    amount: Decimal
+    timestamp: str
+    processed_at: str
+
+
+def enrich(order: Order, processed_at: str) -> bytes:
+    return codec.encode(Processed(
+        order.order_id, order.user_id, order.product_id, PRODUCTS[order.product_id], order.amount,
+        order.timestamp, processed_at,
+    ))
 
 
 def _show(value: Any, limit: int = 80) -> str:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # A huge or throttled generate run commits in slices, keeping each transaction short.
 GENERATE_TXN_RECORDS = 50_000
 GENERATE_TXN_SECONDS = 5.0
+RESTORE_BATCH = 16
 
 
 def group(stage: str) -> str:
@@ -184,12 +185,17 @@ def analyze(
 
 
 def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
-    # Reads from the start and never commits: the group id is only a name here.
+    # Reads from the start and never commits: the group id is only a name here. Two passes (see
+    # Analyzer.restore), in small batches: a segment of order ids is a large record.
     with closing(kafka.consumer(group("analyze-state-reader"))) as consumer:
-        for batch in BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True):
+        first = BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True, batch_size=RESTORE_BATCH)
+        for batch in first:
             for message in batch:
                 analyzer.restore(message.key(), message.value())
-    analyzer.restored()
+        upto = {partition: end for partition, (_, end) in first.ranges.items()}
+        for batch in BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True, upto=upto, batch_size=RESTORE_BATCH):
+            for message in batch:
+                analyzer.restore_ids(message.key(), message.value())
     log.info(
         "analyze state: %d open (window, product) aggregates, %d order ids remembered, %d counted so far",
         len(analyzer.windows.aggregates), len(analyzer.seen), analyzer.ledger.count,

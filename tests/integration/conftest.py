@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from scripts.kafka.local import throwaway_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -32,19 +33,6 @@ class Record:
 
     def json(self):
         return json.loads(self.value, parse_float=Decimal)
-
-
-def free_port_pair() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
 
 
 class Pipeline:
@@ -122,19 +110,7 @@ def pipeline(tmp_path, migrated_db):
     airflow_home = tmp_path / "airflow"
     airflow_home.mkdir()
     shutil.copy(migrated_db, airflow_home / "airflow.db")
-    port = free_port_pair()
-    env = {
-        **os.environ,
-        "KAFKA_PORT": str(port),
-        "KAFKA_DATA_DIR": str(tmp_path / "kafka"),
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
-        "AIRFLOW_HOME": str(airflow_home),
-        "PIPELINE_OUTPUT_DIR": str(tmp_path / "output"),
-    }
+    env = {**os.environ, "AIRFLOW_HOME": str(airflow_home), "PIPELINE_OUTPUT_DIR": str(tmp_path / "output")}
     env.pop("AIRFLOW_CONN_KAFKA_DEFAULT", None)
-    broker = str(ROOT / "scripts/kafka/broker")
-    subprocess.run([broker, "up"], env=env, check=True, timeout=300)
-    try:
+    with throwaway_broker(tmp_path / "kafka", env) as env:
         yield Pipeline(env, tmp_path / "output")
-    finally:
-        subprocess.run([broker, "down"], env=env, check=True, timeout=120)

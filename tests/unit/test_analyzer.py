@@ -18,7 +18,8 @@ def restore(records):
     restored = Analyzer.create(3600, 7200)
     for key, value in records:
         restored.restore(key, value)
-    restored.restored()
+    for key, value in records:
+        restored.restore_ids(key, value)
     return restored
 
 

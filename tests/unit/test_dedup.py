@@ -45,8 +45,10 @@ def test_the_changelog_restores_the_same_set_and_big_batches_split_into_segments
     log += [(key, None) for key in seen.forget_before(600)]
     restored = SeenOrders()
     for key, value in log:
-        restored.restore(key, value)
-    restored.restored()
+        restored.note(key, value)
+    for key, value in log:
+        if value is not None:
+            restored.load(key, value)
     everything = ids(0, 1100)
     assert restored.contains(everything).tolist() == [i >= 600 for i in range(1100)]
     assert restored.segments == seen.segments
@@ -62,3 +64,39 @@ def test_random_lookups_agree_with_a_python_set():
         seen.add(new, [0] * len(new))
         reference.update(new)
     assert len(seen) == len(reference)
+
+
+def small_spills(monkeypatch):
+    monkeypatch.setattr(dedup, "SPILL_IDS", 1000)
+    monkeypatch.setattr(dedup, "BLOCK", 16)
+
+
+def test_spilled_ids_are_found_on_disk_and_only_filters_stay_in_memory(monkeypatch):
+    small_spills(monkeypatch)
+    seen = SeenOrders()
+    for start in range(0, 5000, 500):
+        seen.add(ids(start, start + 500), list(range(start, start + 500)))
+    assert [run.size for run in seen.spilled] == [4000, 1000] and seen.runs == []  # files merge too
+    assert len(seen) == 5000
+    assert seen.contains(ids(4900, 5100)).tolist() == [True] * 100 + [False] * 100
+    assert seen.contains(ids(0, 5000)).all()
+
+
+def test_forgetting_drops_whole_files_hides_older_ids_in_the_rest_and_merges_leave_them_out(monkeypatch):
+    small_spills(monkeypatch)
+    seen = SeenOrders()
+    seen.add(ids(0, 2000), [100] * 2000)  # a file, all old
+    seen.add(ids(2000, 3000), [100] * 500 + [300] * 500)  # a second file, half old
+    seen.add(ids(3000, 3100), [100] * 100)  # in memory
+    old = seen.spilled[0].keys_path
+    seen.forget_before(200)
+    assert not old.exists() and [run.size for run in seen.spilled] == [1000]
+    assert seen.contains(ids(0, 3100)).tolist() == [False] * 2500 + [True] * 500 + [False] * 100
+    seen.add(ids(3100, 4100), [400] * 1000)  # spills, and the two files merge
+    assert [run.size for run in seen.spilled] == [1500]
+    assert seen.contains(ids(2000, 4100)).tolist() == [False] * 500 + [True] * 500 + [False] * 100 + [True] * 1000
+
+
+def test_random_lookups_with_spills_agree_with_a_python_set(monkeypatch):
+    small_spills(monkeypatch)
+    test_random_lookups_agree_with_a_python_set()

@@ -1,0 +1,38 @@
+"""A throwaway local broker for the tests and the benchmark: scripts/kafka/broker on free ports,
+with its own data dir, stopped when the block ends."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+BROKER = Path(__file__).with_name("broker")
+
+
+def free_port_pair() -> int:
+    """A free port whose successor is free too (the broker's and its controller's)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
+@contextmanager
+def throwaway_broker(data_dir: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Start a broker; yields ``env`` plus the settings that point everything at it."""
+    port = free_port_pair()
+    env = {**env, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
+    subprocess.run([str(BROKER), "up"], env=env, check=True, timeout=300)
+    try:
+        yield env
+    finally:
+        subprocess.run([str(BROKER), "down"], env=env, check=True, timeout=120)
