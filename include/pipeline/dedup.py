@@ -5,9 +5,10 @@ fingerprint with probability 2**-128 per pair (about 1e-21 for a billion ids): f
 hardware error rate.
 
 New fingerprints collect in sorted runs in memory, merged like a binary counter. Past
-``SPILL_IDS`` they are written to a file as one sorted run, of which memory keeps a Bloom filter
-(about 1.3 bytes an id) and every ``BLOCK``-th key: a lookup reads a block only when the filter
-says the id may be there. A batch of orders is looked up in all runs at once.
+``SPILL_IDS`` they are written (to a temporary directory) as one sorted run, of which memory
+keeps a Bloom filter (1.3 to 2.5 bytes an id) and every ``BLOCK``-th key: a lookup reads a 4 KB
+block only when the filter says the id may be there. Files merge the same way, streamed a chunk
+at a time, so there are O(log n) of them. A batch of orders is looked up in all runs at once.
 
 The changelog (the analyze-state topic) is what lasts: one segment record per batch of newly
 counted ids, keyed by a hash of its content. The files are a cache, rebuilt from it by a restart.

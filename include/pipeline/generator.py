@@ -11,7 +11,6 @@ from typing import Iterator
 import numpy as np
 
 from include.pipeline import codec
-from include.pipeline.settings import PRODUCTS
 
 # (weight, lowest price, highest price in cents) per product: phones sell most, laptops cost most.
 PRICES = {
