@@ -88,21 +88,19 @@ def chunks(
         user = (USERS * (1.0 - (1.0 - rng.random(n)) ** (1 / 3))).astype(np.int64).tolist()  # Beta(1, 3): loyal few
         at_us = start_us + (np.arange(first, first + n) * step_us + rng.random(n) * step_us).astype(np.int64)
         timestamps = np.datetime_as_string(np.minimum(at_us, end_us - 1).astype("datetime64[us]"), unit="ms").tolist()
-        invalid = (rng.random(n) < invalid_ratio).tolist() if invalid_ratio else [False] * n
-        chunk = []
-        for order_id, user_index, product_index, c, timestamp, bad in zip(
-            _uuids(rng, n), user, product.tolist(), cents, timestamps, invalid,
-        ):
-            user_id, product_id = users[user_index], products[product_index]
-            if bad:
-                order = {"order_id": order_id, "user_id": user_id, "product_id": product_id,
-                         "amount": Decimal(c).scaleb(-2), "timestamp": timestamp + "+00:00"}
-                chunk.append((user_id.encode(), broken.choice(INVALID_MAKERS)(order, broken)))
-            else:
-                chunk.append((order_id.encode(), (
-                    f'{{"order_id":"{order_id}","user_id":"{user_id}","product_id":"{product_id}",'
-                    f'"amount":{c // 100}.{c % 100:02d},"timestamp":"{timestamp}+00:00"}}'
-                ).encode()))
+        invalid = np.flatnonzero(rng.random(n) < invalid_ratio).tolist() if invalid_ratio else []
+        order_ids = _uuids(rng, n)
+        user_ids = [users[u] for u in user]
+        product_ids = [products[p] for p in product.tolist()]
+        chunk = list(zip([order_id.encode() for order_id in order_ids], [
+            f'{{"order_id":"{o}","user_id":"{u}","product_id":"{p}","amount":{c // 100}.{c % 100:02d},'
+            f'"timestamp":"{t}+00:00"}}'.encode()
+            for o, u, p, c, t in zip(order_ids, user_ids, product_ids, cents, timestamps)
+        ]))
+        for i in invalid:
+            order = {"order_id": order_ids[i], "user_id": user_ids[i], "product_id": product_ids[i],
+                     "amount": Decimal(cents[i]).scaleb(-2), "timestamp": timestamps[i] + "+00:00"}
+            chunk[i] = (user_ids[i].encode(), broken.choice(INVALID_MAKERS)(order, broken))
         for at in range(0, n, size):
             yield chunk[at:at + size]
 

@@ -211,6 +211,16 @@ def produce(producer: Producer, topic: str, key: bytes | None, value: bytes | No
             producer.poll(0.05)
 
 
+def produce_all(producer: Producer, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    """produce() each (key, value), with the client's method called directly on the hot path."""
+    send = producer.produce
+    for key, value in records:
+        try:
+            send(topic, value, key)
+        except BufferError:
+            produce(producer, topic, key, value)
+
+
 @contextmanager
 def transaction(producer: Producer, consumer: Consumer | None = None, source: BoundedRead | None = None):
     """One Kafka transaction: what the block produces and, with a consumer, the positions the

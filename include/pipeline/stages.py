@@ -18,7 +18,8 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from include.pipeline import codec, generator, money, settings, sink as store
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.kafka_io import (
-    TIMEOUT, BoundedRead, Kafka, Progress, create_topics as create, produce, retrying, transaction,
+    TIMEOUT, BoundedRead, Kafka, Progress, create_topics as create, produce, produce_all, retrying,
+    transaction,
 )
 from include.pipeline.orders import Order, enrich, parse
 from include.pipeline.windows import TumblingWindows, key_bytes, metric
@@ -61,8 +62,7 @@ def generate(
         slice_started, slice_sent = time.monotonic(), 0
         with transaction(producer):
             while chunk and slice_sent < GENERATE_TXN_RECORDS and time.monotonic() - slice_started < GENERATE_TXN_SECONDS:
-                for key, value in chunk:
-                    produce(producer, settings.ORDERS, key, value)
+                produce_all(producer, settings.ORDERS, chunk)
                 slice_sent += len(chunk)
                 progress.add(len(chunk))
                 if rate > 0:
