@@ -5,7 +5,7 @@ VENV ?= .venv
 DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
-.PHONY: install lock kafka-up kafka-down run test test-unit test-integration test-faults bench clean
+.PHONY: install lock kafka-up kafka-down run produce test test-unit test-integration test-faults test-airflow bench clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,11 @@ run: install kafka-up
 	  || { tail -n 40 output/last-run.log; echo "the run did not succeed: see output/last-run.log"; exit 1; }
 	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.reconcile
 
+# Orders from outside Airflow (e.g. to start kafka_pipeline_on_orders): `make produce ORDERS=10000`.
+ORDERS ?= 10000
+produce: install kafka-up
+	$(VENV)/bin/python scripts/produce.py --orders $(ORDERS)
+
 test: install
 	$(VENV)/bin/pytest
 
@@ -47,6 +52,10 @@ test-unit: install
 
 test-integration: install
 	$(VENV)/bin/pytest tests/integration
+
+# The DAGs through a real scheduler, triggerer and API server, and the lag trigger alone.
+test-airflow: install
+	$(VENV)/bin/pytest tests/integration/test_scheduler.py tests/integration/test_lag_trigger.py
 
 test-faults: install
 	$(VENV)/bin/pytest tests/integration/test_faults_crash.py tests/integration/test_faults_rerun.py

@@ -1,6 +1,7 @@
 """kafka_pipeline_replay: rebuild the metrics of a past time range from what Kafka retains.
 
 Trigger it by hand with the range; pause kafka_pipeline meanwhile (both sink into the same file).
+Its Kafka tasks share the kafka_pipeline pool with the other DAGs' stages.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from datetime import datetime, timezone
 from airflow.sdk import DAG, Param
 
 from include.pipeline import stages
-from kafka_stages.operators import KafkaStageOperator
+from kafka_stages.operators import CheckParamsOperator
+from kafka_stages.pipeline import stage_task
 
 with DAG(
     dag_id="kafka_pipeline_replay",
     description="Rebuild product metrics of a past time range from processed-orders",
+    doc_md=__doc__,
     schedule=None,
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
@@ -27,15 +30,16 @@ with DAG(
         "allow_partial": Param(False, type="boolean", description="Replay even if retention already deleted part of processed-orders"),
     },
 ) as dag:
-    replay = KafkaStageOperator(
-        task_id="replay",
-        stage=stages.replay,
+    check = CheckParamsOperator(task_id="check_params", retries=0)
+    replay = stage_task(
+        "replay",
+        stages.replay,
         op_kwargs={
             "start": "{{ macros.datetime.fromisoformat(params.start) }}",
             "end": "{{ macros.datetime.fromisoformat(params.end) }}",
             "allow_partial": "{{ params.allow_partial }}",
         },
     )
-    sink = KafkaStageOperator(task_id="sink", stage=stages.sink)
+    sink = stage_task("sink", stages.sink)
 
-    replay >> sink
+    check >> replay >> sink

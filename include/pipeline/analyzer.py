@@ -50,11 +50,7 @@ class Analyzer:
 
     @classmethod
     def create(cls, grace_seconds: float, horizon_seconds: float) -> Analyzer:
-        if grace_seconds < 0 or horizon_seconds < grace_seconds:
-            raise ValueError(
-                f"need 0 <= grace_seconds <= dedup_horizon_seconds, got {grace_seconds} and {horizon_seconds}: "
-                "an order forgotten by the dedup horizon must already be late"
-            )
+        check_horizon(grace_seconds, horizon_seconds)
         return cls(int(grace_seconds * US), int(horizon_seconds * US))
 
     def offer(self, order: Order) -> str | None:
@@ -138,6 +134,14 @@ class Analyzer:
         """Load the counted ids of a segment that restore() found live."""
         if key.startswith(SEGMENT_KEY) and value is not None:
             self.seen.load(key, value)
+
+
+def check_horizon(grace_seconds: float, horizon_seconds: float) -> None:
+    if grace_seconds < 0 or horizon_seconds < grace_seconds:
+        raise ValueError(
+            f"need 0 <= grace_seconds <= dedup_horizon_seconds, got {grace_seconds} and {horizon_seconds}: "
+            "an order forgotten by the dedup horizon must already be late"
+        )
 
 
 def window_key(key: WindowKey) -> bytes:

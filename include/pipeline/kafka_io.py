@@ -61,16 +61,16 @@ class Kafka:
 
     def check(self) -> None:
         """Fail fast, with what to do, when the cluster does not answer."""
-        try:  # quietly: librdkafka would log every failed connect, this one error says it all
-            AdminClient({**self._base(), "log_level": 2}).list_topics(timeout=10)
+        try:  # quietly: this one error says it all
+            self.admin(quiet=True).list_topics(timeout=10)
         except KafkaException as exc:
             raise ConnectionError(
                 f"cannot reach Kafka at {self.config['bootstrap.servers']} ({exc.args[0].str()}): start the local "
                 "broker with `make kafka-up`, or point KAFKA_BOOTSTRAP_SERVERS / the kafka_default connection at yours"
             ) from None
 
-    def admin(self) -> AdminClient:
-        return AdminClient(self._base())
+    def admin(self, quiet: bool = False) -> AdminClient:
+        return AdminClient(self._base(quiet))
 
     def producer(self, transactional_id: str | None = None) -> Producer:
         config = {**self._base(), **PRODUCER_TUNING}
@@ -78,12 +78,15 @@ class Kafka:
             config["transactional.id"] = transactional_id
         return Producer(config)
 
-    def consumer(self, group_id: str) -> Consumer:
-        return Consumer({**self._base(), **CONSUMER_TUNING, "group.id": group_id})
+    def consumer(self, group_id: str, quiet: bool = False) -> Consumer:
+        return Consumer({**self._base(quiet), **CONSUMER_TUNING, "group.id": group_id})
 
-    def _base(self) -> dict:
+    def _base(self, quiet: bool = False) -> dict:
         # A consumer group in the connection would make every stage share one: each sets its own.
-        return {k: v for k, v in self.config.items() if k != "group.id"}
+        base = {k: v for k, v in self.config.items() if k != "group.id"}
+        if quiet:  # no librdkafka log line for every failed connect: the caller says it once
+            base["log_level"] = 2
+        return base
 
 
 def create_topics(admin: AdminClient, partitions: int, replication: int) -> list[str]:
@@ -105,6 +108,33 @@ def create_topics(admin: AdminClient, partitions: int, replication: int) -> list
     return [topic.topic for topic in missing]
 
 
+class LagProbe:
+    """The offsets that lag is made of, for topic -> consumer group pairs, keyed by (topic,
+    partition): the last stable offsets (what read_committed readers see), the group's committed
+    offsets where it has any, and the log start offsets. It only reads: each group's consumer is
+    never assigned or subscribed, so it joins no group and commits nothing. A topic that does not
+    exist yet has no partitions."""
+
+    def __init__(self, kafka: Kafka, groups: dict[str, str], quiet: bool = False) -> None:
+        self.consumers = {topic: kafka.consumer(group, quiet=quiet) for topic, group in groups.items()}
+
+    def offsets(self, timeout: float = TIMEOUT) -> tuple[dict, dict, dict]:
+        ends, committed, starts = {}, {}, {}
+        for topic, consumer in self.consumers.items():
+            metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                continue
+            partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+            for tp in partitions:
+                starts[topic, tp.partition], ends[topic, tp.partition] = consumer.get_watermark_offsets(tp, timeout=timeout)
+            committed.update({(topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=timeout) if tp.offset >= 0})
+        return ends, committed, starts
+
+    def close(self) -> None:
+        for consumer in self.consumers.values():
+            consumer.close()
+
+
 class BoundedRead:
     """Batches of the committed records of ``topic`` after the group's committed offsets (or
     from the start), up to the end offsets seen when iteration starts (or ``upto``).
@@ -122,6 +152,7 @@ class BoundedRead:
         self.consumer, self.topic, self.from_beginning, self.upto = consumer, topic, from_beginning, upto
         self.batch_size, self.idle_timeout = batch_size, idle_timeout
         self.ranges: dict[int, list[int]] = {}
+        self.next: dict[int, int] = {}
         self.lost = 0
 
     def _bounds(self) -> tuple[dict[int, int], dict[int, int]]:
@@ -148,32 +179,40 @@ class BoundedRead:
     def __iter__(self) -> Iterator[list[Message]]:
         starts, ends = self._bounds()
         self.ranges = {p: [starts[p], starts[p]] for p in starts}
+        # Where the group continues from: past the records read and past the transaction markers
+        # after them (a marker is no record; left uncommitted it would look like lag forever).
+        self.next = dict(starts)
         pending = {p for p in starts if starts[p] < ends[p]}
         if not pending:
             return
-        consumer, ranges = self.consumer, self.ranges
+        consumer, ranges, following = self.consumer, self.ranges, self.next
         consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in sorted(pending)])
         last_progress = time.monotonic()
         while pending:
             batch: list[Message] = []
+            moved = False
             while pending and len(batch) < self.batch_size:
                 messages = consumer.consume(self.batch_size - len(batch), timeout=0.5)
                 if not messages:
                     break
                 for message in messages:
+                    partition, offset = message.partition(), message.offset()
                     error = message.error()
                     if error is not None:
                         if error.code() != KafkaError._PARTITION_EOF:
                             raise KafkaException(error)
-                        pending.discard(message.partition())
-                        continue
-                    partition, offset = message.partition(), message.offset()
-                    if offset < ends[partition]:
+                        # The end for read_committed: the last stable offset, past the markers.
+                        done = min(offset, ends[partition])
+                    elif offset < ends[partition]:
                         batch.append(message)
-                        ranges[partition][1] = offset + 1
-                        if offset == ends[partition] - 1:
-                            pending.discard(partition)
-            if batch:
+                        ranges[partition][1] = done = offset + 1
+                    else:  # a record from after the bound: everything below the bound was read
+                        done = ends[partition]
+                    if done > following[partition]:
+                        following[partition], moved = done, True
+                    if error is not None or done >= ends[partition]:
+                        pending.discard(partition)
+            if moved:  # a batch, or only markers passed (an empty batch, so the stage commits them)
                 last_progress = time.monotonic()
                 yield batch
             elif time.monotonic() - last_progress > self.idle_timeout:
@@ -181,9 +220,8 @@ class BoundedRead:
                 return
 
     def positions(self) -> list[TopicPartition]:
-        """The offsets to commit once the batches so far are done: one past the last record
-        read, per partition read from."""
-        return [TopicPartition(self.topic, p, end) for p, (start, end) in self.ranges.items() if end > start]
+        """The offsets to commit once the batches so far are done, per partition read from."""
+        return [TopicPartition(self.topic, p, end) for p, end in self.next.items() if end > self.ranges[p][0]]
 
 
 def retrying(call, *args, **kwargs):

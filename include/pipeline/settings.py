@@ -62,3 +62,24 @@ def metrics_path() -> Path:
 
 def runs_dir() -> Path:
     return output_dir() / "runs"
+
+
+def _number(name: str, default: str, kind: type, minimum: float):
+    raw = os.environ.get(name, default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ValueError(f"{name} must be a {kind.__name__} >= {minimum}, got {raw!r}")
+    return value
+
+
+def on_orders_min_records() -> int:
+    """Lag on `orders` that starts a kafka_pipeline_on_orders run at once."""
+    return _number("KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS", "10000", int, 1)
+
+
+def on_orders_max_wait_seconds() -> float:
+    """How long fewer orders may wait before they start a run anyway."""
+    return _number("KAFKA_PIPELINE_ON_ORDERS_MAX_WAIT_SECONDS", "300", float, 0)

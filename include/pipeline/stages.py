@@ -36,6 +36,10 @@ def group(stage: str) -> str:
     return f"{settings.GROUP_PREFIX}-{stage}"
 
 
+# The consuming stages' inputs as topic -> consumer group: what is left there is work to do.
+INPUTS = {settings.ORDERS: group("process"), settings.PROCESSED: group("analyze"), settings.METRICS: group("sink")}
+
+
 def create_topics(kafka: Kafka) -> dict:
     kafka.check()
     created = create(kafka.admin(), settings.PARTITIONS, settings.replication_factor())

@@ -3,7 +3,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
+from include.pipeline import run_params
 from kafka_stages.hooks import PipelineKafkaHook
 
 
@@ -13,6 +15,12 @@ class KafkaStageOperator(BaseOperator):
     The stock ProduceToTopicOperator / ConsumeFromTopicOperator (provider 2.1.0) let a failed
     delivery pass and commit asynchronously; the stages use transactions and synchronous
     commits instead, so a lost record fails the task. The stage's counts become the XCom.
+    A ``ValueError`` (a bad argument or a record that breaks the contract) fails the task
+    without retries: it would fail every attempt the same way.
+
+    :param stage: the stage function; called with a ``Kafka`` and ``op_kwargs``.
+    :param op_kwargs: its keyword arguments (templated).
+    :param kafka_config_id: the Airflow connection of the cluster.
     """
 
     template_fields = ("op_kwargs",)
@@ -33,4 +41,21 @@ class KafkaStageOperator(BaseOperator):
 
     def execute(self, context) -> dict:
         kafka = PipelineKafkaHook(self.kafka_config_id).get_kafka()
-        return self.stage(kafka, **self.op_kwargs)
+        try:
+            return self.stage(kafka, **self.op_kwargs)
+        except ValueError as exc:
+            raise AirflowFailException(f"{self.task_id}: {exc}") from exc
+
+
+class CheckParamsOperator(BaseOperator):
+    """Fails the run at once, without retries, when its conf names a param the DAG does not have
+    or its params contradict each other (``include.pipeline.run_params``)."""
+
+    ui_color = "#fef7e0"
+
+    def execute(self, context) -> None:
+        # The run's params have its conf merged in, unknown keys too: the DAG says which are real.
+        conf = context["dag_run"].conf or {}
+        if found := run_params.problems(conf, list(self.dag.params), dict(context["params"])):
+            raise AirflowFailException("this run's params cannot work:\n  " + "\n  ".join(found))
+        self.log.info("params: %s", dict(context["params"]))

@@ -27,9 +27,10 @@ def free_port_pair() -> int:
 
 
 @contextmanager
-def throwaway_broker(data_dir: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """Start a broker; yields ``env`` plus the settings that point everything at it."""
-    port = free_port_pair()
+def throwaway_broker(data_dir: Path, env: dict[str, str], port: int | None = None) -> Iterator[dict[str, str]]:
+    """Start a broker (on ``port``, or free ports); yields ``env`` plus the settings that point
+    everything at it."""
+    port = port or free_port_pair()
     env = {**env, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
     subprocess.run([str(BROKER), "up"], env=env, check=True, timeout=300)
     try:

@@ -1,3 +1,4 @@
+import ast
 from datetime import timedelta
 from pathlib import Path
 
@@ -6,6 +7,9 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
 
 from include.pipeline import stages
+from kafka_stages.operators import KafkaStageOperator
+from kafka_stages.pipeline import POOL
+from kafka_stages.sensors import ConsumerLagSensor
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -22,7 +26,7 @@ def dag(dagbag):
 
 def test_dags_import_cleanly(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dag_ids) == ["kafka_pipeline", "kafka_pipeline_replay"]
+    assert sorted(dagbag.dag_ids) == ["kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay"]
 
 
 def test_hourly_data_interval_schedule_one_run_at_a_time(dag):
@@ -37,17 +41,18 @@ def test_hourly_data_interval_schedule_one_run_at_a_time(dag):
 def test_params_and_defaults(dag):
     assert {name: dag.params[name] for name in dag.params} == {
         "orders": 2000, "rate": 0, "invalid_ratio": 0.05, "seed": None,
-        "grace_seconds": 3600, "dedup_horizon_seconds": 86400,
+        "wait_for_orders_seconds": 0, "grace_seconds": 3600, "dedup_horizon_seconds": 86400,
     }
 
 
 def test_task_graph_is_a_chain_of_the_stages(dag):
-    order = ["create_topics", "generate", "process", "analyze", "sink", "reconcile"]
+    order = ["check_params", "create_topics", "generate", "wait_for_orders", "process", "analyze", "sink", "reconcile"]
     assert sorted(dag.task_ids) == sorted(order)
     for upstream, downstream in zip(order, order[1:]):
         assert dag.get_task(upstream).downstream_task_ids == {downstream}
     assert dag.get_task("reconcile").downstream_task_ids == set()
     assert dag.get_task("reconcile").retries == 0
+    assert dag.get_task("check_params").retries == 0  # a mistake in the params fails at once
 
 
 def test_each_stage_task_runs_its_include_function(dag):
@@ -68,8 +73,8 @@ def test_generate_gets_the_params_and_the_data_interval(dag):
         "rate": "{{ params.rate }}",
         "invalid_ratio": "{{ params.invalid_ratio }}",
         "seed": "{{ run_id if params.seed is none else params.seed }}",
-        "start": "{{ data_interval_start }}",
-        "end": "{{ data_interval_end }}",
+        "start": "{{ data_interval_start | default(dag_run.run_after - macros.timedelta(hours=1), true) }}",
+        "end": "{{ data_interval_end | default(dag_run.run_after, true) }}",
     }
     assert dag.render_template_as_native_obj is True
 
@@ -84,8 +89,81 @@ def test_analyze_gets_the_grace_period_and_dedup_horizon(dag):
 def test_replay_dag_rebuilds_then_sinks(dagbag):
     replay = dagbag.dags["kafka_pipeline_replay"]
     assert replay.schedule is None  # triggered by hand, with the range
-    assert [t.task_id for t in replay.topological_sort()] == ["replay", "sink"]
     assert replay.get_task("replay").stage is stages.replay
     assert {name: replay.params[name] for name in replay.params} == {
         "start": "2026-01-05T09:00:00+00:00", "end": "2026-01-05T10:00:00+00:00", "allow_partial": False,
     }
+    assert [t.task_id for t in replay.topological_sort()] == ["check_params", "replay", "sink"]
+
+
+def test_the_sensor_waits_for_work_on_every_consuming_stage_input(dag):
+    sensor = dag.get_task("wait_for_orders")
+    assert isinstance(sensor, ConsumerLagSensor)
+    assert sensor.groups == {
+        "orders": "kafka-pipeline-process", "processed-orders": "kafka-pipeline-analyze",
+        "product-metrics": "kafka-pipeline-sink",
+    }
+    assert sensor.wait_seconds == "{{ params.wait_for_orders_seconds }}"
+
+
+def test_the_event_driven_dag_watches_orders_lag_and_shares_the_task_chain(dagbag, dag):
+    on_orders = dagbag.dags["kafka_pipeline_on_orders"]
+    (asset,) = on_orders.timetable.asset_condition.objects
+    assert (asset.name, asset.uri) == ("kafka_orders", "kafka://127.0.0.1:9092/orders")
+    (watcher,) = asset.watchers
+    assert watcher.trigger.serialize() == ("kafka_stages.triggers.ConsumerLagTrigger", {
+        "groups": {"orders": "kafka-pipeline-process"}, "min_records": 10000, "max_wait_seconds": 300.0,
+        "give_up_after_seconds": None, "poll_interval": 2.0, "kafka_config_id": "kafka_default",
+    })
+    assert on_orders.max_active_runs == 1
+    assert {name: on_orders.params[name] for name in on_orders.params} == {
+        "wait_for_orders_seconds": 0, "grace_seconds": 3600, "dedup_horizon_seconds": 86400,
+    }
+    order = ["check_params", "create_topics", "wait_for_orders", "process", "analyze", "sink", "reconcile"]
+    assert [t.task_id for t in on_orders.topological_sort()] == order
+    for task_id in order[:-1]:
+        mine, theirs = on_orders.get_task(task_id), dag.get_task(task_id)
+        assert type(mine) is type(theirs)
+        assert getattr(mine, "op_kwargs", None) == getattr(theirs, "op_kwargs", None)
+        assert getattr(mine, "stage", None) == getattr(theirs, "stage", None)
+    assert set(on_orders.get_task("reconcile").op_kwargs["results"]) == {"process", "analyze", "sink"}
+
+
+def test_the_watcher_thresholds_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS", "250")
+    monkeypatch.setenv("KAFKA_PIPELINE_ON_ORDERS_MAX_WAIT_SECONDS", "12.5")
+    on_orders = DagBag(dag_folder=str(DAGS / "kafka_pipeline_on_orders.py")).dags["kafka_pipeline_on_orders"]
+    ((watcher,),) = [asset.watchers for asset in on_orders.timetable.asset_condition.objects]
+    assert (watcher.trigger.min_records, watcher.trigger.max_wait_seconds) == (250, 12.5)
+    monkeypatch.setenv("KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS", "lots")
+    errors = DagBag(dag_folder=str(DAGS / "kafka_pipeline_on_orders.py")).import_errors
+    assert [line for e in errors.values() for line in e.splitlines() if "KAFKA_PIPELINE" in line][-1].endswith(
+        "KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS must be a int >= 1, got 'lots'"
+    )
+
+
+def test_every_kafka_stage_of_every_dag_queues_for_the_one_pool_slot_later_stages_first(dagbag):
+    stage_tasks = [t for d in dagbag.dags.values() for t in d.tasks if isinstance(t, KafkaStageOperator)]
+    assert len(stage_tasks) == 5 + 4 + 2
+    assert {t.pool for t in stage_tasks} == {POOL}
+    assert {(t.task_id, t.priority_weight, t.weight_rule) for t in stage_tasks} == {
+        ("create_topics", 1, "absolute"), ("generate", 2, "absolute"), ("process", 3, "absolute"),
+        ("replay", 4, "absolute"), ("analyze", 4, "absolute"), ("sink", 5, "absolute"),
+    }
+
+
+def test_dag_policy(dagbag):
+    for dag_id, each in dagbag.dags.items():
+        assert each.doc_md and each.doc_md.startswith(f"{dag_id}:"), dag_id
+        assert each.tags and "kafka" in each.tags, dag_id
+        assert each.max_active_runs == 1, dag_id
+        assert each.catchup is False, dag_id
+        assert each.render_template_as_native_obj is True, dag_id
+        assert "check_params" in each.task_ids and not each.get_task("check_params").upstream_task_ids, dag_id
+
+
+def test_include_has_no_airflow_imports():
+    for path in sorted((DAGS.parent / "include").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.split(".")[0] == "airflow"], path

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from include.pipeline import settings
+from kafka_stages.pipeline import POOL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -199,3 +200,9 @@ def test_airflow_waits_for_database_init_and_topics(services, name):
         "airflow-init": {"condition": "service_completed_successfully"},
         "kafka-init": {"condition": "service_completed_successfully"},
     }
+
+
+def test_airflow_init_creates_the_one_slot_pool_the_stages_use(services):
+    script = "\n".join(services["airflow-init"]["command"])
+    (line,) = [line for line in script.splitlines() if "pools set" in line]
+    assert shlex.split(line)[1:6] == ["airflow", "pools", "set", POOL, "1"]

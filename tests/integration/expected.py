@@ -3,7 +3,9 @@ Kafka, no retries and no faults. Fault tests compare the real outcome with this.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
 
 from include.pipeline import codec, orders, settings
 from include.pipeline.analyzer import Analyzer
@@ -23,6 +25,38 @@ def clean_run(values: list[bytes | None], grace: int = settings.GRACE_SECONDS,
             reasons[why] += 1
     lines = [metric(key, aggregate) for key, aggregate in sorted(analyzer.windows.aggregates.items())]
     return [codec.decode(codec.encode(line)) for line in lines], reasons
+
+
+CENT = Decimal("0.01")
+PRODUCT_NAMES = {"prod-1": "Laptop", "prod-2": "Phone", "prod-3": "Tablet", "prod-4": "Monitor", "prod-5": "Keyboard"}
+
+
+def expected_metrics(processed: list[dict]) -> list[dict]:
+    """The metrics contract, computed independently from the processed orders."""
+    windows = defaultdict(list)
+    for doc in processed:
+        at = datetime.fromisoformat(doc["timestamp"]).astimezone(timezone.utc)
+        start = int(at.timestamp()) // 60 * 60
+        windows[(start, doc["product_id"])].append(Decimal(doc["amount"]))  # a JSON int too
+    return [
+        {
+            "window_start": start, "window_end": start + 60, "product_id": product_id,
+            "product_name": PRODUCT_NAMES[product_id], "order_count": len(amounts),
+            "total_revenue": sum(amounts).quantize(CENT, ROUND_HALF_UP),
+            "avg_order_value": (sum(amounts) / len(amounts)).quantize(CENT, ROUND_HALF_UP),
+        }
+        for (start, product_id), amounts in sorted(windows.items())
+    ]
+
+
+def counted(processed: list, dead: list) -> list[dict]:
+    """The processed orders analyze counted: those it did not dead-letter (late, duplicate),
+    by position, as independent JSON documents."""
+    rejected = {
+        (int(r.headers["source.partition"]), int(r.headers["source.offset"]))
+        for r in dead if r.headers["source.topic"] == settings.PROCESSED.encode()
+    }
+    return [r.json() for r in processed if (r.partition, r.offset) not in rejected]
 
 
 def order_value(order_id: str, product_id: str, amount: str, timestamp: str) -> bytes:

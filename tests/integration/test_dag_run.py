@@ -2,31 +2,9 @@
 an independent client (kafka-python, stdlib json, Decimal) reads back from the topics."""
 
 import json
-from collections import defaultdict
-from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-CENT = Decimal("0.01")
-PRODUCT_NAMES = {"prod-1": "Laptop", "prod-2": "Phone", "prod-3": "Tablet", "prod-4": "Monitor", "prod-5": "Keyboard"}
-
-
-def expected_metrics(processed):
-    """The metrics contract, computed independently from the processed orders."""
-    windows = defaultdict(list)
-    for doc in processed:
-        at = datetime.fromisoformat(doc["timestamp"]).astimezone(timezone.utc)
-        start = int(at.timestamp()) // 60 * 60
-        windows[(start, doc["product_id"])].append(doc["amount"])
-    return [
-        {
-            "window_start": start, "window_end": start + 60, "product_id": product_id,
-            "product_name": PRODUCT_NAMES[product_id], "order_count": len(amounts),
-            "total_revenue": sum(amounts).quantize(CENT, ROUND_HALF_UP),
-            "avg_order_value": (sum(amounts) / len(amounts)).quantize(CENT, ROUND_HALF_UP),
-        }
-        for (start, product_id), amounts in sorted(windows.items())
-    ]
+from tests.integration.expected import expected_metrics
 
 
 def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):

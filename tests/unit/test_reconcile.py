@@ -59,6 +59,14 @@ def test_a_missing_stage_cannot_reconcile():
     ]
 
 
+def test_a_run_without_generate_reconciles_what_others_produced():
+    # kafka_pipeline_on_orders has no generate task.
+    results = {stage: result for stage, result in GOOD.items() if stage != "generate"}
+    assert reconcile.check(results) == []
+    assert reconcile.summarize(results)["generated"] == 0
+    assert reconcile.summarize(results)["processed"] == 10
+
+
 def test_reconcile_writes_the_manifest_and_fails_loudly(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE_OUTPUT_DIR", str(tmp_path))
     manifest = reconcile.reconcile("manual__2026-01-05T10:00:00+00:00", GOOD)

@@ -1,0 +1,42 @@
+"""kafka_pipeline_on_orders: process -> analyze -> sink -> reconcile when orders arrive.
+
+Scheduled on the `orders` topic as an Asset, whose AssetWatcher runs ConsumerLagTrigger in the
+triggerer: a run starts once the process stage's group is KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS
+(10,000) orders behind, or when fewer have waited KAFKA_PIPELINE_ON_ORDERS_MAX_WAIT_SECONDS (300).
+The watcher only reads offsets; the stages own them. Unpause the DAG to start watching.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import DAG, Asset, AssetWatcher
+
+from include.pipeline import settings, stages
+from kafka_stages.pipeline import CONSUME_PARAMS, pipeline_tasks
+from kafka_stages.triggers import ConsumerLagTrigger
+
+orders = Asset(
+    name="kafka_orders",
+    uri=f"kafka://{settings.bootstrap_servers().split(',')[0]}/{settings.ORDERS}",
+    watchers=[AssetWatcher(name="orders_lag", trigger=ConsumerLagTrigger(
+        groups={settings.ORDERS: stages.INPUTS[settings.ORDERS]},
+        min_records=settings.on_orders_min_records(),
+        max_wait_seconds=settings.on_orders_max_wait_seconds(),
+    ))],
+)
+
+with DAG(
+    dag_id="kafka_pipeline_on_orders",
+    description="The kafka_pipeline stages, run when orders arrive instead of on the clock",
+    doc_md=__doc__,
+    schedule=[orders],
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    render_template_as_native_obj=True,
+    tags=["kafka", "orders", "event-driven"],
+    params=CONSUME_PARAMS,
+):
+    pipeline_tasks(generate=False)

@@ -1,0 +1,109 @@
+"""A trigger that watches consumer lag: it observes offsets, it consumes and commits nothing.
+
+In plugins/ because the triggerer imports trigger code from its own path, which has the plugins
+folder but not the DAGs folder.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+from asgiref.sync import sync_to_async
+from confluent_kafka import KafkaException
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+from include.pipeline.kafka_io import LagProbe
+from include.pipeline.lag import GAVE_UP, Backlog, LagReport
+from kafka_stages.hooks import PipelineKafkaHook
+
+MAX_BACKOFF_SECONDS = 60.0
+LOOK_TIMEOUT = 10.0  # seconds one look at the offsets may take
+
+
+class ConsumerLagTrigger(BaseEventTrigger):
+    """Fires when consumer groups fall behind on their topics: when the lag (last stable offset
+    minus the group's committed offset, over every partition of every watched topic) reaches
+    ``min_records``, or when it has been above zero for ``max_wait_seconds``.
+
+    Records it has fired for are not fired for again while the group works through them, so a
+    watcher that keeps running after each event (an AssetWatcher) makes one event per backlog.
+    The client calls run in a thread, off the event loop. A broker that does not answer is
+    retried with exponential backoff (up to a minute), logged once when it goes and once when it
+    comes back; the trigger itself does not fail for it.
+
+    :param groups: topic -> the consumer group whose lag on it counts.
+    :param min_records: lag that fires at once (at least 1).
+    :param max_wait_seconds: fire with any lag above zero once it has been there this long;
+        None waits for ``min_records``.
+    :param give_up_after_seconds: fire a ``gave_up`` event with no records when nothing fired
+        within this time (for a sensor that must end); None watches forever.
+    :param poll_interval: seconds between two looks at the offsets.
+    :param kafka_config_id: the Airflow connection of the cluster.
+    """
+
+    def __init__(
+        self,
+        groups: dict[str, str],
+        min_records: int = 1,
+        max_wait_seconds: float | None = None,
+        give_up_after_seconds: float | None = None,
+        poll_interval: float = 2.0,
+        kafka_config_id: str = "kafka_default",
+    ) -> None:
+        super().__init__()
+        self.groups = dict(groups)
+        self.min_records, self.max_wait_seconds = int(min_records), max_wait_seconds
+        self.give_up_after_seconds, self.poll_interval = give_up_after_seconds, float(poll_interval)
+        self.kafka_config_id = kafka_config_id
+        Backlog(self.min_records, max_wait_seconds)  # fail at definition time on a bad threshold
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "groups": self.groups, "min_records": self.min_records, "max_wait_seconds": self.max_wait_seconds,
+                "give_up_after_seconds": self.give_up_after_seconds, "poll_interval": self.poll_interval,
+                "kafka_config_id": self.kafka_config_id,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        kafka = await sync_to_async(PipelineKafkaHook(self.kafka_config_id).get_kafka)()
+        watched = ", ".join(f"{topic} (group {group})" for topic, group in self.groups.items())
+        self.log.info(
+            "watching the lag of %s: firing at %d records%s", watched, self.min_records,
+            "" if self.max_wait_seconds is None else f", or at any after {self.max_wait_seconds:g}s",
+        )
+        backlog = Backlog(self.min_records, self.max_wait_seconds)
+        probe = LagProbe(kafka, self.groups, quiet=True)
+        started, failures, look = time.monotonic(), 0, None
+        try:
+            while True:
+                delay = self.poll_interval
+                look = asyncio.ensure_future(asyncio.to_thread(probe.offsets, LOOK_TIMEOUT))
+                try:
+                    offsets = await asyncio.shield(look)
+                except KafkaException as exc:
+                    failures += 1
+                    if failures == 1:
+                        self.log.warning(
+                            "cannot read the offsets from Kafka at %s (%s); trying again with backoff",
+                            kafka.config["bootstrap.servers"], exc.args[0].str(),
+                        )
+                    delay = min(self.poll_interval * 2 ** failures, MAX_BACKOFF_SECONDS)
+                else:
+                    if failures:
+                        self.log.info("Kafka answers again (after %d failed looks)", failures)
+                        failures = 0
+                    if report := backlog.observe(time.monotonic(), *offsets):
+                        self.log.info("firing: %d records of lag (%s): %s", report.records, report.reason, report.topics)
+                        yield TriggerEvent(report.to_payload())
+                if self.give_up_after_seconds is not None and time.monotonic() - started >= self.give_up_after_seconds:
+                    yield TriggerEvent(LagReport(0, {}, GAVE_UP).to_payload())
+                    return
+                await asyncio.sleep(delay)
+        finally:
+            if look is not None and not look.done():
+                await asyncio.wait([look])  # cancelled mid-look: the clients are busy in their thread
+            probe.close()

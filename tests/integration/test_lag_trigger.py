@@ -1,0 +1,127 @@
+"""ConsumerLagTrigger alone against a real broker: its async run() driven by the test, the broker
+written to and read back with kafka-python, the connection from AIRFLOW_CONN_KAFKA_DEFAULT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from include.pipeline import settings, stages
+from include.pipeline.kafka_io import Kafka
+from kafka_stages.triggers import ConsumerLagTrigger
+
+GROUP = "kafka-pipeline-process"
+QUIET = 3.0  # seconds in which a trigger that should not fire must stay silent
+
+
+@pytest.fixture
+def kafka(pipeline, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", json.dumps(
+        {"conn_type": "kafka", "extra": {"bootstrap.servers": pipeline.bootstrap}}
+    ))
+    stages.create_topics(Kafka({"bootstrap.servers": pipeline.bootstrap}))
+    return pipeline
+
+
+def orders(pipeline, n: int, first: int = 0) -> None:
+    pipeline.produce(settings.ORDERS, [(f"k{i}".encode(), b"{}") for i in range(first, first + n)])
+
+
+class Events:
+    """A trigger's events as the triggerer takes them: one pending anext() at a time, never
+    cancelled while the test waits (that would end the trigger)."""
+
+    def __init__(self, trigger: ConsumerLagTrigger) -> None:
+        self.run, self.pending = trigger.run(), None
+
+    async def next(self, timeout: float):
+        """The next event's payload, or None if the trigger stays silent for ``timeout`` seconds."""
+        self.pending = self.pending or asyncio.ensure_future(anext(self.run))
+        done, _ = await asyncio.wait([self.pending], timeout=timeout)
+        if not done:
+            return None
+        task, self.pending = self.pending, None
+        return task.result().payload
+
+    async def close(self) -> None:
+        if self.pending:
+            self.pending.cancel()
+            await asyncio.wait([self.pending])
+        await self.run.aclose()
+
+
+def groups_on_broker(pipeline) -> set[str]:
+    admin = KafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
+    try:
+        return {group["group_id"] for group in admin.list_groups()}
+    finally:
+        admin.close()
+
+
+def commit_to_end(pipeline) -> None:
+    """What a process run does to the group's offsets when it has read everything."""
+    consumer = KafkaConsumer(bootstrap_servers=pipeline.bootstrap, group_id=GROUP, enable_auto_commit=False)
+    partitions = [TopicPartition(settings.ORDERS, p) for p in consumer.partitions_for_topic(settings.ORDERS)]
+    consumer.commit({tp: OffsetAndMetadata(end, None, -1) for tp, end in consumer.end_offsets(partitions).items()})
+    consumer.close()
+
+
+def test_fires_at_min_records_once_per_backlog_and_moves_no_offsets(kafka):
+    async def scenario():
+        trigger = ConsumerLagTrigger({settings.ORDERS: GROUP}, min_records=100, poll_interval=0.2)
+        events = Events(trigger)
+        orders(kafka, 60)
+        assert await events.next(QUIET) is None  # 60 < 100
+        orders(kafka, 40, first=60)
+        assert await events.next(QUIET) == {"records": 100, "topics": {"orders": 100}, "reason": "min_records"}
+        orders(kafka, 99, first=100)
+        assert await events.next(QUIET) is None  # the first 100 were signalled, 99 are new
+        assert groups_on_broker(kafka) == set()  # it only looked
+        commit_to_end(kafka)  # the run it started works through everything
+        orders(kafka, 100, first=199)
+        assert await events.next(QUIET) == {"records": 100, "topics": {"orders": 100}, "reason": "min_records"}
+        await events.close()
+
+    asyncio.run(scenario())
+
+
+def test_fewer_records_fire_after_max_wait_and_a_sensor_trigger_gives_up(kafka):
+    async def scenario():
+        waiting = ConsumerLagTrigger({settings.ORDERS: GROUP}, min_records=10_000, max_wait_seconds=2, poll_interval=0.2)
+        events = Events(waiting)
+        assert await events.next(1) is None
+        orders(kafka, 3)
+        assert await events.next(1.5) is None  # not yet 2 s of lag
+        assert await events.next(QUIET) == {"records": 3, "topics": {"orders": 3}, "reason": "max_wait"}
+        await events.close()
+        # Lag on processed-orders counts for a group that has committed nothing there.
+        sensor = ConsumerLagTrigger(
+            {settings.PROCESSED: "kafka-pipeline-analyze", settings.METRICS: "kafka-pipeline-sink"},
+            give_up_after_seconds=1.5, poll_interval=0.2,
+        )
+        assert await Events(sensor).next(QUIET) == {"records": 0, "topics": {}, "reason": "gave_up"}
+
+    asyncio.run(scenario())
+
+
+def test_a_broker_restart_while_it_waits_is_retried_logged_once_and_survived(kafka, capfd):
+    async def scenario():
+        trigger = ConsumerLagTrigger({settings.ORDERS: GROUP}, min_records=10, poll_interval=0.2)
+        events = Events(trigger)
+        assert await events.next(2) is None
+        capfd.readouterr()  # what it logged so far
+        await asyncio.to_thread(kafka.broker, "down")
+        assert await events.next(15) is None  # several failed looks, backing off
+        await asyncio.to_thread(kafka.broker, "up")
+        await asyncio.to_thread(orders, kafka, 10)
+        assert await events.next(90) == {"records": 10, "topics": {"orders": 10}, "reason": "min_records"}
+        await events.close()
+
+    asyncio.run(scenario())
+    lines = [line for line in capfd.readouterr().out.splitlines() if "kafka_stages.triggers" in line]
+    assert sum("cannot read the offsets from Kafka" in line for line in lines) == 1, lines
+    assert sum("Kafka answers again" in line for line in lines) == 1, lines

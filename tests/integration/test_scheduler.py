@@ -1,0 +1,188 @@
+"""The DAGs run by a real Airflow (scheduler, LocalExecutor, triggerer, api-server: `scripts/airflow
+standalone`), driven through the REST API, against a real broker; checked with kafka-python.
+
+One Airflow and one broker for the module (starting them is most of its time). Every test checks
+its own runs and the metrics of everything counted so far, so each also runs alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from kafka import KafkaAdminClient
+
+from include.pipeline import generator, settings
+from scripts.kafka.local import free_port_pair, throwaway_broker
+from tests.integration.conftest import Pipeline
+from tests.integration.expected import counted, expected_metrics, order_value
+from tests.integration.live_airflow import live_airflow
+
+pytestmark = pytest.mark.integration
+
+DAGS = {"kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay"}
+THRESHOLD = 2000  # the watcher's min_records here (KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS)
+STAGES = ["process", "analyze", "sink"]
+PIPELINE_GROUPS = {"kafka-pipeline-process", "kafka-pipeline-analyze", "kafka-pipeline-sink"}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, migrated_db):
+    root = tmp_path_factory.mktemp("live")
+    home = root / "airflow"
+    home.mkdir()
+    shutil.copy(migrated_db, home / "airflow.db")
+    shutil.copy(migrated_db.with_name(".pool-kafka_pipeline"), home)
+    env = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW__API", "AIRFLOW__LOGGING", "AIRFLOW_CONN_"))
+    }
+    env.update({
+        "PIPELINE_OUTPUT_DIR": str(root / "output"),
+        "KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS": str(THRESHOLD),
+        "KAFKA_PIPELINE_ON_ORDERS_MAX_WAIT_SECONDS": "3600",  # only the threshold fires here
+    })
+    # Airflow starts (the slow part) while the broker does.
+    port = free_port_pair()
+    env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
+    with live_airflow(home, env) as airflow, throwaway_broker(root / "kafka", env, port) as env:
+        airflow.wait_until_ready(DAGS)
+        yield airflow, Pipeline(env, root / "output")
+
+
+def check_metrics(pipeline: Pipeline) -> list[dict]:
+    """metrics.json equals, to the cent, the metrics of every order analyze counted so far."""
+    expected = expected_metrics(counted(pipeline.read(settings.PROCESSED), pipeline.read(settings.DLQ)))
+    assert pipeline.metrics_lines() == expected
+    return expected
+
+
+def manifest(pipeline: Pipeline, run_id: str) -> dict:
+    name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in run_id)
+    return json.loads((pipeline.output / "runs" / f"{name}.json").read_text())
+
+
+def test_kafka_pipeline_triggered_through_the_rest_api_with_and_without_a_logical_date(live):
+    airflow, pipeline = live
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    with_date = airflow.trigger(
+        "kafka_pipeline", {"orders": 3000, "seed": 21, "invalid_ratio": 0.1}, logical_date=hour.isoformat()
+    )
+    without_date = airflow.trigger("kafka_pipeline", {"orders": 2000, "seed": 22})
+    airflow.set_paused("kafka_pipeline", False)  # also lets the scheduler add the latest hourly run
+    runs = {run["dag_run_id"]: run for run in airflow.wait_until_idle("kafka_pipeline", timeout=150)}
+
+    assert runs[with_date]["logical_date"] is not None and runs[without_date]["logical_date"] is None
+    all_tasks = ["check_params", "create_topics", "generate", "wait_for_orders", *STAGES, "reconcile"]
+    for run_id, run in runs.items():
+        assert run["state"] == "success", (run_id, airflow.tasks("kafka_pipeline", run_id))
+        assert airflow.tasks("kafka_pipeline", run_id) == {task: ("success", 1) for task in all_tasks}
+    for run_id, orders in ((with_date, 3000), (without_date, 2000)):
+        summary = manifest(pipeline, run_id)
+        assert summary["reconciled"] is True
+        assert (summary["summary"]["generated"], summary["summary"]["processed"]) == (orders, orders)
+        assert summary["stages"] == {stage: airflow.xcom("kafka_pipeline", run_id, stage) for stage in summary["stages"]}
+    # Each run's orders are exactly what the generator makes of its params and its hour; the run
+    # without a data interval gets the hour before it was triggered.
+    after = datetime.fromisoformat(runs[without_date]["run_after"])
+    topic = Counter(r.value for r in pipeline.read(settings.ORDERS))
+    for start, end, conf in ((hour - timedelta(hours=1), hour, (3000, 0.1, 21)), (after - timedelta(hours=1), after, (2000, 0.05, 22))):
+        mine = Counter(value for _, value in generator.orders(conf[0], start, end, invalid_ratio=conf[1], seed=conf[2]))
+        assert mine - topic == Counter()
+    check_metrics(pipeline)
+
+
+def test_the_sensor_skips_the_stages_when_nothing_is_new(live):
+    airflow, pipeline = live
+    airflow.set_paused("kafka_pipeline", False)
+    airflow.wait_until_idle("kafka_pipeline", timeout=150)  # the hourly run unpausing may add
+    before = pipeline.output.joinpath("metrics.json").read_bytes() if pipeline.output.joinpath("metrics.json").exists() else None
+    run_id = airflow.trigger("kafka_pipeline", {"orders": 0})
+    assert airflow.wait_for_run("kafka_pipeline", run_id)["state"] == "success"
+    tasks = airflow.tasks("kafka_pipeline", run_id)
+    assert tasks == {
+        "check_params": ("success", 1), "create_topics": ("success", 1), "generate": ("success", 1),
+        "wait_for_orders": ("skipped", 1), "process": ("skipped", 0), "analyze": ("skipped", 0),
+        "sink": ("skipped", 0), "reconcile": ("skipped", 0),
+    }
+    assert "nothing to do: no records on orders (group kafka-pipeline-process)" in airflow.task_log(
+        "kafka_pipeline", run_id, "wait_for_orders"
+    )
+    after = pipeline.output.joinpath("metrics.json")
+    assert (after.read_bytes() if after.exists() else None) == before
+
+
+def test_a_conf_mistake_fails_the_run_at_once_without_retries(live):
+    airflow, _ = live
+    airflow.set_paused("kafka_pipeline", False)
+    airflow.wait_until_idle("kafka_pipeline", timeout=150)
+    run_id = airflow.trigger("kafka_pipeline", {"ordrs": 10})
+    assert airflow.wait_for_run("kafka_pipeline", run_id)["state"] == "failed"
+    tasks = airflow.tasks("kafka_pipeline", run_id)
+    assert tasks.pop("check_params") == ("failed", 1)
+    assert set(tasks.values()) == {("upstream_failed", 0)}
+    log = airflow.task_log("kafka_pipeline", run_id, "check_params")
+    assert "unknown param 'ordrs': the valid ones are dedup_horizon_seconds, grace_seconds, invalid_ratio" in log
+    # A value of the wrong type is refused by Airflow when the run is created.
+    response = airflow.api("POST", "/dags/kafka_pipeline/dagRuns", json={"logical_date": None, "conf": {"orders": -5}})
+    assert response.status_code == 400, response.text
+
+
+def test_orders_past_the_threshold_start_one_run_of_the_event_driven_dag(live):
+    airflow, pipeline = live
+    airflow.set_paused("kafka_pipeline", True)
+    airflow.wait_until_idle("kafka_pipeline", timeout=150)
+    airflow.set_paused("kafka_pipeline_on_orders", False)
+    known = {run["dag_run_id"] for run in airflow.runs("kafka_pipeline_on_orders")}
+    events_before = len(airflow.get("/assets/events")["asset_events"])
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    amounts = ["19.99", "0.01", "1234.50", "7", "350.125"]
+    valid = [
+        (f"w-{i}".encode(), order_value(f"w-{i}", f"prod-{i % 5 + 1}", amounts[i % 5], (now - timedelta(seconds=i % 900)).isoformat()))
+        for i in range(THRESHOLD + 400)
+    ]
+    invalid = [(f"bad-{i}".encode(), b"not json") for i in range(25)]
+    pipeline.produce(settings.ORDERS, valid[:500])
+    time.sleep(4)  # below the threshold (and the max wait): no run
+    assert {run["dag_run_id"] for run in airflow.runs("kafka_pipeline_on_orders")} == known
+    pipeline.produce(settings.ORDERS, valid[500:] + invalid)
+    produced_at = time.monotonic()
+
+    deadline = time.monotonic() + 120
+    while not (new := [r for r in airflow.runs("kafka_pipeline_on_orders") if r["dag_run_id"] not in known]):
+        assert time.monotonic() < deadline, f"no run started:\n{airflow.tail()}"
+        time.sleep(1)
+    run = airflow.wait_for_run("kafka_pipeline_on_orders", new[0]["dag_run_id"])
+    print(f"last order produced -> run finished: {time.monotonic() - produced_at:.1f}s")
+    assert run["state"] == "success", airflow.tasks("kafka_pipeline_on_orders", run["dag_run_id"])
+    time.sleep(4)  # a watcher that fired again for the same backlog would have started another run
+    assert [r["dag_run_id"] for r in airflow.runs("kafka_pipeline_on_orders") if r["dag_run_id"] not in known] == [run["dag_run_id"]]
+
+    events = airflow.get("/assets/events")["asset_events"][events_before:]
+    assert [(e["extra"]["from_trigger"], e["extra"]["payload"]["reason"]) for e in events] == [(True, "min_records")]
+    assert events[0]["extra"]["payload"]["records"] >= THRESHOLD
+    summary = manifest(pipeline, run["dag_run_id"])
+    assert summary["reconciled"] is True
+    assert {k: summary["summary"][k] for k in ("generated", "processed", "valid", "invalid", "counted")} == {
+        "generated": 0, "processed": len(valid) + len(invalid), "valid": len(valid), "invalid": len(invalid),
+        "counted": len(valid),
+    }
+    dead = {r.key: r.headers["reason"] for r in pipeline.read(settings.DLQ) if r.key.startswith(b"bad-")}
+    assert dead == {key: b"invalid_json" for key, _ in invalid}
+    assert Decimal(summary["stages"]["analyze"]["counted_revenue"]) == sum(Decimal(amounts[i % 5]) for i in range(len(valid)))
+    check_metrics(pipeline)
+    # The watcher only looked: no group of its own, and the process group is where the run left it.
+    admin = KafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
+    assert {group["group_id"] for group in admin.list_groups()} <= PIPELINE_GROUPS
+    committed = admin.list_group_offsets("kafka-pipeline-process")["kafka-pipeline-process"]
+    admin.close()
+    read = summary["stages"]["process"]["input"]["partitions"]
+    assert {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == settings.ORDERS} == {
+        int(partition): end for partition, (_, end) in read.items()
+    }
