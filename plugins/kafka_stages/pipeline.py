@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import Param
+from airflow.sdk import Param, chain
 
 from include.pipeline import reconcile, settings, stages
 from kafka_stages.operators import CheckParamsOperator, KafkaStageOperator
@@ -21,40 +21,60 @@ POOL = "kafka_pipeline"
 POSITION = {"create_topics": 1, "generate": 2, "process": 3, "replay": 4, "analyze": 4, "sink": 5}
 
 GENERATE_PARAMS = {
-    "orders": Param(2000, type="integer", minimum=0, description="Orders to generate (0: none, process what is in the topic)"),
+    "orders": Param(2000, type="integer", minimum=0, description="Orders to generate (0: none)"),
     "rate": Param(0, type="number", minimum=0, description="Orders per second (0: as fast as possible)"),
-    "invalid_ratio": Param(0.05, type="number", minimum=0, maximum=1, description="Share of deliberately invalid orders"),
-    "seed": Param(None, type=["null", "integer"], description="Seed for the generated orders (null: the run id, so a cleared run regenerates the same orders)"),
+    "invalid_ratio": Param(
+        0.05, type="number", minimum=0, maximum=1, description="Share of deliberately invalid orders"
+    ),
+    "seed": Param(
+        None, type=["null", "integer"],
+        description="Seed for the generated orders (null: the run id, so a cleared run makes the same orders)",
+    ),
 }
 CONSUME_PARAMS = {
-    "wait_for_orders_seconds": Param(0, type="number", minimum=0, description="How long to wait for new records before skipping the stages (0: look once)"),
-    "grace_seconds": Param(settings.GRACE_SECONDS, type="integer", minimum=0, description="How long after a window ends its late orders still count"),
-    "dedup_horizon_seconds": Param(settings.DEDUP_HORIZON_SECONDS, type="integer", minimum=0, description="How long a counted order_id is remembered (>= grace)"),
+    "wait_for_orders_seconds": Param(
+        0, type="number", minimum=0,
+        description="How long to wait for new records before skipping the stages (0: look once)",
+    ),
+    "grace_seconds": Param(
+        settings.GRACE_SECONDS, type="integer", minimum=0,
+        description="How long after a window ends its late orders still count",
+    ),
+    "dedup_horizon_seconds": Param(
+        settings.DEDUP_HORIZON_SECONDS, type="integer", minimum=0,
+        description="How long a counted order_id is remembered (>= grace)",
+    ),
 }
 
 
 def stage_task(task_id: str, stage, **kwargs: Any) -> KafkaStageOperator:
     """A stage of include.pipeline.stages as a task in the shared pool."""
     return KafkaStageOperator(
-        task_id=task_id, stage=stage, pool=POOL, priority_weight=POSITION[task_id], weight_rule="absolute", **kwargs
+        task_id=task_id, stage=stage, pool=POOL, priority_weight=POSITION[task_id], weight_rule="absolute",
+        **kwargs,
     )
 
 
 def pipeline_tasks(*, generate: bool) -> None:
     """check_params >> create_topics [>> generate] >> wait_for_orders >> process >> analyze >> sink
     >> reconcile, in the DAG being defined."""
-    chain = [CheckParamsOperator(task_id="check_params", retries=0), stage_task("create_topics", stages.create_topics)]
+    tasks = [
+        CheckParamsOperator(task_id="check_params", retries=0),
+        stage_task("create_topics", stages.create_topics),
+    ]
     if generate:
-        chain.append(stage_task("generate", stages.generate, op_kwargs={
+        tasks.append(stage_task("generate", stages.generate, op_kwargs={
             "orders": "{{ params.orders }}",
             "rate": "{{ params.rate }}",
             "invalid_ratio": "{{ params.invalid_ratio }}",
             "seed": "{{ run_id if params.seed is none else params.seed }}",
             # A run without a data interval (triggered with no logical date) gets the hour before it.
-            "start": "{{ data_interval_start | default(dag_run.run_after - macros.timedelta(hours=1), true) }}",
+            "start": (
+                "{{ data_interval_start | default(dag_run.run_after - macros.timedelta(hours=1), true) }}"
+            ),
             "end": "{{ data_interval_end | default(dag_run.run_after, true) }}",
         }))
-    chain += [
+    tasks += [
         ConsumerLagSensor(
             task_id="wait_for_orders", groups=stages.INPUTS, wait_seconds="{{ params.wait_for_orders_seconds }}",
         ),
@@ -66,7 +86,7 @@ def pipeline_tasks(*, generate: bool) -> None:
         stage_task("sink", stages.sink),
     ]
     results = ["generate", "process", "analyze", "sink"] if generate else ["process", "analyze", "sink"]
-    chain.append(PythonOperator(
+    tasks.append(PythonOperator(
         task_id="reconcile",
         python_callable=reconcile.reconcile,
         retries=0,  # a discrepancy does not go away by itself
@@ -75,5 +95,4 @@ def pipeline_tasks(*, generate: bool) -> None:
             "results": {name: f"{{{{ ti.xcom_pull(task_ids='{name}') }}}}" for name in results},
         },
     ))
-    for upstream, downstream in zip(chain, chain[1:]):
-        upstream >> downstream
+    chain(*tasks)

@@ -39,9 +39,6 @@ class ConsumerLagSensor(BaseSensorOperator):
         self.groups, self.wait_seconds = dict(groups), wait_seconds
         self.poll_interval, self.kafka_config_id = poll_interval, kafka_config_id
 
-    def poke(self, context) -> bool:
-        return self._look().records > 0
-
     def execute(self, context) -> dict:
         report = self._look()
         if report.records:

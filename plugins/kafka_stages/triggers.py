@@ -17,7 +17,7 @@ from include.pipeline.kafka_io import LagProbe
 from include.pipeline.lag import GAVE_UP, Backlog, LagReport
 from kafka_stages.hooks import PipelineKafkaHook
 
-MAX_BACKOFF_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 30.0
 LOOK_TIMEOUT = 10.0  # seconds one look at the offsets may take
 
 
@@ -29,7 +29,7 @@ class ConsumerLagTrigger(BaseEventTrigger):
     Records it has fired for are not fired for again while the group works through them, so a
     watcher that keeps running after each event (an AssetWatcher) makes one event per backlog.
     The client calls run in a thread, off the event loop. A broker that does not answer is
-    retried with exponential backoff (up to a minute), logged once when it goes and once when it
+    retried with exponential backoff (up to 30 s), logged once when it goes and once when it
     comes back; the trigger itself does not fail for it.
 
     :param groups: topic -> the consumer group whose lag on it counts.

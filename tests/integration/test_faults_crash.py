@@ -79,12 +79,13 @@ def write_input(pipeline, seed: int) -> list[tuple[bytes, bytes | None]]:
 
 
 def end_of(pipeline, stage: str) -> int:
-    """Where the stage's committed offsets stand once it has read everything: one past the last
-    committed record of each partition of its input (transaction markers follow it)."""
-    last = {}
-    for r in pipeline.read(STAGES[stage][0]):
-        last[r.partition] = r.offset + 1
-    return sum(last.values())
+    """Where the stage's committed offsets stand once it has read everything: the end of each
+    partition of its input as read_committed readers see it (past the transaction markers that
+    follow the last record, so that a stage with nothing new shows no lag)."""
+    with closing(Watch(pipeline)) as watch:
+        topic = STAGES[stage][0]
+        tps = [TopicPartition(topic, p) for p in watch.stable.partitions_for_topic(topic)]
+        return sum(watch.stable.end_offsets(tps).values())
 
 
 @contextmanager

@@ -5,30 +5,45 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
-from include.pipeline import settings, stages
-from include.pipeline.kafka_io import Kafka
 from kafka_stages.triggers import ConsumerLagTrigger
+from scripts.kafka.local import throwaway_broker
+from tests.integration.conftest import Pipeline
 
-GROUP = "kafka-pipeline-process"
+pytestmark = pytest.mark.integration
+
 QUIET = 3.0  # seconds in which a trigger that should not fire must stay silent
 
 
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """One broker for the module; each test has topics and a group of its own."""
+    root = tmp_path_factory.mktemp("lag-trigger")
+    with throwaway_broker(root / "kafka", dict(os.environ)) as env, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", json.dumps(
+            {"conn_type": "kafka", "extra": {"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]}}
+        ))
+        yield Pipeline(env, root / "output")
+
+
 @pytest.fixture
-def kafka(pipeline, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", json.dumps(
-        {"conn_type": "kafka", "extra": {"bootstrap.servers": pipeline.bootstrap}}
-    ))
-    stages.create_topics(Kafka({"bootstrap.servers": pipeline.bootstrap}))
-    return pipeline
+def topic(broker, request):
+    """A fresh 3-partition topic named after the test, and the group watched on it."""
+    name = request.node.name.removeprefix("test_")[:40]
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic(name, 3, 1)])
+    admin.close()
+    return name, f"group-{name}"
 
 
-def orders(pipeline, n: int, first: int = 0) -> None:
-    pipeline.produce(settings.ORDERS, [(f"k{i}".encode(), b"{}") for i in range(first, first + n)])
+def produce(pipeline, topic: str, n: int, first: int = 0) -> None:
+    pipeline.produce(topic, [(f"k{i}".encode(), b"{}") for i in range(first, first + n)])
 
 
 class Events:
@@ -62,63 +77,63 @@ def groups_on_broker(pipeline) -> set[str]:
         admin.close()
 
 
-def commit_to_end(pipeline) -> None:
-    """What a process run does to the group's offsets when it has read everything."""
-    consumer = KafkaConsumer(bootstrap_servers=pipeline.bootstrap, group_id=GROUP, enable_auto_commit=False)
-    partitions = [TopicPartition(settings.ORDERS, p) for p in consumer.partitions_for_topic(settings.ORDERS)]
+def commit_to_end(pipeline, topic: str, group: str) -> None:
+    """What a stage's run does to its group's offsets when it has read everything."""
+    consumer = KafkaConsumer(bootstrap_servers=pipeline.bootstrap, group_id=group, enable_auto_commit=False)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
     consumer.commit({tp: OffsetAndMetadata(end, None, -1) for tp, end in consumer.end_offsets(partitions).items()})
     consumer.close()
 
 
-def test_fires_at_min_records_once_per_backlog_and_moves_no_offsets(kafka):
+def test_fires_at_min_records_once_per_backlog_and_moves_no_offsets(broker, topic):
+    name, group = topic
+
     async def scenario():
-        trigger = ConsumerLagTrigger({settings.ORDERS: GROUP}, min_records=100, poll_interval=0.2)
-        events = Events(trigger)
-        orders(kafka, 60)
+        events = Events(ConsumerLagTrigger({name: group}, min_records=100, poll_interval=0.2))
+        produce(broker, name, 60)
         assert await events.next(QUIET) is None  # 60 < 100
-        orders(kafka, 40, first=60)
-        assert await events.next(QUIET) == {"records": 100, "topics": {"orders": 100}, "reason": "min_records"}
-        orders(kafka, 99, first=100)
+        produce(broker, name, 40, first=60)
+        assert await events.next(QUIET) == {"records": 100, "topics": {name: 100}, "reason": "min_records"}
+        produce(broker, name, 99, first=100)
         assert await events.next(QUIET) is None  # the first 100 were signalled, 99 are new
-        assert groups_on_broker(kafka) == set()  # it only looked
-        commit_to_end(kafka)  # the run it started works through everything
-        orders(kafka, 100, first=199)
-        assert await events.next(QUIET) == {"records": 100, "topics": {"orders": 100}, "reason": "min_records"}
+        assert group not in groups_on_broker(broker)  # it only looked: no group, no offsets
+        commit_to_end(broker, name, group)  # the run it started works through everything
+        produce(broker, name, 100, first=199)
+        assert await events.next(QUIET) == {"records": 100, "topics": {name: 100}, "reason": "min_records"}
         await events.close()
 
     asyncio.run(scenario())
 
 
-def test_fewer_records_fire_after_max_wait_and_a_sensor_trigger_gives_up(kafka):
+def test_fewer_records_fire_after_max_wait_and_a_sensor_trigger_gives_up(broker, topic):
+    name, group = topic
+
     async def scenario():
-        waiting = ConsumerLagTrigger({settings.ORDERS: GROUP}, min_records=10_000, max_wait_seconds=2, poll_interval=0.2)
-        events = Events(waiting)
+        events = Events(ConsumerLagTrigger({name: group}, min_records=10_000, max_wait_seconds=2, poll_interval=0.2))
         assert await events.next(1) is None
-        orders(kafka, 3)
+        produce(broker, name, 3)
         assert await events.next(1.5) is None  # not yet 2 s of lag
-        assert await events.next(QUIET) == {"records": 3, "topics": {"orders": 3}, "reason": "max_wait"}
+        assert await events.next(QUIET) == {"records": 3, "topics": {name: 3}, "reason": "max_wait"}
         await events.close()
-        # Lag on processed-orders counts for a group that has committed nothing there.
-        sensor = ConsumerLagTrigger(
-            {settings.PROCESSED: "kafka-pipeline-analyze", settings.METRICS: "kafka-pipeline-sink"},
-            give_up_after_seconds=1.5, poll_interval=0.2,
-        )
+        commit_to_end(broker, name, group)
+        sensor = ConsumerLagTrigger({name: group}, give_up_after_seconds=1.5, poll_interval=0.2)
         assert await Events(sensor).next(QUIET) == {"records": 0, "topics": {}, "reason": "gave_up"}
 
     asyncio.run(scenario())
 
 
-def test_a_broker_restart_while_it_waits_is_retried_logged_once_and_survived(kafka, capfd):
+def test_a_broker_restart_while_it_waits_is_retried_logged_once_and_survived(broker, topic, capfd):
+    name, group = topic
+
     async def scenario():
-        trigger = ConsumerLagTrigger({settings.ORDERS: GROUP}, min_records=10, poll_interval=0.2)
-        events = Events(trigger)
+        events = Events(ConsumerLagTrigger({name: group}, min_records=10, poll_interval=0.2))
         assert await events.next(2) is None
         capfd.readouterr()  # what it logged so far
-        await asyncio.to_thread(kafka.broker, "down")
+        await asyncio.to_thread(broker.broker, "down")
         assert await events.next(15) is None  # several failed looks, backing off
-        await asyncio.to_thread(kafka.broker, "up")
-        await asyncio.to_thread(orders, kafka, 10)
-        assert await events.next(90) == {"records": 10, "topics": {"orders": 10}, "reason": "min_records"}
+        await asyncio.to_thread(broker.broker, "up")
+        await asyncio.to_thread(produce, broker, name, 10)
+        assert await events.next(90) == {"records": 10, "topics": {name: 10}, "reason": "min_records"}
         await events.close()
 
     asyncio.run(scenario())
