@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from decimal import Decimal
+from pathlib import Path
 
 from include.pipeline import settings
 
@@ -77,9 +78,8 @@ def reconcile(run_id: str, results: dict[str, dict | None]) -> dict:
         "run_id": run_id, "reconciled": not problems, "problems": problems,
         "summary": summarize(results), "stages": results,
     }
-    directory = settings.runs_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)}.json"
+    path = manifest_path(run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     print(render(manifest), flush=True)
     if problems:
@@ -91,6 +91,10 @@ def reconcile(run_id: str, results: dict[str, dict | None]) -> dict:
             f"run {run_id} does not reconcile (manifest: {path}):\n  " + "\n  ".join(problems) + hint
         )
     return manifest
+
+
+def manifest_path(run_id: str) -> Path:
+    return settings.runs_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)}.json"
 
 
 def render(manifest: dict) -> str:

@@ -12,18 +12,26 @@ from typing import Iterator
 BROKER = Path(__file__).with_name("broker")
 
 
-def free_port_pair() -> int:
-    """A free port whose successor is free too (the broker's and its controller's)."""
+def free_port(*offsets: int) -> int:
+    """A free port whose port + each offset is free too (on every interface)."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
+        if port + max(offsets, default=0) > 65535:
+            continue
+        try:
+            for offset in offsets:
+                with socket.socket() as s:
+                    s.bind(("0.0.0.0", port + offset))
+            return port
+        except OSError:
+            continue
+
+
+def free_port_pair() -> int:
+    """A free port whose successor is free too (the broker's and its controller's)."""
+    return free_port(1)
 
 
 @contextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from contextlib import contextmanager
@@ -16,26 +15,10 @@ from typing import Iterator
 
 import httpx
 
+from scripts.kafka.local import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = {"success", "failed"}
-
-
-def free_api_port() -> int:
-    """A free port whose log-server ports (port + 713, port + 714, as scripts/airflow derives
-    them) are free too."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 714 > 65535:
-            continue
-        try:
-            for other in (port + 713, port + 714):
-                with socket.socket() as s:
-                    s.bind(("0.0.0.0", other))
-            return port
-        except OSError:
-            continue
 
 
 class LiveAirflow:
@@ -129,9 +112,10 @@ class LiveAirflow:
 
 @contextmanager
 def live_airflow(home: Path, env: dict[str, str]) -> Iterator[LiveAirflow]:
-    """Start `scripts/airflow standalone` in ``home`` (which may hold a migrated DB); stop it when
-    the block ends. Call ``wait_until_ready`` before using it."""
-    env = {**env, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(free_api_port())}
+    """Start `scripts/airflow standalone` in ``home`` (which may hold a migrated DB) on a free API
+    port whose log-server ports (port + 713, port + 714, as scripts/airflow derives them) are
+    free too; stop it when the block ends. Call ``wait_until_ready`` before using it."""
+    env = {**env, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(free_port(713, 714))}
     log = home / "standalone.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -18,7 +18,7 @@ from decimal import Decimal
 import pytest
 from kafka import KafkaAdminClient
 
-from include.pipeline import generator, settings
+from include.pipeline import generator, reconcile, settings
 from scripts.kafka.local import free_port_pair, throwaway_broker
 from tests.integration.conftest import Pipeline
 from tests.integration.expected import counted, expected_metrics, order_value
@@ -64,8 +64,7 @@ def check_metrics(pipeline: Pipeline) -> list[dict]:
 
 
 def manifest(pipeline: Pipeline, run_id: str) -> dict:
-    name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in run_id)
-    return json.loads((pipeline.output / "runs" / f"{name}.json").read_text())
+    return json.loads((pipeline.output / "runs" / reconcile.manifest_path(run_id).name).read_text())
 
 
 def test_kafka_pipeline_triggered_through_the_rest_api_with_and_without_a_logical_date(live):
