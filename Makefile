@@ -48,7 +48,7 @@ test: install
 	$(VENV)/bin/pytest
 
 test-unit: install
-	$(VENV)/bin/pytest tests/unit tests/dags tests/deploy
+	$(VENV)/bin/pytest tests/unit tests/dags tests/plugins tests/deploy
 
 test-integration: install
 	$(VENV)/bin/pytest tests/integration

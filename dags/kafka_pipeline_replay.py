@@ -1,6 +1,6 @@
 """kafka_pipeline_replay: rebuild the metrics of a past time range from what Kafka retains.
 
-Trigger it by hand with the range; pause kafka_pipeline meanwhile (both sink into the same file).
+Trigger it by hand with the range; pause kafka_pipeline meanwhile (both sink into the same store).
 Its Kafka tasks share the kafka_pipeline pool with the other DAGs' stages.
 """
 
@@ -12,7 +12,7 @@ from airflow.sdk import DAG, Param
 
 from include.pipeline import stages
 from kafka_stages.operators import CheckParamsOperator
-from kafka_stages.pipeline import stage_task
+from kafka_stages.pipeline import SINK_PARAMS, sink_task, stage_task
 
 with DAG(
     dag_id="kafka_pipeline_replay",
@@ -28,6 +28,7 @@ with DAG(
         "start": Param("2026-01-05T09:00:00+00:00", type="string", format="date-time", description="First window start (inclusive)"),
         "end": Param("2026-01-05T10:00:00+00:00", type="string", format="date-time", description="Last window start (exclusive)"),
         "allow_partial": Param(False, type="boolean", description="Replay even if retention already deleted part of processed-orders"),
+        **SINK_PARAMS,
     },
 ) as dag:
     check = CheckParamsOperator(task_id="check_params", retries=0)
@@ -40,6 +41,6 @@ with DAG(
             "allow_partial": "{{ params.allow_partial }}",
         },
     )
-    sink = stage_task("sink", stages.sink)
+    sink = sink_task()
 
     check >> replay >> sink

@@ -6,7 +6,10 @@ Starts a throwaway local broker (scripts/kafka/broker on free ports, data in a t
   2. each stage alone (generate, process, analyze, sink) over N orders, transactions and
      read_committed on, in a fresh process so its peak RSS is its own; again at N/10;
   3. a whole kafka_pipeline run of N orders with `airflow dags test`: wall time, and how much of
-     it is Airflow rather than the stages.
+     it is Airflow rather than the stages;
+  4. sink_history: the sink applying one run's changes (1,000 window records) onto a metrics
+     store that already holds 0, 100,000 and 1,000,000 rows (filled directly), on SQLite and on
+     PostgreSQL (a throwaway server), in a fresh process each; and reconcile at 1,000,000 rows.
 Prints a table and writes output/bench.json.
 """
 
@@ -19,14 +22,16 @@ import os
 import pstats
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,10 +47,11 @@ COPY_TOPIC = "bench-copy"  # where the consume -> produce baseline writes
 BASELINE_FOR = {"generate": None, "process": "consume_produce", "analyze": "consume", "sink": "consume"}
 
 
-def child(what: str, n: int, out: str, profile: str | None) -> None:
+def child(what: str, n: int, store_url: str, profile: str | None) -> None:
     """Run one measured step in this (fresh) process; print {seconds, records, peak_rss_mb}."""
     from include.pipeline import stages
     from include.pipeline.kafka_io import Kafka
+    from include.pipeline.metrics_store import MetricsStore
 
     kafka = Kafka.from_env()
     profiler = cProfile.Profile() if profile else None
@@ -60,7 +66,9 @@ def child(what: str, n: int, out: str, profile: str | None) -> None:
     elif what == "analyze":
         records = stages.analyze(kafka)["read"]
     elif what == "sink":
-        records = stages.sink(kafka, Path(out))["read"]
+        records = stages.sink(kafka, MetricsStore(store_url, "bench"))["read"]
+    elif what == "reconcile":
+        records = reconcile_at(MetricsStore(store_url, "bench"))
     else:
         records = baseline(kafka, what)
     seconds = time.perf_counter() - started
@@ -74,8 +82,6 @@ def child(what: str, n: int, out: str, profile: str | None) -> None:
 
 def baseline(kafka, what: str) -> int:
     """Raw bytes through the same client, settings and bounded read as the stages, no parsing."""
-    from contextlib import closing
-
     from include.pipeline.kafka_io import BoundedRead, produce, transaction
 
     group = f"bench-{what}"
@@ -94,10 +100,31 @@ def baseline(kafka, what: str) -> int:
         return count
 
 
-def measure(env: dict, what: str, n: int, out: Path, profiles: Path | None = None) -> dict:
+def reconcile_at(store) -> int:
+    """What the reconcile task does after a sink: the sink's totals against the analyze ledger
+    (here made equal to them; the stages' other counts are zero). Returns the rows covered."""
+    from include.pipeline import reconcile
+
+    totals = store.totals()
+    ledger = {"count": totals.order_count, "revenue": str(totals.total_revenue), "revenue_cents": str(totals.total_revenue)}
+    nothing = {"topic": "-", "partitions": {}, "lost": 0}
+    results = {
+        "process": {"input": nothing, "read": 0, "valid": 0, "invalid": 0,
+                    "written": {settings.PROCESSED: 0, settings.DLQ: 0}},
+        "analyze": {"input": nothing, "read": 0, "counted": 0, "counted_revenue": "0", "invalid": 0, "late": 0,
+                    "duplicate": 0, "written": {settings.METRICS: 0, settings.DLQ: 0},
+                    "ledger_before": ledger, "ledger_after": ledger},
+        "sink": {"input": nothing, "read": 0, "metrics": totals.rows, "order_count": totals.order_count,
+                 "total_revenue": str(totals.total_revenue), "store": store.name, "rows_changed": 0, "export": None},
+    }
+    reconcile.reconcile("bench", results)
+    return totals.rows
+
+
+def measure(env: dict, what: str, n: int, store: str, profiles: Path | None = None) -> dict:
     profile = ["--profile-to", str(profiles / f"{what}.txt")] if profiles else []
     result = subprocess.run(
-        [sys.executable, __file__, "--child", what, "--n", str(n), "--out", str(out), *profile],
+        [sys.executable, __file__, "--child", what, "--n", str(n), "--store", store, *profile],
         env=env, capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
@@ -121,13 +148,123 @@ def run_series(env: dict, n: int, work: Path, with_baselines: bool, profiles: Pa
     consumer = kafka.consumer("bench-warm-up")
     retrying(consumer.committed, [TopicPartition(settings.ORDERS, 0)], timeout=TIMEOUT)
     consumer.close()
-    results = {"generate": measure(env, "generate", n, work / "metrics.json", profiles)}
+    store = f"sqlite:///{work / f'metrics-{n}.db'}"
+    results = {"generate": measure(env, "generate", n, store, profiles)}
     baselines = {}
     if with_baselines:
-        baselines = {what: measure(env, what, n, work / "metrics.json") for what in ("consume", "consume_produce")}
+        baselines = {what: measure(env, what, n, store) for what in ("consume", "consume_produce")}
     for stage in STAGES[1:]:
-        results[stage] = measure(env, stage, n, work / "metrics.json", profiles)
+        results[stage] = measure(env, stage, n, store, profiles)
     return results, baselines
+
+
+HISTORY_SIZES = (0, 100_000, 1_000_000)
+HISTORY_REPEATS = 3
+RUN_WINDOWS = 200  # one run's changes: 200 windows x 5 products = 1,000 records
+NOW = int(END.timestamp())  # history ends here; the run updates its last 100 windows and adds 100
+
+
+def sink_history(env: dict, work: Path, sizes: tuple[int, ...] = HISTORY_SIZES) -> dict:
+    """The sink's seconds and peak RSS over stores of HISTORY_SIZES rows, on both engines."""
+    from include.pipeline import stages
+    from include.pipeline.kafka_io import Kafka
+    from scripts.postgres.local import PASSWORD, throwaway_postgres
+
+    report: dict = {"reconcile_seconds": {}}
+    with throwaway_broker(work / "kafka-history", env) as kafka_env, throwaway_postgres() as postgres:
+        kafka = Kafka({"bootstrap.servers": kafka_env["KAFKA_BOOTSTRAP_SERVERS"]})
+        stages.create_topics(kafka)
+        for engine in ("sqlite", "postgresql"):
+            report[engine] = {}
+            for size in sizes:
+                if engine == "sqlite":
+                    url = f"sqlite:///{work / f'history-{size}.db'}"
+                else:
+                    with postgres.connect() as admin:
+                        admin.execute(f"CREATE DATABASE history_{size} OWNER metrics")
+                    url = f"postgresql+psycopg://metrics:{PASSWORD}@127.0.0.1:{postgres.port}/history_{size}"
+                fill(kafka, url, size)
+                run_env = {**kafka_env, "PIPELINE_OUTPUT_DIR": str(work / f"output-{engine}-{size}")}
+                steps = []
+                for _ in range(HISTORY_REPEATS):  # the median of a few: one run is at the mercy of the machine
+                    publish_run(kafka)
+                    step = measure(run_env, "sink", RUN_WINDOWS * 5, url)
+                    if step["records"] != RUN_WINDOWS * 5:
+                        sys.exit(f"bench: the sink read {step['records']} records, not {RUN_WINDOWS * 5}")
+                    steps.append(step)
+                step = {key: statistics.median(s[key] for s in steps) for key in ("seconds", "peak_rss_mb")}
+                report[engine][str(size)] = {"seconds": round(step["seconds"], 3), "peak_rss_mb": step["peak_rss_mb"]}
+                print(f"sink_history {engine} {size:>9,} rows: {step['seconds']:.3f} s, {step['peak_rss_mb']} MB", flush=True)
+            report["reconcile_seconds"][engine] = round(measure(run_env, "reconcile", 0, url)["seconds"], 3)
+    return report
+
+
+def fill(kafka, url: str, size: int) -> None:
+    """``size`` rows of 1-minute windows of the 5 products, ending at NOW, written with the
+    database's own bulk path; the store's totals, cluster and offsets (the topic's end) to match."""
+    from decimal import Decimal
+
+    from include.pipeline import sink
+    from include.pipeline.metrics_store import MetricsStore
+
+    store = MetricsStore(url, "bench")
+    cluster = kafka.cluster_id()
+    store.open(cluster)
+    updated = datetime.now(timezone.utc)
+    rows = (
+        (start, start + 60, product_id, name, 3, "30.00", "10.00", updated)
+        for start in range(NOW - 60, NOW - 60 * (size // len(settings.PRODUCTS) + 1), -60)
+        for product_id, name in settings.PRODUCTS.items()
+    )
+    columns = "window_start, window_end, product_id, product_name, order_count, total_revenue, avg_order_value, updated_at"
+    raw = store.engine.raw_connection()
+    try:
+        if store.engine.dialect.name == "sqlite":
+            raw.executemany(f"INSERT INTO product_metrics ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        else:
+            with raw.cursor() as cursor, cursor.copy(f"COPY product_metrics ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        raw.commit()
+    finally:
+        raw.close()
+    if store.engine.dialect.name != "sqlite":
+        # What autovacuum has long done to a table that grew over months: statistics, visibility
+        # map, hint bits (else the first reads after a bulk load pay for them).
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE product_metrics")
+    with closing(kafka.consumer("bench-history")) as consumer:
+        for _ in range(60):  # new topics: until their leaders are elected
+            try:
+                ends = {
+                    p: consumer.get_watermark_offsets(TopicPartition(settings.METRICS, p), timeout=30)[1]
+                    for p in range(settings.PARTITIONS)
+                }
+                break
+            except KafkaException:
+                time.sleep(0.5)
+        else:
+            sys.exit("bench: product-metrics has no leaders after 30 s")
+    with store.transaction(cluster) as txn:
+        txn.totals = sink.Totals(size, 3 * size, Decimal(30 * size))
+        txn.set_offsets(settings.METRICS, ends)
+
+
+def publish_run(kafka) -> None:
+    """One run's changes on product-metrics: the newest 100 windows again, and 100 new ones."""
+    from decimal import Decimal
+
+    from include.pipeline import codec
+    from include.pipeline.kafka_io import produce, transaction
+    from include.pipeline.windows import Aggregate, key_bytes, metric
+
+    producer = kafka.producer(transactional_id="bench-history")
+    producer.init_transactions(30)
+    with transaction(producer):
+        for start in range(NOW - 60 * (RUN_WINDOWS // 2), NOW + 60 * (RUN_WINDOWS // 2), 60):
+            for product_id in settings.PRODUCTS:
+                key = (start, product_id)
+                produce(producer, settings.METRICS, key_bytes(key), codec.encode(metric(key, Aggregate(4, Decimal("41.00")))))
 
 
 def rate(step: dict, n: int) -> float:
@@ -139,8 +276,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="orders (default 1,000,000)")
     parser.add_argument("--child")
-    parser.add_argument("--out")
+    parser.add_argument("--store", help="(child) the metrics store's URL")
     parser.add_argument("--skip-dag", action="store_true", help="leave out the whole-DAG run")
+    parser.add_argument("--sink-history-only", action="store_true", help="only the sink_history part")
+    parser.add_argument(
+        "--history-sizes", default=",".join(map(str, HISTORY_SIZES)),
+        help="store sizes (rows) for sink_history, comma-separated; the last also times reconcile",
+    )
     parser.add_argument(
         "--profile", action="store_true",
         help="instead: run each stage once under cProfile and write its top functions to output/profiles/",
@@ -148,12 +290,13 @@ def main() -> int:
     parser.add_argument("--profile-to")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.n, args.out, args.profile_to)
+        child(args.child, args.n, args.store, args.profile_to)
         return 0
     if args.n < 10:
         parser.error("--n must be at least 10")
 
     n, small = args.n, args.n // 10
+    sizes = tuple(int(size) for size in args.history_sizes.split(","))
     report: dict = {"n": n}
     with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp:
         work = Path(tmp)
@@ -167,6 +310,11 @@ def main() -> int:
                 run_series(kafka_env, n, work, with_baselines=False, profiles=profiles)
             for stage in STAGES:
                 print(f"{profiles / stage}.txt")
+            return 0
+
+        if args.sink_history_only:
+            report = {"sink_history": sink_history(env, work, sizes)}
+            write(report, render_history(report["sink_history"], sizes))
             return 0
 
         with throwaway_broker(work / "kafka-n", env) as kafka_env:
@@ -208,13 +356,32 @@ def main() -> int:
             report["dag_seconds"] = round(dag_seconds, 1)
             report["dag_stage_seconds"] = round(stage_seconds, 1)
             report["dag_airflow_overhead_seconds"] = round(dag_seconds - stage_seconds, 1)
+        report["sink_history"] = sink_history(env, work, sizes)
 
+    write(report, render(report) + "\n\n" + render_history(report["sink_history"], sizes))
+    return 0
+
+
+def write(report: dict, text: str) -> None:
     out = settings.output_dir() / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(render(report))
+    print(text)
     print(f"\nwritten to {out}")
-    return 0
+
+
+def render_history(history: dict, sizes: tuple[int, ...]) -> str:
+    big, empty = str(sizes[-1]), str(sizes[0])
+    lines = ["sink applying 1,000 window records onto a store of N rows (target at 1,000,000: <= 1.5x the seconds, "
+             "<= 1.2x the peak RSS of the empty store)",
+             f"{'engine':<12}" + "".join(f"{f'{size:,} rows':>22}" for size in sizes) + f"{'x seconds':>11}{'x RSS':>8}"]
+    for engine in ("sqlite", "postgresql"):
+        row = history[engine]
+        cells = "".join(f"{row[str(size)]['seconds']:>10.3f} s {row[str(size)]['peak_rss_mb']:>6} MB" for size in sizes)
+        lines.append(f"{engine:<12}{cells}{row[big]['seconds'] / row[empty]['seconds']:>11.2f}"
+                     f"{row[big]['peak_rss_mb'] / row[empty]['peak_rss_mb']:>8.2f}")
+    lines.append(f"reconcile at {sizes[-1]:,} rows: " + ", ".join(f"{e} {s:.3f} s" for e, s in history["reconcile_seconds"].items()))
+    return "\n".join(lines)
 
 
 def render(report: dict) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
 import msgspec
 
@@ -20,3 +20,8 @@ def decode(raw: bytes) -> Any:
 
 def encode(obj: Any) -> bytes:
     return _encoder.encode(obj)
+
+
+def encode_lines(items: Iterable[Any]) -> bytes:
+    """JSON lines, each ending in a newline, in one call."""
+    return _encoder.encode_lines(items)

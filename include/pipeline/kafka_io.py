@@ -69,6 +69,9 @@ class Kafka:
                 "broker with `make kafka-up`, or point KAFKA_BOOTSTRAP_SERVERS / the kafka_default connection at yours"
             ) from None
 
+    def cluster_id(self) -> str:
+        return self.admin().list_topics(timeout=TIMEOUT).cluster_id
+
     def admin(self, quiet: bool = False) -> AdminClient:
         return AdminClient(self._base(quiet))
 
@@ -137,7 +140,8 @@ class LagProbe:
 
 class BoundedRead:
     """Batches of the committed records of ``topic`` after the group's committed offsets (or
-    from the start), up to the end offsets seen when iteration starts (or ``upto``).
+    from the start, or from ``starts``, offsets its caller keeps itself, per partition), up to
+    the end offsets seen when iteration starts (or ``upto``).
 
     Afterwards ``ranges`` holds, per partition, [first offset, offset after the last record
     read], and ``lost`` counts offsets that retention deleted before this group read them.
@@ -146,10 +150,11 @@ class BoundedRead:
     """
 
     def __init__(
-        self, consumer: Consumer, topic: str, *, from_beginning: bool = False, upto: dict[int, int] | None = None,
-        batch_size: int = BATCH_SIZE, idle_timeout: float = TIMEOUT,
+        self, consumer: Consumer, topic: str, *, from_beginning: bool = False, starts: dict[int, int] | None = None,
+        upto: dict[int, int] | None = None, batch_size: int = BATCH_SIZE, idle_timeout: float = TIMEOUT,
     ) -> None:
         self.consumer, self.topic, self.from_beginning, self.upto = consumer, topic, from_beginning, upto
+        self.starts = starts
         self.batch_size, self.idle_timeout = batch_size, idle_timeout
         self.ranges: dict[int, list[int]] = {}
         self.next: dict[int, int] = {}
@@ -163,14 +168,19 @@ class BoundedRead:
         partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
         watermarks = {tp.partition: retrying(consumer.get_watermark_offsets, tp, timeout=TIMEOUT) for tp in partitions}
         starts = {p: low for p, (low, _) in watermarks.items()}
-        if not self.from_beginning:
-            for tp in retrying(consumer.committed, partitions, timeout=TIMEOUT):
-                if tp.offset >= 0:
-                    low = watermarks[tp.partition][0]
-                    if tp.offset < low:
-                        log.error("%s[%d]: offsets %d..%d were deleted before they were read", topic, tp.partition, tp.offset, low - 1)
-                        self.lost += low - tp.offset
-                    starts[tp.partition] = max(tp.offset, low)
+        if self.starts is not None:
+            read_from = self.starts
+        elif self.from_beginning:
+            read_from = {}
+        else:
+            read_from = {tp.partition: tp.offset for tp in retrying(consumer.committed, partitions, timeout=TIMEOUT)}
+        for partition, offset in read_from.items():
+            if offset >= 0 and partition in starts:
+                low = watermarks[partition][0]
+                if offset < low:
+                    log.error("%s[%d]: offsets %d..%d were deleted before they were read", topic, partition, offset, low - 1)
+                    self.lost += low - offset
+                starts[partition] = max(offset, low)
         ends = {p: high for p, (_, high) in watermarks.items()}
         if self.upto is not None:
             ends = {p: min(high, self.upto.get(p, 0)) for p, high in ends.items()}

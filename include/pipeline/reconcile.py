@@ -66,8 +66,10 @@ def summarize(results: dict[str, dict | None]) -> dict:
         "late": get("analyze", "late"),
         "duplicate": get("analyze", "duplicate"),
         "windows_updated": (results.get("analyze") or {}).get("written", {}).get(settings.METRICS, 0),
-        "metrics_lines": get("sink", "metrics"),
-        "metrics_path": (results.get("sink") or {}).get("path", str(settings.metrics_path())),
+        "metrics_rows": get("sink", "metrics"),
+        "rows_changed": get("sink", "rows_changed"),
+        "store": (results.get("sink") or {}).get("store"),
+        "export": (results.get("sink") or {}).get("export"),
     }
 
 
@@ -85,8 +87,8 @@ def reconcile(run_id: str, results: dict[str, dict | None]) -> dict:
     if problems:
         hint = ""
         if any(problem.startswith("sink:") for problem in problems):
-            hint = (f"\nIf {settings.metrics_path()} was lost, moved or edited, rebuild it from Kafka with the "
-                    "kafka_pipeline_replay DAG (README: Replay).")
+            hint = ("\nIf rows of the metrics store were deleted or edited, or product-metrics lost records, rebuild "
+                    "the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay).")
         raise ReconciliationError(
             f"run {run_id} does not reconcile (manifest: {path}):\n  " + "\n  ".join(problems) + hint
         )
@@ -105,10 +107,17 @@ def render(manifest: dict) -> str:
         f"  orders processed : {s['processed']} ({s['valid']} valid, {s['invalid']} invalid -> {settings.DLQ})",
         f"  orders counted   : {s['counted']} ({s['late']} late, {s['duplicate']} duplicate -> {settings.DLQ}); "
         f"{s['windows_updated']} (window, product) metrics updated",
-        f"  metrics          : {s['metrics_lines']} lines in {s['metrics_path']}",
+        f"  metrics          : {s['metrics_rows']} rows in {s['store']} ({s['rows_changed']} changed by this run)",
+        f"  metrics.json     : {_export(s['export'])}",
         f"  reconciled       : {'yes' if manifest['reconciled'] else 'NO'}",
     ]
     return "\n".join(lines + [f"    {problem}" for problem in manifest["problems"]])
+
+
+def _export(export: dict | None) -> str:
+    if not export:
+        return "not written (metrics_json_days is 0)"
+    return f"{export['lines']} lines, the last {export['days']} days of windows, in {export['path']}"
 
 
 def latest() -> int:

@@ -37,6 +37,7 @@ PRODUCTS: dict[str, str] = {
 }
 
 WINDOW_SECONDS = 60
+METRICS_JSON_DAYS = 7  # days of windows in the metrics.json export (a DAG param)
 GRACE_SECONDS = 3600  # late-order grace period (a DAG param)
 DEDUP_HORIZON_SECONDS = 24 * 3600  # how long a counted order_id is remembered (a DAG param)
 
@@ -58,6 +59,11 @@ def output_dir() -> Path:
 
 def metrics_path() -> Path:
     return output_dir() / "metrics.json"
+
+
+def metrics_db_path() -> Path:
+    """The embedded metrics store, used when there is no metrics_db connection."""
+    return output_dir() / "metrics.db"
 
 
 def runs_dir() -> Path:

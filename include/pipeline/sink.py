@@ -1,54 +1,85 @@
-"""The metrics store: output/metrics.json, JSON lines, one per (window, product), upserted."""
+"""The sink's pure step (what a batch of product-metrics records changes in the store) and the
+one owner of output/metrics.json, the store's readable export: JSON lines, one per (window,
+product), in (window_start, product_id) order."""
 
 from __future__ import annotations
 
 import os
-import tempfile
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Iterable, Iterator
 
-from include.pipeline import codec
-from include.pipeline.windows import WindowKey
-
-FIELDS = (
-    "window_start", "window_end", "product_id", "product_name",
-    "order_count", "total_revenue", "avg_order_value",
-)
-Store = dict[WindowKey, dict[str, Any]]
+from include.pipeline import codec, money
+from include.pipeline.windows import Metric, WindowKey, decode_metric
 
 
-def load(path: Path) -> Store:
-    if not path.exists():
-        return {}
-    store: Store = {}
-    for number, line in enumerate(path.read_bytes().splitlines(), 1):
-        if line.strip():
-            try:
-                upsert(store, codec.decode(line))
-            except (ValueError, *codec.DecodeError) as exc:
-                raise ValueError(f"{path}:{number} is not a metrics record ({exc}); fix or remove the file") from None
-    return store
+@dataclass
+class Totals:
+    """What reconcile compares with the analyze ledger, over every row of the store."""
+
+    rows: int = 0
+    order_count: int = 0
+    total_revenue: Decimal = Decimal(0)  # sum of the windows' totals in cents
+
+    def add(self, new: Metric, old: Metric | None) -> None:
+        self.rows += old is None
+        self.order_count += new.order_count - (old.order_count if old else 0)
+        before = old.total_revenue if old else Decimal(0)
+        self.total_revenue = money.subtract(money.total([new.total_revenue], self.total_revenue), before)
 
 
-def upsert(store: Store, record: Any) -> None:
-    """Keep the newest totals per (window, product): records carry totals, so applying one
-    twice changes nothing."""
-    if not isinstance(record, dict) or any(field not in record for field in FIELDS):
-        raise ValueError(f"a metrics record needs the fields {', '.join(FIELDS)}, got {record!r:.200}")
-    store[(record["window_start"], record["product_id"])] = {field: record[field] for field in FIELDS}
+@dataclass
+class Changes:
+    upserts: list[Metric] = field(default_factory=list)
+    inserted: int = 0
+    updated: int = 0
 
 
-def write(path: Path, store: Store) -> None:
-    """Replace the file atomically: readers see the old file or the new one, never half."""
+def changes(records: Iterable[Metric], current: dict[WindowKey, Metric], totals: Totals) -> Changes:
+    """The rows to upsert for records in offset order (records carry totals: the newest per key
+    wins, and one equal to its row changes nothing), with ``totals`` moved to match."""
+    newest = {record.key: record for record in records}
+    result = Changes()
+    for key, record in newest.items():
+        old = current.get(key)
+        if old == record:
+            continue
+        totals.add(record, old)
+        result.upserts.append(record)
+        if old is None:
+            result.inserted += 1
+        else:
+            result.updated += 1
+    return result
+
+
+def read_lines(path: Path) -> Iterator[Metric]:
+    """The lines of a metrics.json, each checked; a bad one names its line."""
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    yield decode_metric(line)
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{number} is {exc}; fix or remove the line") from None
+
+
+def write_lines(path: Path, chunks: Iterable[list[Metric]]) -> int:
+    """Replace the file atomically (readers see the old file or the new one, never half), readable
+    as the umask allows; returns the lines written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = b"".join(codec.encode(store[key]) + b"\n" for key in sorted(store))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    lines = 0
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(lines)
+        with tmp.open("wb") as out:
+            for chunk in chunks:
+                out.write(codec.encode_lines(chunk))
+                lines += len(chunk)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+    return lines

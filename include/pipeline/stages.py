@@ -9,20 +9,19 @@ from collections import Counter
 from contextlib import closing, contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
-from decimal import Decimal
-from pathlib import Path
 from typing import Iterator
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from include.pipeline import codec, generator, money, settings, sink as store
+from include.pipeline import codec, generator, money, settings, sink as sink_file
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.kafka_io import (
     TIMEOUT, BoundedRead, Kafka, Progress, create_topics as create, produce, produce_all, retrying,
     transaction,
 )
+from include.pipeline.metrics_store import MetricsStore
 from include.pipeline.orders import Order, enrich, parse
-from include.pipeline.windows import TumblingWindows, key_bytes, metric
+from include.pipeline.windows import Metric, TumblingWindows, decode_metric, key_bytes, metric
 
 log = logging.getLogger(__name__)
 
@@ -207,34 +206,74 @@ def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
     return analyzer
 
 
-def sink(kafka: Kafka, path: Path | None = None) -> dict:
-    """product-metrics -> metrics.json, upserted by (window, product); offsets are committed
-    only after the file is durably replaced, so a crash in between just re-applies the same."""
-    path = path or settings.metrics_path()
-    metrics = store.load(path)
+def sink(kafka: Kafka, store: MetricsStore | None = None, metrics_json_days: int = settings.METRICS_JSON_DAYS) -> dict:
+    """product-metrics -> the metrics store (upserted by window and product), then the
+    metrics.json export of its last ``metrics_json_days`` days (0: no export).
+
+    Each batch's rows, the store's totals and the offsets read up to commit in one database
+    transaction, and a run resumes from the store's offsets, so a crash at any point neither
+    applies a batch twice nor skips one. A store without rows reads the (compacted) topic from its
+    start, or, when it imports an old metrics.json, from the group's offsets that file was
+    written up to. The group's offsets are committed afterwards, for Kafka tools to see the lag.
+    """
+    if metrics_json_days < 0:
+        raise ValueError(f"metrics_json_days must be 0 (no export) or more, got {metrics_json_days}")
+    store = store or MetricsStore.default()
     kafka.check()
-    progress = Progress(f"sink {settings.METRICS} -> {path}")
+    cluster = kafka.cluster_id()
+    opened = store.open(cluster)
+    legacy = settings.metrics_path() if opened.new and settings.metrics_path().exists() else None
+    counts = Counter()
+    progress = Progress(f"sink {settings.METRICS} -> {store.name}")
+
+    def commit(records: list[Metric]) -> None:
+        with store.transaction(cluster) as txn:
+            if txn.offsets(settings.METRICS) != written:
+                raise RuntimeError(
+                    f"the offsets in the metrics store {store.name} moved while this sink ran: another sink writes "
+                    "to it. Run one sink per store (the kafka_pipeline pool does)"
+                )
+            if legacy and not counts["transactions"]:
+                counts["imported"] = txn.import_metrics(sink_file.read_lines(legacy))
+                log.info("imported %d lines of %s into %s", counts["imported"], legacy, store.name)
+            changes = txn.apply(records)
+            txn.set_offsets(settings.METRICS, source.next)
+        written.update(source.next)
+        counts.update(transactions=1, inserted=changes.inserted, updated=changes.updated)
+
     with closing(kafka.consumer(group("sink"))) as consumer:
-        source = BoundedRead(consumer, settings.METRICS)
+        source = BoundedRead(consumer, settings.METRICS, starts=None if legacy else opened.offsets)
+        written = dict(opened.offsets)
         for batch in source:
-            for message in batch:
-                try:
-                    store.upsert(metrics, codec.decode(message.value() or b"null"))
-                except (ValueError, *codec.DecodeError) as exc:
-                    raise ValueError(
-                        f"{settings.METRICS} partition {message.partition()} offset {message.offset()}: {exc}"
-                    ) from None
+            commit([_metric(message) for message in batch])
             progress.add(len(batch))
+        if opened.new and not counts["transactions"]:  # claim the store (and import) even with nothing to read
+            commit([])
         if positions := source.positions():
-            store.write(path, metrics)
             retrying(consumer.commit, offsets=positions, asynchronous=False)
     progress.done()
+    totals = store.totals()
+    export = None
+    path = settings.metrics_path()
+    if metrics_json_days:
+        export = {"path": str(path), "days": metrics_json_days, "lines": store.export(path, metrics_json_days)}
+        log.info("exported the last %d days of windows to %s: %d lines", metrics_json_days, path, export["lines"])
+    elif path.exists():
+        log.warning("metrics_json_days is 0: %s was left as it was and is no longer updated", path)
     return {
-        "input": _ranges(settings.METRICS, source), "read": progress.count, "metrics": len(metrics),
-        "order_count": sum(m["order_count"] for m in metrics.values()),
-        "total_revenue": str(sum((m["total_revenue"] for m in metrics.values()), Decimal(0))),
-        "path": str(path),
+        "input": _ranges(settings.METRICS, source), "read": progress.count, "store": store.name,
+        "imported": counts["imported"], "rows_changed": counts["inserted"] + counts["updated"],
+        "rows_inserted": counts["inserted"], "rows_updated": counts["updated"],
+        "metrics": totals.rows, "order_count": totals.order_count, "total_revenue": str(totals.total_revenue),
+        "export": export,
     }
+
+
+def _metric(message: Message) -> Metric:
+    try:
+        return decode_metric(message.value())
+    except ValueError as exc:
+        raise ValueError(f"{settings.METRICS} partition {message.partition()} offset {message.offset()}: {exc}") from None
 
 
 def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = False) -> dict:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable
 
-from include.pipeline import money
+import msgspec
+
+from include.pipeline import codec, money
 from include.pipeline.orders import Order
 from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
 
@@ -49,18 +51,54 @@ class TumblingWindows:
         return changed
 
 
-def metric(key: WindowKey, aggregate: Aggregate) -> dict[str, Any]:
-    """The product-metrics / metrics.json record of one (window, product)."""
+class Metric(msgspec.Struct, frozen=True):
+    """The metrics of one (window, product): a product-metrics record, a metrics.json line and
+    a row of the metrics store. Money in cents, exact."""
+
+    window_start: int
+    window_end: int
+    product_id: str
+    product_name: str
+    order_count: int
+    total_revenue: Decimal
+    avg_order_value: Decimal
+
+    @property
+    def key(self) -> WindowKey:
+        return self.window_start, self.product_id
+
+
+_metric_decoder = msgspec.json.Decoder(Metric)
+
+
+def decode_metric(raw: bytes | None) -> Metric:
+    """A product-metrics record or metrics.json line; ValueError says what is wrong with it."""
+    try:
+        record = _metric_decoder.decode(raw or b"null")
+    except (msgspec.ValidationError, *codec.DecodeError) as exc:
+        raise ValueError(f"not a metrics record ({exc})") from None
+    for name in ("total_revenue", "avg_order_value"):
+        value = getattr(record, name)
+        if not value.is_finite() or value < 0 or value != money.to_cents(value):
+            raise ValueError(f"not a metrics record ({name} must be a non-negative amount in cents, got {value})")
+    # One spelling of each amount (21.50, not 21.5), whatever wrote it.
+    return msgspec.structs.replace(
+        record, total_revenue=money.to_cents(record.total_revenue), avg_order_value=money.to_cents(record.avg_order_value)
+    )
+
+
+def metric(key: WindowKey, aggregate: Aggregate) -> Metric:
+    """The metrics of one (window, product) from its exact aggregate."""
     start, product_id = key
-    return {
-        "window_start": start,
-        "window_end": start + WINDOW_SECONDS,
-        "product_id": product_id,
-        "product_name": PRODUCTS[product_id],
-        "order_count": aggregate.count,
-        "total_revenue": money.to_cents(aggregate.total),
-        "avg_order_value": money.average_to_cents(aggregate.total, aggregate.count),
-    }
+    return Metric(
+        window_start=start,
+        window_end=start + WINDOW_SECONDS,
+        product_id=product_id,
+        product_name=PRODUCTS[product_id],
+        order_count=aggregate.count,
+        total_revenue=money.to_cents(aggregate.total),
+        avg_order_value=money.average_to_cents(aggregate.total, aggregate.count),
+    )
 
 
 def state_record(aggregate: Aggregate) -> dict[str, Any]:

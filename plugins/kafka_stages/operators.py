@@ -6,7 +6,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.pipeline import run_params
-from kafka_stages.hooks import PipelineKafkaHook
+from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 
 
 class KafkaStageOperator(BaseOperator):
@@ -21,6 +21,9 @@ class KafkaStageOperator(BaseOperator):
     :param stage: the stage function; called with a ``Kafka`` and ``op_kwargs``.
     :param op_kwargs: its keyword arguments (templated).
     :param kafka_config_id: the Airflow connection of the cluster.
+    :param metrics_db_conn_id: for a stage that writes the metrics store (``store=``): its
+        connection (``MetricsDbHook``). The store is made at run time, so no credential is
+        ever rendered into the task's fields.
     """
 
     template_fields = ("op_kwargs",)
@@ -32,16 +35,22 @@ class KafkaStageOperator(BaseOperator):
         stage: Callable[..., dict],
         op_kwargs: dict[str, Any] | None = None,
         kafka_config_id: str = "kafka_default",
+        metrics_db_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.stage = stage
         self.op_kwargs = op_kwargs or {}
         self.kafka_config_id = kafka_config_id
+        self.metrics_db_conn_id = metrics_db_conn_id
 
     def execute(self, context) -> dict:
         kafka = PipelineKafkaHook(self.kafka_config_id).get_kafka()
         try:
+            if self.metrics_db_conn_id:
+                store = MetricsDbHook(self.metrics_db_conn_id).get_store()
+                self.log.info("metrics store: %s (%s)", store.name, store.origin)
+                return self.stage(kafka, store=store, **self.op_kwargs)
             return self.stage(kafka, **self.op_kwargs)
         except ValueError as exc:
             raise AirflowFailException(f"{self.task_id}: {exc}") from exc

@@ -31,6 +31,12 @@ GENERATE_PARAMS = {
         description="Seed for the generated orders (null: the run id, so a cleared run makes the same orders)",
     ),
 }
+SINK_PARAMS = {
+    "metrics_json_days": Param(
+        settings.METRICS_JSON_DAYS, type="integer", minimum=0,
+        description="Days of windows, back from the newest, that the sink exports to metrics.json (0: no file)",
+    ),
+}
 CONSUME_PARAMS = {
     "wait_for_orders_seconds": Param(
         0, type="number", minimum=0,
@@ -44,6 +50,7 @@ CONSUME_PARAMS = {
         settings.DEDUP_HORIZON_SECONDS, type="integer", minimum=0,
         description="How long a counted order_id is remembered (>= grace)",
     ),
+    **SINK_PARAMS,
 }
 
 
@@ -52,6 +59,14 @@ def stage_task(task_id: str, stage, **kwargs: Any) -> KafkaStageOperator:
     return KafkaStageOperator(
         task_id=task_id, stage=stage, pool=POOL, priority_weight=POSITION[task_id], weight_rule="absolute",
         **kwargs,
+    )
+
+
+def sink_task() -> KafkaStageOperator:
+    """The sink, writing to the store of the ``metrics_db`` connection (embedded SQLite without one)."""
+    return stage_task(
+        "sink", stages.sink, metrics_db_conn_id="metrics_db",
+        op_kwargs={"metrics_json_days": "{{ params.metrics_json_days }}"},
     )
 
 
@@ -83,7 +98,7 @@ def pipeline_tasks(*, generate: bool) -> None:
             "grace_seconds": "{{ params.grace_seconds }}",
             "dedup_horizon_seconds": "{{ params.dedup_horizon_seconds }}",
         }),
-        stage_task("sink", stages.sink),
+        sink_task(),
     ]
     results = ["generate", "process", "analyze", "sink"] if generate else ["process", "analyze", "sink"]
     tasks.append(PythonOperator(

@@ -42,6 +42,7 @@ def test_params_and_defaults(dag):
     assert {name: dag.params[name] for name in dag.params} == {
         "orders": 2000, "rate": 0, "invalid_ratio": 0.05, "seed": None,
         "wait_for_orders_seconds": 0, "grace_seconds": 3600, "dedup_horizon_seconds": 86400,
+        "metrics_json_days": 7,
     }
 
 
@@ -86,12 +87,22 @@ def test_analyze_gets_the_grace_period_and_dedup_horizon(dag):
     }
 
 
+def test_the_sinks_write_the_store_of_the_metrics_db_connection_and_export_the_params_days(dagbag):
+    for dag_id in ("kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay"):
+        sink = dagbag.dags[dag_id].get_task("sink")
+        assert (sink.stage, sink.metrics_db_conn_id) == (stages.sink, "metrics_db")
+        assert sink.op_kwargs == {"metrics_json_days": "{{ params.metrics_json_days }}"}
+        assert dagbag.dags[dag_id].params["metrics_json_days"] == 7
+    assert dagbag.dags["kafka_pipeline"].get_task("process").metrics_db_conn_id is None
+
+
 def test_replay_dag_rebuilds_then_sinks(dagbag):
     replay = dagbag.dags["kafka_pipeline_replay"]
     assert replay.schedule is None  # triggered by hand, with the range
     assert replay.get_task("replay").stage is stages.replay
     assert {name: replay.params[name] for name in replay.params} == {
         "start": "2026-01-05T09:00:00+00:00", "end": "2026-01-05T10:00:00+00:00", "allow_partial": False,
+        "metrics_json_days": 7,
     }
     assert [t.task_id for t in replay.topological_sort()] == ["check_params", "replay", "sink"]
 
@@ -117,7 +128,7 @@ def test_the_event_driven_dag_watches_orders_lag_and_shares_the_task_chain(dagba
     })
     assert on_orders.max_active_runs == 1
     assert {name: on_orders.params[name] for name in on_orders.params} == {
-        "wait_for_orders_seconds": 0, "grace_seconds": 3600, "dedup_horizon_seconds": 86400,
+        "wait_for_orders_seconds": 0, "grace_seconds": 3600, "dedup_horizon_seconds": 86400, "metrics_json_days": 7,
     }
     order = ["check_params", "create_topics", "wait_for_orders", "process", "analyze", "sink", "reconcile"]
     assert [t.task_id for t in on_orders.topological_sort()] == order

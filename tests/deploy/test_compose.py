@@ -29,7 +29,9 @@ AIRFLOW_SERVICES = (
 )
 # The long-running ones: they run or parse the DAG, so they need the extra packages.
 AIRFLOW_RUNTIME_SERVICES = AIRFLOW_SERVICES[1:]
-EXTRA_PACKAGES = {"apache-airflow-providers-apache-kafka", "confluent-kafka", "kafka-python", "msgspec", "numpy"}
+EXTRA_PACKAGES = {
+    "apache-airflow-providers-apache-kafka", "confluent-kafka", "kafka-python", "msgspec", "numpy", "psycopg[binary]",
+}
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +208,18 @@ def test_airflow_init_creates_the_one_slot_pool_the_stages_use(services):
     script = "\n".join(services["airflow-init"]["command"])
     (line,) = [line for line in script.splitlines() if "pools set" in line]
     assert shlex.split(line)[1:6] == ["airflow", "pools", "set", POOL, "1"]
+
+
+@pytest.mark.parametrize("name", AIRFLOW_SERVICES)
+def test_the_metrics_store_is_the_metrics_database_of_the_postgres_service(services, name):
+    conn = json.loads(_env(services[name])["AIRFLOW_CONN_METRICS_DB"])
+    postgres = _env(services["postgres"])
+    assert conn == {"conn_type": "postgres", "host": "postgres", "port": 5432, "login": postgres["POSTGRES_USER"],
+                    "password": postgres["POSTGRES_PASSWORD"], "schema": "metrics"}
+
+
+def test_airflow_init_creates_the_metrics_database_the_connection_names(services):
+    script = "\n".join(services["airflow-init"]["command"])
+    assert 'json.loads(os.environ["AIRFLOW_CONN_METRICS_DB"])' in script
+    assert """cursor.execute('CREATE DATABASE "%s"' % conn["schema"])""" in script
+    assert script.index("pools set") < script.index("CREATE DATABASE") < script.index("chown")

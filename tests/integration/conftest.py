@@ -7,16 +7,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import time
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from scripts.kafka.local import throwaway_broker
+from scripts.postgres.local import Postgres, throwaway_postgres
+
+METRIC_FIELDS = ("window_start", "window_end", "product_id", "product_name", "order_count", "total_revenue",
+                 "avg_order_value")
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -39,6 +47,12 @@ class Pipeline:
     def __init__(self, env: dict[str, str], output: Path) -> None:
         self.env, self.output = env, output
         self.bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+        self.postgres: Postgres | None = None  # the metrics store's server, when the metrics_db connection is set
+
+    def use_postgres(self, server: Postgres) -> None:
+        """Point the metrics_db connection at the server's metrics database."""
+        self.postgres = server
+        self.env["AIRFLOW_CONN_METRICS_DB"] = json.dumps(server.connection())
 
     def airflow(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
@@ -59,6 +73,18 @@ class Pipeline:
             [str(ROOT / "scripts/airflow"), "tasks", "test", "kafka_pipeline", task_id, date],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
+
+    @contextmanager
+    def running(self, task_id: str, date: str = "2026-01-05T10:00:00+00:00") -> Iterator[subprocess.Popen]:
+        """start_task, killed (-9) when the block ends if it still runs: a failed test must not
+        leave a frozen or running task behind."""
+        proc = self.start_task(task_id, date)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def broker(self, action: str) -> None:
         subprocess.run([str(ROOT / "scripts/kafka/broker"), action], env=self.env, check=True, timeout=300)
@@ -91,8 +117,26 @@ class Pipeline:
         return sorted(records, key=lambda r: (r.partition, r.offset))
 
     def metrics_lines(self) -> list[dict]:
+        """The lines of metrics.json, once checked equal to the rows of the metrics store."""
         path = self.output / "metrics.json"
-        return [json.loads(line, parse_float=Decimal) for line in path.read_text().splitlines()]
+        lines = [json.loads(line, parse_float=Decimal) for line in path.read_text().splitlines()]
+        assert lines == self.store_rows(), "metrics.json and the metrics store differ"
+        return lines
+
+    def store_rows(self) -> list[dict]:
+        """The metrics store's rows, read with the database's own driver (sqlite3, or psycopg
+        when ``postgres`` is set), as metrics.json lines."""
+        query = f"SELECT {', '.join(METRIC_FIELDS)} FROM product_metrics ORDER BY window_start, product_id"
+        if self.postgres:
+            with self.postgres.connect("metrics") as db:
+                rows = db.execute(query).fetchall()
+        else:
+            with closing(sqlite3.connect(self.output / "metrics.db")) as db:
+                rows = db.execute(query).fetchall()
+        return [
+            {**dict(zip(METRIC_FIELDS, row)), "total_revenue": Decimal(row[5]), "avg_order_value": Decimal(row[6])}
+            for row in rows
+        ]
 
 
 @pytest.fixture(scope="session")
@@ -113,5 +157,13 @@ def pipeline(tmp_path, migrated_db):
     shutil.copy(migrated_db.with_name(".pool-kafka_pipeline"), airflow_home)  # the copy has the pool
     env = {**os.environ, "AIRFLOW_HOME": str(airflow_home), "PIPELINE_OUTPUT_DIR": str(tmp_path / "output")}
     env.pop("AIRFLOW_CONN_KAFKA_DEFAULT", None)
+    env.pop("AIRFLOW_CONN_METRICS_DB", None)
     with throwaway_broker(tmp_path / "kafka", env) as env:
         yield Pipeline(env, tmp_path / "output")
+
+
+@pytest.fixture
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server of its own (initdb, pg_ctl on a free port) with a `metrics` database."""
+    with throwaway_postgres() as server:
+        yield server

@@ -2,6 +2,8 @@
 an independent client (kafka-python, stdlib json, Decimal) reads back from the topics."""
 
 import json
+import os
+import stat
 from pathlib import Path
 
 from tests.integration.expected import expected_metrics
@@ -38,11 +40,19 @@ def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
 
     manifest = json.loads(next((pipeline.output / "runs").glob("*.json")).read_text())
     assert manifest["reconciled"] is True
-    summary = {k: manifest["summary"][k] for k in ("generated", "processed", "valid", "invalid", "counted", "late", "duplicate", "metrics_lines")}
-    assert summary == {
+    assert manifest["summary"] == {
         "generated": 3000, "processed": 3000, "valid": len(processed), "invalid": len(dead),
-        "counted": len(processed), "late": 0, "duplicate": 0, "metrics_lines": len(metrics),
+        "counted": len(processed), "late": 0, "duplicate": 0, "windows_updated": manifest["summary"]["windows_updated"],
+        "metrics_rows": len(metrics), "rows_changed": len(metrics),
+        "store": f"sqlite:///{pipeline.output}/metrics.db",
+        "export": {"path": str(pipeline.output / "metrics.json"), "days": 7, "lines": len(metrics)},
     }
+    assert manifest["summary"]["windows_updated"] >= len(metrics)
+    # Files the pipeline writes get the modes the umask gives (not 0600: others may read them).
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {name: stat.S_IMODE((pipeline.output / name).stat().st_mode) for name in ("metrics.json", "metrics.db")}
+    assert modes == {"metrics.json": 0o666 & ~umask, "metrics.db": 0o666 & ~umask}
     assert manifest["stages"]["process"]["input"]["partitions"] == {
         str(p): [0, sum(1 for r in orders if r.partition == p)] for p in range(3)
     }
@@ -51,6 +61,7 @@ def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
     before = (pipeline.output / "metrics.json").read_bytes()
     pipeline.airflow("dags", "test", "kafka_pipeline", "2026-01-05T11:00:00+00:00", "--conf", '{"orders": 0}')
     assert (pipeline.output / "metrics.json").read_bytes() == before
+    assert pipeline.metrics_lines() == metrics
     assert len(pipeline.read("processed-orders")) == len(processed)
 
 

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from contextlib import closing, contextmanager
+from contextlib import closing
 from datetime import datetime, timezone
 
 import pytest
@@ -86,17 +86,6 @@ def end_of(pipeline, stage: str) -> int:
         topic = STAGES[stage][0]
         tps = [TopicPartition(topic, p) for p in watch.stable.partitions_for_topic(topic)]
         return sum(watch.stable.end_offsets(tps).values())
-
-
-@contextmanager
-def background(pipeline, stage: str):
-    proc = pipeline.start_task(stage)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:  # a failed test must not leave a frozen or running task behind
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def freeze_mid_batch(pipeline, proc, stage: str, end: int, deadline_s: float = 180) -> int:
@@ -171,7 +160,7 @@ def test_kill_9_mid_batch_then_retry(pipeline):
     records = write_input(pipeline, seed=20260105)
     for stage in ("process", "analyze"):
         end = end_of(pipeline, stage)
-        with background(pipeline, stage) as proc:
+        with pipeline.running(stage) as proc:
             done = freeze_mid_batch(pipeline, proc, stage, end)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -192,7 +181,7 @@ def test_kill_9_mid_batch_then_retry(pipeline):
 def test_broker_restart_during_a_stage_then_retry(pipeline):
     records = write_input(pipeline, seed=20260106)
     end = end_of(pipeline, "process")
-    with background(pipeline, "process") as proc:
+    with pipeline.running("process") as proc:
         assert 0 < freeze_mid_batch(pipeline, proc, "process", end) < end
         pipeline.broker("down")  # a clean stop, data kept, while the batch's transaction is open
         os.killpg(proc.pid, signal.SIGCONT)  # the task carries on against a broker that is gone

@@ -1,7 +1,14 @@
 """Replay: kafka_pipeline_replay rebuilds the metrics of a past range from what Kafka retains,
-with the numbers of the original runs, and never counts anything twice."""
+with the numbers of the original runs, and never counts anything twice. And a new, empty
+metrics store fills itself from product-metrics (compacted: the newest totals of every window)."""
 
 import json
+import time
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from include.pipeline import settings
 
 
 def replay(pipeline, start, end):
@@ -9,7 +16,32 @@ def replay(pipeline, start, end):
     pipeline.airflow("dags", "test", "kafka_pipeline_replay", "2026-01-06T00:00:00+00:00", "--conf", conf)
 
 
-def test_replay_rebuilds_a_lost_sink_with_the_original_numbers(pipeline):
+def lose_the_metrics(pipeline):
+    """product-metrics deleted and made again, empty; the store and its export gone."""
+    admin = KafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
+    admin.delete_topics([settings.METRICS])
+    deadline = time.monotonic() + 60
+    while settings.METRICS in admin.list_topics():
+        assert time.monotonic() < deadline, "product-metrics was not deleted within 60 s"
+        time.sleep(0.2)
+    while True:  # the deletion finishes in the background: a create can still be refused for a moment
+        try:
+            admin.create_topics([NewTopic(settings.METRICS, settings.PARTITIONS, 1,
+                                          topic_configs=settings.TOPIC_CONFIGS[settings.METRICS])])
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "product-metrics could not be made again within 60 s"
+            time.sleep(0.5)
+    admin.close()
+    lose_the_store(pipeline)
+
+
+def lose_the_store(pipeline):
+    for name in ("metrics.db", "metrics.db-wal", "metrics.db-shm", "metrics.json"):
+        (pipeline.output / name).unlink(missing_ok=True)
+
+
+def test_replay_rebuilds_lost_metrics_with_the_original_numbers(pipeline):
     for seed, date in enumerate(("2026-01-05T10:00:00+00:00", "2026-01-05T11:00:00+00:00")):
         pipeline.airflow("dags", "test", "kafka_pipeline", date, "--conf", json.dumps({"orders": 1500, "seed": seed}))
     # Upstream sends some orders of the first hour again: analyze dead-letters them as duplicates.
@@ -20,13 +52,18 @@ def test_replay_rebuilds_a_lost_sink_with_the_original_numbers(pipeline):
     original = pipeline.metrics_lines()
     assert len({(m["window_start"], m["product_id"]) for m in original}) == len(original) > 500
 
-    (pipeline.output / "metrics.json").unlink()  # the sink's store is lost
+    lose_the_metrics(pipeline)
     replay(pipeline, "2026-01-05T09:00:00+00:00", "2026-01-05T11:00:00+00:00")
     assert pipeline.metrics_lines() == original
 
     replay(pipeline, "2026-01-05T09:30:00+00:00", "2026-01-05T10:15:00+00:00")  # over what the sink has
     assert pipeline.metrics_lines() == original
 
-    (pipeline.output / "metrics.json").unlink()
+    # A new store (lost, or a new database) reads product-metrics from its start: no replay needed.
+    lose_the_store(pipeline)
+    pipeline.task("sink", "2026-01-05T13:00:00+00:00")
+    assert pipeline.metrics_lines() == original
+
+    lose_the_metrics(pipeline)
     replay(pipeline, "2026-01-05T10:00:00+00:00", "2026-01-05T10:30:00+00:00")
     assert pipeline.metrics_lines() == [m for m in original if 1767607200 <= m["window_start"] < 1767609000]

@@ -19,7 +19,8 @@ GOOD = {
                 "ledger_before": {"count": 4, "revenue": "40.00", "revenue_cents": "40.00"},
                 "ledger_after": {"count": 10, "revenue": "100.005", "revenue_cents": "100.01"}},
     "sink": {"input": ranges("product-metrics"), "read": 3, "metrics": 5, "order_count": 10,
-             "total_revenue": "100.01", "path": "x"},
+             "total_revenue": "100.01", "store": "postgresql+psycopg://metrics:***@db:5432/metrics",
+             "rows_changed": 3, "export": {"path": "output/metrics.json", "days": 7, "lines": 5}},
 }
 
 
@@ -77,3 +78,14 @@ def test_reconcile_writes_the_manifest_and_fails_loudly(tmp_path, monkeypatch):
     assert written == ["manual__2026-01-05T10_00_00_00_00.json", "scheduled__2026-01-05T11_00_00_00_00.json"]
     failed = json.loads((tmp_path / "runs" / written[1]).read_text())
     assert (failed["reconciled"], failed["summary"]["counted"]) == (False, 6)
+    assert (failed["summary"]["store"], failed["summary"]["metrics_rows"], failed["summary"]["rows_changed"]) == (
+        "postgresql+psycopg://metrics:***@db:5432/metrics", 5, 3,
+    )
+
+
+def test_the_summary_names_the_store_and_the_export():
+    text = reconcile.render({
+        "run_id": "r", "reconciled": True, "problems": [], "summary": reconcile.summarize(GOOD),
+    })
+    assert "  metrics          : 5 rows in postgresql+psycopg://metrics:***@db:5432/metrics (3 changed by this run)" in text
+    assert "  metrics.json     : 5 lines, the last 7 days of windows, in output/metrics.json" in text

@@ -1,7 +1,11 @@
 from decimal import Decimal
 
+import pytest
+
 from include.pipeline import codec, orders
-from include.pipeline.windows import Aggregate, TumblingWindows, aggregate_from_state, metric, state_record
+from include.pipeline.windows import (
+    Aggregate, Metric, TumblingWindows, aggregate_from_state, decode_metric, metric, state_record,
+)
 
 
 def order(product_id, amount, timestamp):
@@ -32,15 +36,15 @@ def test_orders_fall_into_one_minute_windows_per_product():
 
 def test_metric_record_rounds_half_up_only_at_the_end():
     record = metric((1767607200, "prod-1"), Aggregate(2, Decimal("10.105")))
-    assert record == {
-        "window_start": 1767607200,
-        "window_end": 1767607260,
-        "product_id": "prod-1",
-        "product_name": "Laptop",
-        "order_count": 2,
-        "total_revenue": Decimal("10.11"),
-        "avg_order_value": Decimal("5.05"),
-    }
+    assert record == Metric(
+        window_start=1767607200,
+        window_end=1767607260,
+        product_id="prod-1",
+        product_name="Laptop",
+        order_count=2,
+        total_revenue=Decimal("10.11"),
+        avg_order_value=Decimal("5.05"),
+    )
     assert codec.encode(record) == (
         b'{"window_start":1767607200,"window_end":1767607260,"product_id":"prod-1","product_name":"Laptop",'
         b'"order_count":2,"total_revenue":10.11,"avg_order_value":5.05}'
@@ -50,3 +54,29 @@ def test_metric_record_rounds_half_up_only_at_the_end():
 def test_state_keeps_the_exact_total_and_round_trips():
     aggregate = Aggregate(3, Decimal("0.3333333333333333333333333333333"))
     assert aggregate_from_state(codec.decode(codec.encode(state_record(aggregate)))) == aggregate
+
+
+def test_a_metric_record_decodes_to_one_spelling_of_its_amounts():
+    raw = (b'{"window_start":60,"window_end":120,"product_id":"prod-1","product_name":"Laptop",'
+           b'"order_count":2,"total_revenue":21.5,"avg_order_value":10.75}')
+    record = decode_metric(raw)
+    assert (record.total_revenue, record.avg_order_value) == (Decimal("21.50"), Decimal("10.75"))
+    assert str(record.total_revenue) == "21.50"
+    assert codec.encode(record) == raw.replace(b"21.5,", b"21.50,")
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    (None, "Expected `object`, got `null`"),
+    (b"{", "not a metrics record"),
+    (b'{"window_start": 60}', "missing required field `window_end`"),
+    (b'{"window_start":60,"window_end":120,"product_id":"p","product_name":"n","order_count":"2",'
+     b'"total_revenue":1,"avg_order_value":1}', "Expected `int`, got `str`"),
+    (b'{"window_start":60,"window_end":120,"product_id":"p","product_name":"n","order_count":2,'
+     b'"total_revenue":1.005,"avg_order_value":1}', "total_revenue must be a non-negative amount in cents, got 1.005"),
+    (b'{"window_start":60,"window_end":120,"product_id":"p","product_name":"n","order_count":2,'
+     b'"total_revenue":1,"avg_order_value":-1}', "avg_order_value must be a non-negative amount in cents, got -1"),
+])
+def test_a_record_that_breaks_the_contract_says_how(raw, problem):
+    with pytest.raises(ValueError, match="not a metrics record") as error:
+        decode_metric(raw)
+    assert problem in str(error.value)

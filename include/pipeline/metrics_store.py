@@ -1,0 +1,330 @@
+"""The metrics store: product metrics in SQL, embedded SQLite (output/metrics.db) or PostgreSQL,
+through SQLAlchemy Core.
+
+Tables (schema version 1):
+- ``product_metrics``: one row per (window_start, product_id); money as exact decimals. The
+  primary key leads with window_start, so "the newest N hours" is a range scan of it;
+  ``product_metrics_by_product`` serves the same per product.
+- ``sink_offsets``: per (topic, partition) the next offset the rows do not include yet. It commits
+  in the same transaction as the rows, so the sink resumes from here, exactly.
+- ``metrics_store``: one row: the schema version, the Kafka cluster the rows come from, and the
+  all-runs totals reconcile compares with the analyze ledger (kept up to date by each
+  transaction, so nothing scans the table).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import sqlalchemy.exc
+from sqlalchemy import (
+    BigInteger, CheckConstraint, Column, DateTime, Engine, Index, Integer, MetaData, Numeric, PrimaryKeyConstraint,
+    String, Table, Text, TypeDecorator, create_engine, event, func, select, update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+
+from include.pipeline import settings, sink
+from include.pipeline.windows import Metric, WindowKey
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+LOGIN_REFUSED = ("password authentication failed", "no pg_hba.conf entry", 'role "', "authentication method")
+CHUNK = 1000  # keys per lookup and rows per import step: well under both engines' parameter limits
+DAY_SECONDS = 86_400
+EXPORT_CHUNK = 10_000
+
+
+class Money(TypeDecorator):
+    """An exact decimal: NUMERIC on PostgreSQL, unbounded (an order may be as large as a double);
+    on SQLite, whose NUMERIC turns values into floats, the decimal's text."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        return dialect.type_descriptor(Text() if dialect.name == "sqlite" else Numeric(asdecimal=True))
+
+    def process_bind_param(self, value, dialect):
+        return str(value) if value is not None and dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else Decimal(value)
+
+
+metadata = MetaData()
+product_metrics = Table(
+    "product_metrics", metadata,
+    Column("window_start", BigInteger, nullable=False),
+    Column("window_end", BigInteger, nullable=False),
+    Column("product_id", String(64), nullable=False),
+    Column("product_name", String(256), nullable=False),
+    Column("order_count", BigInteger, nullable=False),
+    Column("total_revenue", Money, nullable=False),
+    Column("avg_order_value", Money, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("window_start", "product_id", name="product_metrics_pkey"),
+    Index("product_metrics_by_product", "product_id", "window_start"),
+    sqlite_with_rowid=False,  # rows stored in key order: a range of windows is read in sequence
+)
+sink_offsets = Table(
+    "sink_offsets", metadata,
+    Column("topic", String(249), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),
+    PrimaryKeyConstraint("topic", "partition", name="sink_offsets_pkey"),
+)
+store_info = Table(
+    "metrics_store", metadata,
+    Column("id", Integer, CheckConstraint("id = 1", name="metrics_store_one_row"), primary_key=True),
+    Column("schema_version", Integer, nullable=False),
+    Column("kafka_cluster_id", String(64)),  # set by the first transaction that writes rows
+    Column("rows", BigInteger, nullable=False),
+    Column("order_count", BigInteger, nullable=False),
+    Column("total_revenue", Money, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+METRIC_COLUMNS = [product_metrics.c[name] for name in Metric.__struct_fields__]
+
+
+class StoreUnavailable(ConnectionError):
+    """The database does not answer, or went away: the task is retried."""
+
+
+class StoreRefused(ValueError):
+    """The database answers but will not do it (login, permissions, another cluster's store): a
+    retry would fail the same way."""
+
+
+@dataclass
+class Opened:
+    new: bool  # no transaction has written rows yet: the store starts from scratch or an import
+    offsets: dict[int, int]  # product-metrics partition -> next offset
+
+
+class MetricsStore:
+    """A metrics store at an engine URL. ``origin`` says where the URL came from (messages name
+    it); ``name`` is the URL without its password and query (logs and the manifest show it)."""
+
+    def __init__(self, url: URL | str, origin: str) -> None:
+        self.url, self.origin = make_url(url), origin
+        self.name = self.url.set(query={}).render_as_string(hide_password=True)
+        self.engine = _engine(self.url)
+
+    @classmethod
+    def default(cls) -> MetricsStore:
+        return cls(URL.create("sqlite", database=str(settings.metrics_db_path())), "no 'metrics_db' connection: the default")
+
+    def open(self, cluster_id: str) -> Opened:
+        """Create the schema when missing; refuse a store of another schema version or of
+        another Kafka cluster, before anything is written."""
+        now = _now()
+        with self.errors(), self.engine.begin() as conn:
+            metadata.create_all(conn)
+            conn.execute(self._insert(store_info).values(
+                id=1, schema_version=SCHEMA_VERSION, rows=0, order_count=0, total_revenue=Decimal(0),
+                created_at=now, updated_at=now,
+            ).on_conflict_do_nothing(index_elements=["id"]))
+            info = conn.execute(select(store_info)).one()
+            offsets = _offsets(conn, settings.METRICS)
+        if info.schema_version != SCHEMA_VERSION:
+            raise StoreRefused(
+                f"the metrics store {self.name} ({self.origin}) has schema version {info.schema_version}; this "
+                f"pipeline reads version {SCHEMA_VERSION}: run the pipeline version that wrote it, or point "
+                "the metrics_db connection at another database"
+            )
+        self._check_cluster(info.kafka_cluster_id, cluster_id)
+        return Opened(new=info.kafka_cluster_id is None, offsets=offsets)
+
+    def _check_cluster(self, stored: str | None, cluster_id: str) -> None:
+        if stored is not None and stored != cluster_id:
+            raise StoreRefused(
+                f"the metrics store {self.name} ({self.origin}) holds the metrics of Kafka cluster {stored}, and "
+                f"this run reads cluster {cluster_id}: nothing was written. Give each cluster its own store: "
+                "another metrics_db connection, or another PIPELINE_OUTPUT_DIR for the default SQLite store"
+            )
+
+    @contextmanager
+    def transaction(self, cluster_id: str) -> Iterator[StoreTransaction]:
+        """One database transaction: rows, offsets and totals commit together or not at all."""
+        with self.errors(), self.engine.begin() as conn:
+            txn = StoreTransaction(conn, self._insert)
+            self._check_cluster(txn.cluster_id, cluster_id)
+            yield txn
+            txn.finish(cluster_id)
+
+    def totals(self) -> sink.Totals:
+        with self.errors(), self.engine.connect() as conn:
+            info = conn.execute(select(store_info)).one()
+        return sink.Totals(info.rows, info.order_count, info.total_revenue)
+
+    def export(self, path: Path, days: int) -> int:
+        """Replace ``path`` with the windows that end less than ``days`` days before the newest
+        window ends; returns the lines written. Reads only those rows."""
+        with self.errors(), self.engine.connect() as conn:
+            newest = conn.execute(select(func.max(product_metrics.c.window_start))).scalar()
+            since = (newest if newest is not None else 0) - days * DAY_SECONDS
+            return sink.write_lines(path, self._rows_since(conn, since))
+
+    def _rows_since(self, conn, since: int) -> Iterator[list[Metric]]:
+        """The rows of the windows after ``since``, in key order, in chunks straight from the
+        driver (a server-side cursor on PostgreSQL): these rows are many, and SQLAlchemy's
+        per-row work would be most of the export's cost."""
+        postgres = self.engine.dialect.name == "postgresql"
+        driver = conn.connection.driver_connection
+        cursor = driver.cursor(name="metrics_export") if postgres else driver.cursor()
+        try:
+            cursor.execute(
+                "SELECT window_start, window_end, product_id, product_name, order_count, "
+                "CAST(total_revenue AS TEXT), CAST(avg_order_value AS TEXT) "  # text: the drivers' fastest path
+                f"FROM product_metrics WHERE window_start > {'%s' if postgres else '?'} "
+                "ORDER BY window_start, product_id", (since,),
+            )
+            while chunk := cursor.fetchmany(EXPORT_CHUNK):
+                yield [Metric(start, end, pid, name, count, Decimal(total), Decimal(avg))
+                       for start, end, pid, name, count, total, avg in chunk]
+        finally:
+            cursor.close()
+
+    def _insert(self, table: Table):
+        return (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(table)
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Database errors as what to do about them, naming the store and where it came from."""
+        try:
+            yield
+        except sqlalchemy.exc.DBAPIError as exc:
+            raise self._explain(exc) from None
+
+    def _explain(self, exc: sqlalchemy.exc.DBAPIError) -> Exception:
+        code = getattr(exc.orig, "sqlstate", None) or ""
+        text = " ".join(str(exc.orig).split())
+        where = f"the metrics store {self.name} ({self.origin})"
+        sqlite_file = self.engine.dialect.name == "sqlite"
+        # A refused connection carries no SQLSTATE (libpq only has the server's message).
+        if code.startswith("28") or any(phrase in text for phrase in LOGIN_REFUSED):
+            return StoreRefused(f"{where} refused the login: {text}. Fix the connection's login and password")
+        if code == "3D000" or ("database" in text and "does not exist" in text):
+            return StoreRefused(f"{where}: {text}. Create the database, or fix the connection's schema")
+        if code in ("25006", "42501") or "readonly database" in text:
+            fix = ("make the file and its folder writable" if sqlite_file
+                   else "grant the login CREATE on the schema and INSERT, UPDATE, SELECT on its tables")
+            return StoreRefused(f"{where} is read-only for this pipeline: {text}. To fix: {fix}, or point the "
+                                "metrics_db connection at a writable database")
+        if isinstance(exc, sqlalchemy.exc.OperationalError) and (not code or code[:2] in ("08", "57")):
+            fix = "make its folder exist and be writable" if sqlite_file else "start it, or fix the connection's host and port"
+            return StoreUnavailable(f"cannot use {where}: {text}. To fix: {fix}; nothing was half-written")
+        return exc
+
+
+class StoreTransaction:
+    """What one sink transaction reads and writes. The store's row is locked for the transaction
+    (PostgreSQL; SQLite begins IMMEDIATE), so two sinks cannot interleave."""
+
+    def __init__(self, conn, insert) -> None:
+        self.conn, self._insert = conn, insert
+        info = conn.execute(select(store_info).with_for_update()).one()
+        self.cluster_id = info.kafka_cluster_id
+        self.totals = sink.Totals(info.rows, info.order_count, info.total_revenue)
+        self.now = _now()
+
+    def current(self, keys: set[WindowKey]) -> dict[WindowKey, Metric]:
+        """The rows of these keys. Looked up by window (a list of (window, product) pairs takes
+        PostgreSQL longer to plan than to run), then kept by key."""
+        rows: dict[WindowKey, Metric] = {}
+        starts = sorted({start for start, _ in keys})
+        for i in range(0, len(starts), CHUNK):
+            query = select(*METRIC_COLUMNS).where(product_metrics.c.window_start.in_(starts[i:i + CHUNK]))
+            for row in self.conn.execute(query):
+                metric = Metric(*row)
+                if metric.key in keys:
+                    rows[metric.key] = metric
+        return rows
+
+    def apply(self, records: list[Metric]) -> sink.Changes:
+        """Upsert what the records change (the newest per key wins), totals moved to match."""
+        changes = sink.changes(records, self.current({r.key for r in records}), self.totals)
+        if changes.upserts:
+            statement = self._insert(product_metrics)
+            self.conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["window_start", "product_id"],
+                    set_={c.name: statement.excluded[c.name] for c in product_metrics.c if not c.primary_key},
+                ),
+                [{**_fields(m), "updated_at": self.now} for m in changes.upserts],
+            )
+        return changes
+
+    def import_metrics(self, metrics: Iterable[Metric]) -> int:
+        """Apply an old metrics.json's lines, CHUNK at a time; returns how many were read."""
+        lines, chunk = 0, []
+        for metric in metrics:
+            chunk.append(metric)
+            lines += 1
+            if len(chunk) == CHUNK:
+                self.apply(chunk)
+                chunk = []
+        self.apply(chunk)
+        return lines
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        return _offsets(self.conn, topic)
+
+    def set_offsets(self, topic: str, offsets: dict[int, int]) -> None:
+        if offsets:
+            statement = self._insert(sink_offsets)
+            self.conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["topic", "partition"], set_={"next_offset": statement.excluded.next_offset}
+                ),
+                [{"topic": topic, "partition": p, "next_offset": o} for p, o in offsets.items()],
+            )
+
+    def finish(self, cluster_id: str) -> None:
+        t = self.totals
+        self.conn.execute(update(store_info).values(
+            kafka_cluster_id=cluster_id, rows=t.rows, order_count=t.order_count, total_revenue=t.total_revenue,
+            updated_at=self.now,
+        ))
+
+
+def _fields(metric: Metric) -> dict:
+    return {name: getattr(metric, name) for name in Metric.__struct_fields__}
+
+
+def _offsets(conn, topic: str) -> dict[int, int]:
+    rows = conn.execute(select(sink_offsets.c.partition, sink_offsets.c.next_offset).where(sink_offsets.c.topic == topic))
+    return dict(rows.all())
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _engine(url: URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, connect_args={"connect_timeout": 10})
+    if url.database:
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # transactions begin below, not in the driver
+        # WAL: readers (a dashboard, the export) never block the sink, nor it them.
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    @event.listens_for(engine, "begin")
+    def begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock first: no upgrade race with another writer
+
+    return engine

@@ -1,0 +1,166 @@
+"""The metrics store against SQLite in a temporary directory (PostgreSQL: tests/integration)."""
+
+import sqlite3
+from decimal import Decimal
+
+import pytest
+
+from include.pipeline import metrics_store, sink
+from include.pipeline.metrics_store import MetricsStore, StoreRefused
+from include.pipeline.windows import Metric
+
+HOUR = 3600
+T = 1767607200  # 2026-01-05T10:00:00Z
+
+
+def m(start, product="prod-1", count=1, total="10.50"):
+    return Metric(start, start + 60, product, "Laptop", count, Decimal(total), Decimal(total) / count)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return MetricsStore(f"sqlite:///{tmp_path}/metrics.db", "test")
+
+
+def apply(store, records, offsets, cluster="cluster-a"):
+    with store.transaction(cluster) as txn:
+        changes = txn.apply(records)
+        txn.set_offsets("product-metrics", offsets)
+    return changes
+
+
+def rows(tmp_path):
+    with sqlite3.connect(tmp_path / "metrics.db") as db:
+        return db.execute(
+            "SELECT window_start, product_id, order_count, total_revenue FROM product_metrics ORDER BY 1, 2"
+        ).fetchall()
+
+
+def test_a_new_store_has_the_schema_and_nothing_else(store, tmp_path):
+    assert store.open("cluster-a") == metrics_store.Opened(new=True, offsets={})
+    with sqlite3.connect(tmp_path / "metrics.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("SELECT schema_version, kafka_cluster_id, rows FROM metrics_store").fetchall() == [(1, None, 0)]
+    assert rows(tmp_path) == []
+
+
+def test_applying_the_same_records_twice_equals_once(store, tmp_path):
+    store.open("cluster-a")
+    batch = [m(T, count=1, total="1.00"), m(T, count=2, total="3.01"), m(T, "prod-2"), m(T + 60)]
+    first = apply(store, batch, {0: 4, 1: 0, 2: 0})
+    once = (rows(tmp_path), store.totals())
+    second = apply(store, batch, {0: 4, 1: 0, 2: 0})
+    assert (first.inserted, first.updated, second.inserted, second.updated) == (3, 0, 0, 0)
+    assert (rows(tmp_path), store.totals()) == once
+    assert once == (
+        [(T, "prod-1", 2, "3.01"), (T, "prod-2", 1, "10.50"), (T + 60, "prod-1", 1, "10.50")],
+        sink.Totals(rows=3, order_count=4, total_revenue=Decimal("24.01")),
+    )
+    assert store.open("cluster-a") == metrics_store.Opened(new=False, offsets={0: 4, 1: 0, 2: 0})
+
+
+def test_rows_offsets_and_totals_commit_together_or_not_at_all(store, tmp_path):
+    store.open("cluster-a")
+    apply(store, [m(T)], {0: 1})
+    with pytest.raises(RuntimeError, match="after the upserts"):
+        with store.transaction("cluster-a") as txn:
+            txn.apply([m(T, count=5, total="50.00"), m(T + 60)])
+            txn.set_offsets("product-metrics", {0: 3})
+            raise RuntimeError("a crash after the upserts, before the commit")
+    assert rows(tmp_path) == [(T, "prod-1", 1, "10.50")]
+    assert store.totals() == sink.Totals(rows=1, order_count=1, total_revenue=Decimal("10.50"))
+    assert store.open("cluster-a").offsets == {0: 1}
+
+
+def test_money_is_exact_text_on_sqlite(store, tmp_path):
+    store.open("cluster-a")
+    huge = "12345678901234567890123456789.99"
+    apply(store, [m(T, count=1, total=huge)], {0: 1})
+    assert rows(tmp_path) == [(T, "prod-1", 1, huge)]
+    assert store.totals().total_revenue == Decimal(huge)
+
+
+def test_the_export_holds_the_last_days_counted_back_from_the_newest_window(store, tmp_path):
+    store.open("cluster-a")
+    newest = T + 10 * 24 * HOUR
+    apply(store, [m(newest - 86400), m(newest - 86400 + 60), m(newest - 3600, "prod-2"), m(newest), m(T)], {0: 5})
+    path = tmp_path / "metrics.json"
+    assert store.export(path, 1) == 3
+    assert [(r.window_start, r.product_id) for r in sink.read_lines(path)] == [
+        (newest - 86400 + 60, "prod-1"), (newest - 3600, "prod-2"), (newest, "prod-1"),
+    ]
+    assert store.export(path, 10) == 4  # T is 10 days and one window before the newest
+    assert store.export(path, 11) == 5
+
+
+def test_an_empty_store_exports_an_empty_file(store, tmp_path):
+    store.open("cluster-a")
+    assert store.export(tmp_path / "metrics.json", 7) == 0
+    assert (tmp_path / "metrics.json").read_bytes() == b""
+
+
+def test_an_old_metrics_json_is_imported_with_the_first_batch(store, tmp_path):
+    old = tmp_path / "old.json"
+    sink.write_lines(old, [[m(T, count=2, total="5.00"), m(T, "prod-2")]])
+    assert store.open("cluster-a").new
+    with store.transaction("cluster-a") as txn:
+        assert txn.import_metrics(sink.read_lines(old)) == 2
+        txn.apply([m(T, count=3, total="7.00"), m(T + 60)])
+        txn.set_offsets("product-metrics", {0: 2})
+    assert rows(tmp_path) == [(T, "prod-1", 3, "7.00"), (T, "prod-2", 1, "10.50"), (T + 60, "prod-1", 1, "10.50")]
+    assert store.totals() == sink.Totals(rows=3, order_count=5, total_revenue=Decimal("28.00"))
+    assert store.open("cluster-a") == metrics_store.Opened(new=False, offsets={0: 2})
+
+
+def test_a_store_of_another_kafka_cluster_is_refused_before_anything_is_written(store, tmp_path):
+    store.open("cluster-a")
+    apply(store, [m(T)], {0: 1})
+    with pytest.raises(StoreRefused) as refused:
+        store.open("cluster-b")
+    assert str(refused.value).startswith(
+        f"the metrics store sqlite:///{tmp_path}/metrics.db (test) holds the metrics of Kafka cluster cluster-a, "
+        "and this run reads cluster cluster-b: nothing was written. Give each cluster its own store"
+    )
+    with pytest.raises(StoreRefused, match="cluster cluster-a"):
+        apply(store, [m(T + 60)], {0: 2}, cluster="cluster-b")
+    assert rows(tmp_path) == [(T, "prod-1", 1, "10.50")]
+
+
+def test_a_store_of_another_schema_version_is_refused(store, tmp_path):
+    store.open("cluster-a")
+    with sqlite3.connect(tmp_path / "metrics.db") as db:
+        db.execute("UPDATE metrics_store SET schema_version = 2")
+    with pytest.raises(StoreRefused, match="has schema version 2; this pipeline reads version 1"):
+        store.open("cluster-a")
+
+
+def test_the_newest_hours_are_read_through_an_index(store, tmp_path):
+    store.open("cluster-a")
+    with sqlite3.connect(tmp_path / "metrics.db") as db:
+        plans = [[row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}")] for query in (
+            "SELECT * FROM product_metrics WHERE window_start >= 0 ORDER BY window_start DESC",
+            "SELECT * FROM product_metrics WHERE product_id = 'prod-1' AND window_start >= 0",
+        )]
+    assert plans == [
+        ["SEARCH product_metrics USING PRIMARY KEY (window_start>?)"],  # rows in key order (WITHOUT ROWID)
+        ["SEARCH product_metrics USING INDEX product_metrics_by_product (product_id=? AND window_start>?)"],
+    ]
+
+
+def test_the_name_never_shows_a_password_or_the_connection_extra():
+    store = MetricsStore(
+        "postgresql+psycopg://metrics:s3cret@db.example:5432/metrics?sslmode=require&sslpassword=k3y",
+        "connection 'metrics_db'",
+    )
+    assert store.name == "postgresql+psycopg://metrics:***@db.example:5432/metrics"
+
+
+def test_a_database_that_does_not_answer_names_the_connection_and_the_fix():
+    store = MetricsStore("postgresql+psycopg://metrics:s3cret@127.0.0.1:9/metrics", "connection 'metrics_db'")
+    with pytest.raises(metrics_store.StoreUnavailable) as error:
+        store.open("cluster-a")
+    message = str(error.value)
+    assert message.startswith(
+        "cannot use the metrics store postgresql+psycopg://metrics:***@127.0.0.1:9/metrics (connection 'metrics_db'):"
+    )
+    assert "start it, or fix the connection's host and port" in message and "s3cret" not in message
