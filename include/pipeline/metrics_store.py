@@ -121,7 +121,8 @@ class MetricsStore:
 
     @classmethod
     def default(cls) -> MetricsStore:
-        return cls(URL.create("sqlite", database=str(settings.metrics_db_path())), "no 'metrics_db' connection: the default")
+        url = URL.create("sqlite", database=str(settings.metrics_db_path()))
+        return cls(url, "no 'metrics_db' connection: the default")
 
     def open(self, cluster_id: str) -> Opened:
         """Create the schema when missing; refuse a store of another schema version or of
@@ -221,7 +222,8 @@ class MetricsStore:
             return StoreRefused(f"{where} is read-only for this pipeline: {text}. To fix: {fix}, or point the "
                                 "metrics_db connection at a writable database")
         if isinstance(exc, sqlalchemy.exc.OperationalError) and (not code or code[:2] in ("08", "57")):
-            fix = "make its folder exist and be writable" if sqlite_file else "start it, or fix the connection's host and port"
+            fix = ("make its folder exist and be writable" if sqlite_file
+                   else "start it, or fix the connection's host and port")
             return StoreUnavailable(f"cannot use {where}: {text}. To fix: {fix}; nothing was half-written")
         return exc
 
@@ -302,8 +304,8 @@ def _fields(metric: Metric) -> dict:
 
 
 def _offsets(conn, topic: str) -> dict[int, int]:
-    rows = conn.execute(select(sink_offsets.c.partition, sink_offsets.c.next_offset).where(sink_offsets.c.topic == topic))
-    return dict(rows.all())
+    columns = sink_offsets.c
+    return dict(conn.execute(select(columns.partition, columns.next_offset).where(columns.topic == topic)).all())
 
 
 def _now() -> datetime:

@@ -206,7 +206,9 @@ def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
     return analyzer
 
 
-def sink(kafka: Kafka, store: MetricsStore | None = None, metrics_json_days: int = settings.METRICS_JSON_DAYS) -> dict:
+def sink(
+    kafka: Kafka, store: MetricsStore | None = None, metrics_json_days: int = settings.METRICS_JSON_DAYS,
+) -> dict:
     """product-metrics -> the metrics store (upserted by window and product), then the
     metrics.json export of its last ``metrics_json_days`` days (0: no export).
 
@@ -273,7 +275,8 @@ def _metric(message: Message) -> Metric:
     try:
         return decode_metric(message.value())
     except ValueError as exc:
-        raise ValueError(f"{settings.METRICS} partition {message.partition()} offset {message.offset()}: {exc}") from None
+        where = f"{settings.METRICS} partition {message.partition()} offset {message.offset()}"
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = False) -> dict:

@@ -82,9 +82,8 @@ def decode_metric(raw: bytes | None) -> Metric:
         if not value.is_finite() or value < 0 or value != money.to_cents(value):
             raise ValueError(f"not a metrics record ({name} must be a non-negative amount in cents, got {value})")
     # One spelling of each amount (21.50, not 21.5), whatever wrote it.
-    return msgspec.structs.replace(
-        record, total_revenue=money.to_cents(record.total_revenue), avg_order_value=money.to_cents(record.avg_order_value)
-    )
+    total, average = money.to_cents(record.total_revenue), money.to_cents(record.avg_order_value)
+    return msgspec.structs.replace(record, total_revenue=total, avg_order_value=average)
 
 
 def metric(key: WindowKey, aggregate: Aggregate) -> Metric:
