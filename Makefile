@@ -53,9 +53,11 @@ test-unit: install
 test-integration: install
 	$(VENV)/bin/pytest tests/integration
 
-# The DAGs through a real scheduler, triggerer and API server, and the lag trigger alone.
+# The DAGs and the Order metrics page through a real scheduler, triggerer and API server (and a
+# real browser), and the lag trigger alone.
 test-airflow: install
-	$(VENV)/bin/pytest tests/integration/test_scheduler.py tests/integration/test_lag_trigger.py
+	$(VENV)/bin/pytest tests/integration/test_scheduler.py tests/integration/test_metrics_page.py \
+	  tests/integration/test_lag_trigger.py
 
 test-faults: install
 	$(VENV)/bin/pytest tests/integration/test_faults_crash.py tests/integration/test_faults_rerun.py

@@ -138,6 +138,17 @@ class LagProbe:
             consumer.close()
 
 
+def offset_range(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition of ``topic``: (log start offset, end offset)."""
+    metadata = consumer.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
+    return {
+        p: retrying(consumer.get_watermark_offsets, TopicPartition(topic, p), timeout=TIMEOUT)
+        for p in sorted(metadata.partitions)
+    }
+
+
 class BoundedRead:
     """Batches of the committed records of ``topic`` after the group's committed offsets (or
     from the start, or from ``starts``, offsets its caller keeps itself, per partition), up to
@@ -162,11 +173,8 @@ class BoundedRead:
 
     def _bounds(self) -> tuple[dict[int, int], dict[int, int]]:
         consumer, topic = self.consumer, self.topic
-        metadata = consumer.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
-        partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        watermarks = {tp.partition: retrying(consumer.get_watermark_offsets, tp, timeout=TIMEOUT) for tp in partitions}
+        watermarks = offset_range(consumer, topic)
+        partitions = [TopicPartition(topic, p) for p in watermarks]
         starts = {p: low for p, (low, _) in watermarks.items()}
         if self.starts is not None:
             read_from = self.starts

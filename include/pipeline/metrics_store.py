@@ -15,6 +15,7 @@ Tables (schema version 1):
 from __future__ import annotations
 
 import logging
+import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,8 +25,8 @@ from typing import Iterable, Iterator
 
 import sqlalchemy.exc
 from sqlalchemy import (
-    BigInteger, CheckConstraint, Column, DateTime, Engine, Index, Integer, MetaData, Numeric, PrimaryKeyConstraint,
-    String, Table, Text, TypeDecorator, create_engine, event, func, select, update,
+    BigInteger, CheckConstraint, Column, Connection, DateTime, Engine, Index, Integer, MetaData, Numeric,
+    PrimaryKeyConstraint, String, Table, Text, TypeDecorator, create_engine, event, func, inspect, select, update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -114,15 +115,15 @@ class MetricsStore:
     """A metrics store at an engine URL. ``origin`` says where the URL came from (messages name
     it); ``name`` is the URL without its password and query (logs and the manifest show it)."""
 
-    def __init__(self, url: URL | str, origin: str) -> None:
+    def __init__(self, url: URL | str, origin: str, read_only: bool = False) -> None:
         self.url, self.origin = make_url(url), origin
         self.name = self.url.set(query={}).render_as_string(hide_password=True)
-        self.engine = _engine(self.url)
+        self.engine = _engine(self.url, read_only)
 
     @classmethod
-    def default(cls) -> MetricsStore:
+    def default(cls, read_only: bool = False) -> MetricsStore:
         url = URL.create("sqlite", database=str(settings.metrics_db_path()))
-        return cls(url, "no 'metrics_db' connection: the default")
+        return cls(url, "no 'metrics_db' connection: the default", read_only)
 
     def open(self, cluster_id: str) -> Opened:
         """Create the schema when missing; refuse a store of another schema version or of
@@ -174,6 +175,30 @@ class MetricsStore:
             newest = conn.execute(select(func.max(product_metrics.c.window_start))).scalar()
             since = (newest if newest is not None else 0) - days * DAY_SECONDS
             return sink.write_lines(path, self._rows_since(conn, since))
+
+    def newest_window(self) -> int | None:
+        """The start of the newest window in the store (None: no rows yet). The primary key's
+        first column, so one index step."""
+        with self._reading() as conn:
+            return conn and conn.execute(select(func.max(product_metrics.c.window_start))).scalar()
+
+    def windows(self, start: int, end: int) -> list[Metric]:
+        """The rows of the windows starting in [start, end), in key order: a range scan."""
+        window_start = product_metrics.c.window_start
+        query = (select(*METRIC_COLUMNS).where(window_start >= start, window_start < end)
+                 .order_by(window_start, product_metrics.c.product_id))
+        with self._reading() as conn:
+            return [Metric(*row) for row in conn.execute(query)] if conn else []
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection | None]:
+        """A connection to read with; None while the store has no tables (no sink has run)."""
+        database = self.url.database
+        if self.engine.dialect.name == "sqlite" and database and not Path(database).exists():
+            yield None
+            return
+        with self.errors(), self.engine.connect() as conn:
+            yield conn if inspect(conn).has_table(product_metrics.name) else None
 
     def _rows_since(self, conn, since: int) -> Iterator[list[Metric]]:
         """The rows of the windows after ``since``, in key order, in chunks straight from the
@@ -312,9 +337,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _engine(url: URL) -> Engine:
+def _engine(url: URL, read_only: bool) -> Engine:
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, connect_args={"connect_timeout": 10})
+        read_only_args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
+        return create_engine(url, connect_args={"connect_timeout": 10, **read_only_args})
+    if read_only:  # plain deferred transactions: a reader takes no lock the sink waits for
+        return create_engine(
+            "sqlite://", creator=lambda: sqlite3.connect(f"file:{url.database}?mode=ro", uri=True, timeout=30),
+        )
     if url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30})

@@ -3,20 +3,22 @@ revenue of the orders counted, to the cent. Writes the run manifest either way."
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 import sys
+from collections import Counter
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from include.pipeline import settings
+import msgspec
+
+from include.pipeline import settings, stage_summary
+
+log = logging.getLogger(__name__)
 
 # generate is optional: a run of kafka_pipeline_on_orders works through what others produced.
 REQUIRED = ("process", "analyze", "sink")
-
-
-class ReconciliationError(Exception):
-    pass
 
 
 def check(results: dict[str, dict | None]) -> list[str]:
@@ -53,65 +55,117 @@ def check(results: dict[str, dict | None]) -> list[str]:
     return problems
 
 
-def summarize(results: dict[str, dict | None]) -> dict:
-    def get(stage: str, field: str) -> int:
-        return (results.get(stage) or {}).get(field, 0)
+class Summary(msgspec.Struct, kw_only=True):
+    """A run in numbers: what the manifest's ``summary`` holds (defaults: older manifests)."""
 
-    return {
-        "generated": get("generate", "generated"),
-        "processed": get("process", "read"),
-        "valid": get("process", "valid"),
-        "invalid": get("process", "invalid") + get("analyze", "invalid"),
-        "counted": get("analyze", "counted"),
-        "late": get("analyze", "late"),
-        "duplicate": get("analyze", "duplicate"),
-        "windows_updated": (results.get("analyze") or {}).get("written", {}).get(settings.METRICS, 0),
-        "metrics_rows": get("sink", "metrics"),
-        "rows_changed": get("sink", "rows_changed"),
-        "store": (results.get("sink") or {}).get("store"),
-        "export": (results.get("sink") or {}).get("export"),
-    }
+    generated: int = 0
+    processed: int = 0
+    valid: int = 0
+    invalid: int = 0
+    invalid_reasons: dict[str, int] = {}  # reason code -> orders (process and analyze)
+    counted: int = 0
+    late: int = 0
+    duplicate: int = 0
+    windows_updated: int = 0
+    metrics_rows: int = 0
+    rows_changed: int = 0
+    store: str | None = None
+    export: dict | None = None  # path, days, lines; None when metrics_json_days is 0
 
 
-def reconcile(run_id: str, results: dict[str, dict | None]) -> dict:
-    """Write the manifest of the run (output/runs/<run_id>.json) and fail if it does not add up."""
+class Manifest(msgspec.Struct, kw_only=True):
+    """output/runs/<run_id>.json: the run's summary and problems, and every stage's result."""
+
+    run_id: str
+    dag_id: str = "kafka_pipeline"
+    reconciled: bool
+    problems: list[str]
+    reconciled_at: datetime | None = None
+    summary: Summary
+    stages: dict[str, dict | None] = {}
+
+
+def summarize(results: dict[str, dict | None]) -> Summary:
+    def get(stage: str, field: str, default=0):
+        return (results.get(stage) or {}).get(field, default)
+
+    reasons = Counter(get("process", "reasons", {}))
+    reasons.update({r: n for r, n in get("analyze", "reasons", {}).items() if r not in ("late", "duplicate")})
+    return Summary(
+        generated=get("generate", "generated"), processed=get("process", "read"), valid=get("process", "valid"),
+        invalid=get("process", "invalid") + get("analyze", "invalid"), invalid_reasons=dict(sorted(reasons.items())),
+        counted=get("analyze", "counted"), late=get("analyze", "late"), duplicate=get("analyze", "duplicate"),
+        windows_updated=get("analyze", "written", {}).get(settings.METRICS, 0),
+        metrics_rows=get("sink", "metrics"), rows_changed=get("sink", "rows_changed"),
+        store=get("sink", "store", None), export=get("sink", "export", None),
+    )
+
+
+def reconcile(run_id: str, results: dict[str, dict | None], dag_id: str = "kafka_pipeline") -> Manifest:
+    """Write the manifest of the run (output/runs/<run_id>.json), whether it adds up or not."""
     problems = check(results)
-    manifest = {
-        "run_id": run_id, "reconciled": not problems, "problems": problems,
-        "summary": summarize(results), "stages": results,
-    }
+    manifest = Manifest(
+        run_id=run_id, dag_id=dag_id, reconciled=not problems, problems=problems,
+        reconciled_at=datetime.now(timezone.utc), summary=summarize(results), stages=results,
+    )
     path = manifest_path(run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    print(render(manifest), flush=True)
-    if problems:
-        hint = ""
-        if any(problem.startswith("sink:") for problem in problems):
-            hint = ("\nIf rows of the metrics store were deleted or edited, or product-metrics lost records, rebuild "
-                    "the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay).")
-        raise ReconciliationError(
-            f"run {run_id} does not reconcile (manifest: {path}):\n  " + "\n  ".join(problems) + hint
-        )
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(manifest)) + b"\n")
     return manifest
+
+
+def failure(manifest: Manifest) -> str | None:
+    """What to tell the user when the run does not reconcile; None when it does."""
+    if not manifest.problems:
+        return None
+    hint = ""
+    if any(problem.startswith("sink:") for problem in manifest.problems):
+        hint = ("\nIf rows of the metrics store were deleted or edited, or product-metrics lost records, rebuild "
+                "the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay).")
+    return (f"run {manifest.run_id} does not reconcile (manifest: {manifest_path(manifest.run_id)}):\n  "
+            + "\n  ".join(manifest.problems) + hint)
+
+
+def recent(limit: int) -> list[Manifest]:
+    """The newest ``limit`` run manifests, newest first; one that cannot be read is skipped."""
+    paths = sorted(settings.runs_dir().glob("*.json"), key=_mtime, reverse=True)
+    manifests = []
+    for path in paths:
+        if len(manifests) == limit:
+            break
+        try:
+            manifests.append(msgspec.json.decode(path.read_bytes(), type=Manifest))
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("skipping the run manifest %s: %s", path, exc)
+    return manifests
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # deleted since the glob
+        return 0.0
 
 
 def manifest_path(run_id: str) -> Path:
     return settings.runs_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)}.json"
 
 
-def render(manifest: dict) -> str:
-    s = manifest["summary"]
+def render(manifest: Manifest) -> str:
+    s = manifest.summary
+    by_reason = stage_summary.wrap("  invalid, by why  : ", stage_summary.counts(s.invalid_reasons))
     lines = [
-        f"kafka_pipeline run {manifest['run_id']}",
-        f"  orders generated : {s['generated']}",
-        f"  orders processed : {s['processed']} ({s['valid']} valid, {s['invalid']} invalid -> {settings.DLQ})",
-        f"  orders counted   : {s['counted']} ({s['late']} late, {s['duplicate']} duplicate -> {settings.DLQ}); "
-        f"{s['windows_updated']} (window, product) metrics updated",
-        f"  metrics          : {s['metrics_rows']} rows in {s['store']} ({s['rows_changed']} changed by this run)",
-        f"  metrics.json     : {_export(s['export'])}",
-        f"  reconciled       : {'yes' if manifest['reconciled'] else 'NO'}",
+        f"{manifest.dag_id} run {manifest.run_id}",
+        f"  orders generated : {s.generated}",
+        f"  orders processed : {s.processed} ({s.valid} valid, {s.invalid} invalid -> {settings.DLQ})",
+        *(by_reason if s.invalid_reasons else []),
+        f"  orders counted   : {s.counted} ({s.late} late, {s.duplicate} duplicate -> {settings.DLQ}); "
+        f"{s.windows_updated} (window, product) metrics updated",
+        f"  metrics          : {s.metrics_rows} rows in {s.store} ({s.rows_changed} changed by this run)",
+        f"  metrics.json     : {_export(s.export)}",
+        f"  reconciled       : {'yes' if manifest.reconciled else 'NO'}",
     ]
-    return "\n".join(lines + [f"    {problem}" for problem in manifest["problems"]])
+    return "\n".join(lines + [f"    {problem}" for problem in manifest.problems])
 
 
 def _export(export: dict | None) -> str:
@@ -122,11 +176,11 @@ def _export(export: dict | None) -> str:
 
 def latest() -> int:
     """Print the summary of the newest run manifest (used by `make run`)."""
-    manifests = sorted(settings.runs_dir().glob("*.json"), key=lambda p: p.stat().st_mtime)
+    manifests = recent(1)
     if not manifests:
         print(f"no run manifest in {settings.runs_dir()}: has the DAG run?", file=sys.stderr)
         return 1
-    print(render(json.loads(manifests[-1].read_text())))
+    print(render(manifests[0]))
     return 0
 
 

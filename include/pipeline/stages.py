@@ -13,7 +13,7 @@ from typing import Iterator
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from include.pipeline import codec, generator, money, settings, sink as sink_file
+from include.pipeline import codec, dead_letters, generator, money, settings, sink as sink_file
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.kafka_io import (
     TIMEOUT, BoundedRead, Kafka, Progress, create_topics as create, produce, produce_all, retrying,
@@ -110,7 +110,7 @@ def process(kafka: Kafka) -> dict:
                         produce(producer, settings.PROCESSED, message.key(), enrich(result, processed_at))
                     else:
                         reasons[result.reason] += 1
-                        dead_letter(producer, message, result.reason, result.detail)
+                        dead_letters.send(producer, message, result.reason, result.detail)
             progress.add(len(batch))
     progress.done()
     invalid = sum(reasons.values())
@@ -118,18 +118,6 @@ def process(kafka: Kafka) -> dict:
         "input": _ranges(settings.ORDERS, source), "read": progress.count, "valid": valid, "invalid": invalid,
         "reasons": dict(reasons), "written": {settings.PROCESSED: valid, settings.DLQ: invalid},
     }
-
-
-def dead_letter(producer: Producer, message: Message, reason: str, detail: str) -> None:
-    """Key and value unchanged; why and where from in the headers."""
-    headers = list(message.headers() or []) + [
-        ("reason", reason.encode()),
-        ("detail", detail.encode()),
-        ("source.topic", message.topic().encode()),
-        ("source.partition", str(message.partition()).encode()),
-        ("source.offset", str(message.offset()).encode()),
-    ]
-    produce(producer, settings.DLQ, message.key(), message.value(), headers)
 
 
 def analyze(
@@ -157,10 +145,10 @@ def analyze(
                 for message, result in zip(batch, parsed):
                     if type(result) is not Order:
                         reasons[result.reason] += 1
-                        dead_letter(producer, message, result.reason, result.detail)
+                        dead_letters.send(producer, message, result.reason, result.detail)
                     elif (why := next(verdicts)) is not None:
                         reasons[why] += 1
-                        dead_letter(producer, message, why, f"order {result.order_id} is {why}; not counted")
+                        dead_letters.send(producer, message, why, f"order {result.order_id} is {why}; not counted")
                 windows, state = analyzer.take_changes()
                 for key, aggregate in windows:
                     produce(producer, settings.METRICS, key_bytes(key), codec.encode(metric(key, aggregate)))
@@ -302,9 +290,9 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
     with closing(kafka.consumer(group("replay-reader"))) as consumer:
         for batch in BoundedRead(consumer, settings.DLQ, from_beginning=True):
             for message in batch:
-                headers = dict(message.headers() or [])
-                if headers.get("source.topic") == settings.PROCESSED.encode():
-                    rejected.add((int(headers["source.partition"]), int(headers["source.offset"])))
+                letter = dead_letters.read(message)
+                if letter.source_topic == settings.PROCESSED:
+                    rejected.add((letter.source_partition, letter.source_offset))
     windows = TumblingWindows()
     read = 0
     with closing(kafka.consumer(group("replay-reader"))) as consumer:

@@ -34,11 +34,12 @@ class MetricsDbHook(BaseHook):
         super().__init__()
         self.metrics_db_conn_id = metrics_db_conn_id
 
-    def get_store(self) -> MetricsStore:
+    def get_store(self, read_only: bool = False) -> MetricsStore:
+        """The store; ``read_only`` for readers (a page): no write lock, no schema created."""
         try:
             conn = self.get_connection(self.metrics_db_conn_id)
         except AirflowNotFoundException:
-            return MetricsStore.default()
+            return MetricsStore.default(read_only)
         origin = f"connection {self.metrics_db_conn_id!r}"
         if conn.conn_type in ("postgres", "postgresql"):
             url = URL.create(
@@ -52,4 +53,4 @@ class MetricsDbHook(BaseHook):
             raise ValueError(
                 f"{origin} has type {conn.conn_type!r}: the metrics store takes a 'postgres' or 'sqlite' connection"
             )
-        return MetricsStore(url, origin)
+        return MetricsStore(url, origin, read_only)

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from airflow.sdk import BaseOperator
+import msgspec
+from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.pipeline import run_params
+from include.pipeline import reconcile, run_params, stage_summary
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 
 
@@ -50,10 +51,41 @@ class KafkaStageOperator(BaseOperator):
             if self.metrics_db_conn_id:
                 store = MetricsDbHook(self.metrics_db_conn_id).get_store()
                 self.log.info("metrics store: %s (%s)", store.name, store.origin)
-                return self.stage(kafka, store=store, **self.op_kwargs)
-            return self.stage(kafka, **self.op_kwargs)
+                result = self.stage(kafka, store=store, **self.op_kwargs)
+            else:
+                result = self.stage(kafka, **self.op_kwargs)
         except ValueError as exc:
             raise AirflowFailException(f"{self.task_id}: {exc}") from exc
+        for line in stage_summary.lines(self.stage.__name__, result):
+            self.log.info("%s", line)
+        return result
+
+
+class ReconcileOperator(BaseOperator):
+    """Checks that the run's stage results add up (``include.pipeline.reconcile``), writes the
+    run manifest, and ends its log with the run's summary and a link to the Order metrics page.
+    A discrepancy fails the task at once (``AirflowFailException``): it does not go away by itself.
+
+    :param results: stage name -> the stage task's XCom (templated).
+    """
+
+    template_fields = ("results",)
+    ui_color = "#e6f4ea"
+
+    def __init__(self, *, results: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.results = results
+
+    def execute(self, context) -> dict:
+        manifest = reconcile.reconcile(context["run_id"], self.results, dag_id=self.dag_id)
+        for line in reconcile.render(manifest).splitlines():
+            self.log.info("%s", line)
+        self.log.info("manifest: %s", reconcile.manifest_path(manifest.run_id))
+        base_url = conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
+        self.log.info("Order metrics page: %s/plugin/order-metrics", base_url)
+        if problem := reconcile.failure(manifest):
+            raise AirflowFailException(problem)
+        return msgspec.to_builtins(manifest.summary)
 
 
 class CheckParamsOperator(BaseOperator):

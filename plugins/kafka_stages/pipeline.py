@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import Param, chain
 
-from include.pipeline import reconcile, settings, stages
-from kafka_stages.operators import CheckParamsOperator, KafkaStageOperator
+from include.pipeline import settings, stages
+from kafka_stages.operators import CheckParamsOperator, KafkaStageOperator, ReconcileOperator
 from kafka_stages.sensors import ConsumerLagSensor
 
 POOL = "kafka_pipeline"
@@ -101,13 +100,8 @@ def pipeline_tasks(*, generate: bool) -> None:
         sink_task(),
     ]
     results = ["generate", "process", "analyze", "sink"] if generate else ["process", "analyze", "sink"]
-    tasks.append(PythonOperator(
-        task_id="reconcile",
-        python_callable=reconcile.reconcile,
-        retries=0,  # a discrepancy does not go away by itself
-        op_kwargs={
-            "run_id": "{{ run_id }}",
-            "results": {name: f"{{{{ ti.xcom_pull(task_ids='{name}') }}}}" for name in results},
-        },
+    tasks.append(ReconcileOperator(
+        task_id="reconcile", retries=0,  # a discrepancy does not go away by itself
+        results={name: f"{{{{ ti.xcom_pull(task_ids='{name}') }}}}" for name in results},
     ))
     chain(*tasks)

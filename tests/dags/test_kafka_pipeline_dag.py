@@ -137,7 +137,7 @@ def test_the_event_driven_dag_watches_orders_lag_and_shares_the_task_chain(dagba
         assert type(mine) is type(theirs)
         assert getattr(mine, "op_kwargs", None) == getattr(theirs, "op_kwargs", None)
         assert getattr(mine, "stage", None) == getattr(theirs, "stage", None)
-    assert set(on_orders.get_task("reconcile").op_kwargs["results"]) == {"process", "analyze", "sink"}
+    assert set(on_orders.get_task("reconcile").results) == {"process", "analyze", "sink"}
 
 
 def test_the_watcher_thresholds_come_from_the_environment(monkeypatch):

@@ -30,7 +30,8 @@ AIRFLOW_SERVICES = (
 # The long-running ones: they run or parse the DAG, so they need the extra packages.
 AIRFLOW_RUNTIME_SERVICES = AIRFLOW_SERVICES[1:]
 EXTRA_PACKAGES = {
-    "apache-airflow-providers-apache-kafka", "confluent-kafka", "kafka-python", "msgspec", "numpy", "psycopg[binary]",
+    "apache-airflow-providers-apache-kafka", "confluent-kafka", "kafka-python", "msgspec", "numpy", "plotly",
+    "psycopg[binary]",
 }
 
 

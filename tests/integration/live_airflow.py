@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -108,6 +109,21 @@ class LiveAirflow:
             except (httpx.HTTPError, ValueError, FileNotFoundError):
                 pass
             time.sleep(1)
+
+
+def fresh_home(root: Path, migrated_db: Path) -> tuple[Path, dict[str, str]]:
+    """An AIRFLOW_HOME in ``root`` with a copy of the migrated metadata DB (and its pool), and
+    this process's environment without Airflow API, logging or connection settings, which the
+    live Airflow derives itself (scripts/airflow) or the test sets."""
+    home = root / "airflow"
+    home.mkdir()
+    shutil.copy(migrated_db, home / "airflow.db")
+    shutil.copy(migrated_db.with_name(".pool-kafka_pipeline"), home)
+    env = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW__API", "AIRFLOW__LOGGING", "AIRFLOW_CONN_"))
+    }
+    return home, env
 
 
 @contextmanager

@@ -4,6 +4,7 @@ an independent client (kafka-python, stdlib json, Decimal) reads back from the t
 import json
 import os
 import stat
+from collections import Counter
 from pathlib import Path
 
 from tests.integration.expected import expected_metrics
@@ -42,6 +43,7 @@ def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
     assert manifest["reconciled"] is True
     assert manifest["summary"] == {
         "generated": 3000, "processed": 3000, "valid": len(processed), "invalid": len(dead),
+        "invalid_reasons": dict(sorted(Counter(r.headers["reason"].decode() for r in dead).items())),
         "counted": len(processed), "late": 0, "duplicate": 0, "windows_updated": manifest["summary"]["windows_updated"],
         "metrics_rows": len(metrics), "rows_changed": len(metrics),
         "store": f"sqlite:///{pipeline.output}/metrics.db",

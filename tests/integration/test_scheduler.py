@@ -8,21 +8,20 @@ its own runs and the metrics of everything counted so far, so each also runs alo
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+import msgspec
 from kafka import KafkaAdminClient
 
-from include.pipeline import generator, reconcile, settings
+from include.pipeline import generator, reconcile, settings, stage_summary
 from scripts.kafka.local import free_port_pair, throwaway_broker
 from tests.integration.conftest import Pipeline
 from tests.integration.expected import counted, expected_metrics, order_value
-from tests.integration.live_airflow import live_airflow
+from tests.integration.live_airflow import fresh_home, live_airflow
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +34,7 @@ PIPELINE_GROUPS = {"kafka-pipeline-process", "kafka-pipeline-analyze", "kafka-pi
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, migrated_db):
     root = tmp_path_factory.mktemp("live")
-    home = root / "airflow"
-    home.mkdir()
-    shutil.copy(migrated_db, home / "airflow.db")
-    shutil.copy(migrated_db.with_name(".pool-kafka_pipeline"), home)
-    env = {
-        key: value for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW__API", "AIRFLOW__LOGGING", "AIRFLOW_CONN_"))
-    }
+    home, env = fresh_home(root, migrated_db)
     env.update({
         "PIPELINE_OUTPUT_DIR": str(root / "output"),
         "KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS": str(THRESHOLD),
@@ -67,6 +59,27 @@ def manifest(pipeline: Pipeline, run_id: str) -> dict:
     return json.loads((pipeline.output / "runs" / reconcile.manifest_path(run_id).name).read_text())
 
 
+def check_task_logs(airflow, pipeline: Pipeline, run_id: str) -> None:
+    """Each stage's log ends with its summary, and reconcile's with the run's and the page's link."""
+    for stage in ("generate", *STAGES):
+        log = airflow.task_log("kafka_pipeline", run_id, stage).splitlines()
+        lines = stage_summary.lines(stage, airflow.xcom("kafka_pipeline", run_id, stage))
+        assert ours(log)[-len(lines):] == lines, stage
+    log = ours(airflow.task_log("kafka_pipeline", run_id, "reconcile").splitlines())
+    path = pipeline.output / "runs" / reconcile.manifest_path(run_id).name
+    summary = reconcile.render(msgspec.json.decode(path.read_bytes(), type=reconcile.Manifest)).splitlines()
+    port = airflow.url.rsplit(":", 1)[1]
+    assert log[-len(summary) - 2:] == [
+        *summary, f"manifest: {path}",
+        f"Order metrics page: http://localhost:{port}/plugin/order-metrics",
+    ]
+
+
+def ours(log: list[str]) -> list[str]:
+    """The task's own lines: up to the group the task runner logs after the task returns."""
+    return log[:len(log) - log[::-1].index("::group::Post Execute") - 1]
+
+
 def test_kafka_pipeline_triggered_through_the_rest_api_with_and_without_a_logical_date(live):
     airflow, pipeline = live
     hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
@@ -87,6 +100,7 @@ def test_kafka_pipeline_triggered_through_the_rest_api_with_and_without_a_logica
         assert summary["reconciled"] is True
         assert (summary["summary"]["generated"], summary["summary"]["processed"]) == (orders, orders)
         assert summary["stages"] == {stage: airflow.xcom("kafka_pipeline", run_id, stage) for stage in summary["stages"]}
+        check_task_logs(airflow, pipeline, run_id)
     # Each run's orders are exactly what the generator makes of its params and its hour; the run
     # without a data interval gets the hour before it was triggered.
     after = datetime.fromisoformat(runs[without_date]["run_after"])

@@ -1,5 +1,6 @@
 import copy
 import json
+import os
 
 import pytest
 
@@ -13,9 +14,11 @@ def ranges(topic):
 GOOD = {
     "generate": {"generated": 10},
     "process": {"input": ranges("orders"), "read": 10, "valid": 8, "invalid": 2,
+                "reasons": {"unknown_product": 1, "invalid_json": 1},
                 "written": {"processed-orders": 8, "orders-dlq": 2}},
     "analyze": {"input": ranges("processed-orders"), "read": 8, "counted": 6, "counted_revenue": "60.005",
-                "invalid": 0, "late": 1, "duplicate": 1, "written": {"product-metrics": 3, "orders-dlq": 2},
+                "invalid": 0, "late": 1, "duplicate": 1, "reasons": {"late": 1, "duplicate": 1},
+                "written": {"product-metrics": 3, "orders-dlq": 2},
                 "ledger_before": {"count": 4, "revenue": "40.00", "revenue_cents": "40.00"},
                 "ledger_after": {"count": 10, "revenue": "100.005", "revenue_cents": "100.01"}},
     "sink": {"input": ranges("product-metrics"), "read": 3, "metrics": 5, "order_count": 10,
@@ -64,28 +67,61 @@ def test_a_run_without_generate_reconciles_what_others_produced():
     # kafka_pipeline_on_orders has no generate task.
     results = {stage: result for stage, result in GOOD.items() if stage != "generate"}
     assert reconcile.check(results) == []
-    assert reconcile.summarize(results)["generated"] == 0
-    assert reconcile.summarize(results)["processed"] == 10
+    assert (reconcile.summarize(results).generated, reconcile.summarize(results).processed) == (0, 10)
 
 
-def test_reconcile_writes_the_manifest_and_fails_loudly(tmp_path, monkeypatch):
+def test_the_summary_counts_invalid_orders_by_reason_from_both_stages():
+    results = broken(("analyze", "reasons"), {"late": 1, "duplicate": 1, "unknown_product": 2})
+    assert reconcile.summarize(results).invalid_reasons == {"invalid_json": 1, "unknown_product": 3}
+
+
+def test_reconcile_writes_the_manifest_either_way_and_names_what_failed(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE_OUTPUT_DIR", str(tmp_path))
-    manifest = reconcile.reconcile("manual__2026-01-05T10:00:00+00:00", GOOD)
-    assert manifest["reconciled"] is True
-    with pytest.raises(reconcile.ReconciliationError, match="sink: orders in the metrics"):
-        reconcile.reconcile("scheduled__2026-01-05T11:00:00+00:00", broken(("sink", "order_count"), 9))
+    good = reconcile.reconcile("manual__2026-01-05T10:00:00+00:00", GOOD, dag_id="kafka_pipeline_on_orders")
+    assert (good.reconciled, reconcile.failure(good)) == (True, None)
+    bad = reconcile.reconcile("scheduled__2026-01-05T11:00:00+00:00", broken(("sink", "order_count"), 9))
+    assert reconcile.failure(bad) == (
+        f"run scheduled__2026-01-05T11:00:00+00:00 does not reconcile (manifest: {tmp_path}/runs/"
+        "scheduled__2026-01-05T11_00_00_00_00.json):\n  sink: orders in the metrics != orders counted, all runs: "
+        "9 != 10\nIf rows of the metrics store were deleted or edited, or product-metrics lost records, rebuild "
+        "the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay)."
+    )
     written = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert written == ["manual__2026-01-05T10_00_00_00_00.json", "scheduled__2026-01-05T11_00_00_00_00.json"]
     failed = json.loads((tmp_path / "runs" / written[1]).read_text())
-    assert (failed["reconciled"], failed["summary"]["counted"]) == (False, 6)
+    assert (failed["dag_id"], failed["reconciled"], failed["summary"]["counted"]) == ("kafka_pipeline", False, 6)
     assert (failed["summary"]["store"], failed["summary"]["metrics_rows"], failed["summary"]["rows_changed"]) == (
         "postgresql+psycopg://metrics:***@db:5432/metrics", 5, 3,
     )
+    assert failed["stages"] == json.loads(json.dumps(broken(("sink", "order_count"), 9)))
 
 
-def test_the_summary_names_the_store_and_the_export():
-    text = reconcile.render({
-        "run_id": "r", "reconciled": True, "problems": [], "summary": reconcile.summarize(GOOD),
-    })
-    assert "  metrics          : 5 rows in postgresql+psycopg://metrics:***@db:5432/metrics (3 changed by this run)" in text
-    assert "  metrics.json     : 5 lines, the last 7 days of windows, in output/metrics.json" in text
+def test_recent_reads_the_newest_manifests_first_and_skips_unreadable_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_OUTPUT_DIR", str(tmp_path))
+    for hour in range(3):
+        reconcile.reconcile(f"run-{hour}", GOOD)
+        os.utime(reconcile.manifest_path(f"run-{hour}"), (1000 + hour, 1000 + hour))
+    reconcile.manifest_path("zzz-broken").write_text("{not json")
+    old = {"run_id": "old", "reconciled": True, "problems": [], "summary": {"generated": 5}}  # before dag_id
+    reconcile.manifest_path("old").write_text(json.dumps(old))
+    os.utime(reconcile.manifest_path("old"), (900, 900))
+    assert [m.run_id for m in reconcile.recent(2)] == ["run-2", "run-1"]
+    everything = reconcile.recent(10)
+    assert [m.run_id for m in everything] == ["run-2", "run-1", "run-0", "old"]
+    assert (everything[-1].dag_id, everything[-1].summary.generated, everything[-1].summary.invalid_reasons) == (
+        "kafka_pipeline", 5, {},
+    )
+
+
+def test_the_summary_names_the_store_the_export_and_the_reasons():
+    manifest = reconcile.Manifest(run_id="r", reconciled=True, problems=[], summary=reconcile.summarize(GOOD))
+    assert reconcile.render(manifest).splitlines() == [
+        "kafka_pipeline run r",
+        "  orders generated : 10",
+        "  orders processed : 10 (8 valid, 2 invalid -> orders-dlq)",
+        "  invalid, by why  : invalid_json 1, unknown_product 1",
+        "  orders counted   : 6 (1 late, 1 duplicate -> orders-dlq); 3 (window, product) metrics updated",
+        "  metrics          : 5 rows in postgresql+psycopg://metrics:***@db:5432/metrics (3 changed by this run)",
+        "  metrics.json     : 5 lines, the last 7 days of windows, in output/metrics.json",
+        "  reconciled       : yes",
+    ]

@@ -1,0 +1,34 @@
+"""The "Order metrics" page in the Airflow UI's navigation (plugins/kafka_stages/metrics_page.py).
+
+Airflow imports this file in every process that loads plugins, each task included; only the
+api-server serves the page, so its app is made on the first request, not here.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from airflow.plugins_manager import AirflowPlugin
+
+PREFIX = "/order-metrics"  # kafka_stages.metrics_page.PREFIX, not imported: see above
+
+
+class LazyApp:
+    """An ASGI app that calls ``module``'s ``create_app()`` when the first request comes."""
+
+    def __init__(self, module: str) -> None:
+        self.module, self.app = module, None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.app is None:
+            self.app = import_module(self.module).create_app()
+        await self.app(scope, receive, send)
+
+
+class OrderMetricsPlugin(AirflowPlugin):
+    name = "order_metrics"
+    fastapi_apps = [{"app": LazyApp("kafka_stages.metrics_page"), "url_prefix": PREFIX, "name": "Order metrics"}]
+    external_views = [{
+        "name": "Order metrics", "href": f"{PREFIX}/", "url_route": "order-metrics", "destination": "nav",
+        "nav_top_level": True,  # a button of its own in the navigation, not under "Plugins"
+    }]
