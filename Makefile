@@ -5,7 +5,8 @@ VENV ?= .venv
 DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
-.PHONY: install lock kafka-up kafka-down run produce test test-unit test-integration test-faults test-airflow bench clean
+.PHONY: install lock kafka-up kafka-down run produce stream test test-unit test-integration test-faults test-airflow \
+  test-stream bench bench-latency clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +45,13 @@ ORDERS ?= 10000
 produce: install kafka-up
 	$(VENV)/bin/python scripts/produce.py --orders $(ORDERS)
 
+# Continuous mode in the foreground: the four stages as processes, a status line every few seconds,
+# Ctrl-C to stop. RATE orders a second (0: no generator); ARGS for more (`make stream ARGS=--help`).
+RATE ?= 30
+ARGS ?=
+stream: install kafka-up
+	$(VENV)/bin/python -m include.pipeline.stream --rate $(RATE) $(ARGS)
+
 test: install
 	$(VENV)/bin/pytest
 
@@ -59,6 +67,9 @@ test-airflow: install
 	$(VENV)/bin/pytest tests/integration/test_scheduler.py tests/integration/test_metrics_page.py \
 	  tests/integration/test_lag_trigger.py
 
+test-stream: install
+	$(VENV)/bin/pytest tests/integration/test_stream.py
+
 test-faults: install
 	$(VENV)/bin/pytest tests/integration/test_faults_crash.py tests/integration/test_faults_rerun.py
 
@@ -67,6 +78,11 @@ test-faults: install
 N ?= 1000000
 bench: install
 	$(VENV)/bin/python scripts/bench.py --n $(N)
+
+# End-to-end latency of continuous mode at 50, 5,000 and 50,000 orders a second (its own
+# throwaway broker): output/latency.json and a table.
+bench-latency: install
+	$(VENV)/bin/python scripts/bench_latency.py
 
 clean:
 	rm -rf output .airflow

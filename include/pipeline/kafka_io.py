@@ -1,22 +1,26 @@
-"""Kafka at the edges: clients from one librdkafka config, bounded reads, transactions.
+"""Kafka at the edges: clients from one librdkafka config, reads, transactions.
 
-Stages are bounded tasks: each reads what its consumer group has not committed yet, up to the
-end of the topic as it was when the stage started, and then returns.
+A stage reads what its consumer group has not committed yet, either bounded (up to the end of the
+topic as it was when the stage started, then it returns: the Airflow tasks) or following the topic
+(continuous mode, until told to stop or to finish).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from include.pipeline import settings
+from include.pipeline.telemetry import Latencies, Tick
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,10 @@ CONSUMER_TUNING = {
     "queued.max.messages.kbytes": 1024,
     "fetch.queue.backoff.ms": 5,  # when it is full, fetch again soon (the default waits 1 s)
 }
+# Continuous mode: a fetch returns as soon as there is a record, and a produced record is sent
+# almost at once (the transaction commit would flush it anyway, later).
+FOLLOW_CONSUMER = {"fetch.min.bytes": 1}
+FOLLOW_PRODUCER = {"linger.ms": 5}
 TIMEOUT = 30.0  # seconds for metadata, commits and transaction calls
 BATCH_SIZE = 10_000
 
@@ -75,14 +83,15 @@ class Kafka:
     def admin(self, quiet: bool = False) -> AdminClient:
         return AdminClient(self._base(quiet))
 
-    def producer(self, transactional_id: str | None = None) -> Producer:
-        config = {**self._base(), **PRODUCER_TUNING}
+    def producer(self, transactional_id: str | None = None, follow: bool = False) -> Producer:
+        config = {**self._base(), **PRODUCER_TUNING, **(FOLLOW_PRODUCER if follow else {})}
         if transactional_id:
             config["transactional.id"] = transactional_id
         return Producer(config)
 
-    def consumer(self, group_id: str, quiet: bool = False) -> Consumer:
-        return Consumer({**self._base(quiet), **CONSUMER_TUNING, "group.id": group_id})
+    def consumer(self, group_id: str, quiet: bool = False, follow: bool = False) -> Consumer:
+        tuning = {**CONSUMER_TUNING, **(FOLLOW_CONSUMER if follow else {})}
+        return Consumer({**self._base(quiet), **tuning, "group.id": group_id})
 
     def _base(self, quiet: bool = False) -> dict:
         # A consumer group in the connection would make every stage share one: each sets its own.
@@ -149,10 +158,45 @@ def offset_range(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     }
 
 
+def _never() -> bool:
+    return False
+
+
+@dataclass
+class Follow:
+    """Continuous mode for a stage: its read follows the topic instead of ending at the end
+    offsets it saw at the start.
+
+    :param interval: seconds a batch may collect records before its transaction commits
+        (``commit_interval_ms`` / 1000); a full batch commits at once.
+    :param stop: asked between batches; True ends the stage after the batch it has committed
+        (Ctrl-C, a task being stopped).
+    :param finish: asked between batches; True makes the read bounded at the end offsets of that
+        moment, so the stage ends once it has read everything committed before (the hand-over of
+        one stream run to the next, once the stage upstream has finished).
+    :param report: called after each committed batch with a ``telemetry.Tick``.
+    """
+
+    interval: float = 0.1
+    stop: Callable[[], bool] = _never
+    finish: Callable[[], bool] = _never
+    report: Callable[[Tick], None] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.interval <= 60:
+            raise ValueError(f"commit_interval_ms must be between 1 and 60000, got {self.interval * 1000:g}")
+
+    def committed(self, stage: str, read: int, written: int, latencies: Latencies | None = None) -> None:
+        """Report a committed batch."""
+        if self.report is not None:
+            self.report(Tick(stage, read, written, latencies or Latencies()))
+
+
 class BoundedRead:
     """Batches of the committed records of ``topic`` after the group's committed offsets (or
     from the start, or from ``starts``, offsets its caller keeps itself, per partition), up to
-    the end offsets seen when iteration starts (or ``upto``).
+    the end offsets seen when iteration starts (or ``upto``); with ``follow``, on past them until
+    ``follow.stop()``, or up to the end offsets seen when ``follow.finish()`` first says True.
 
     Afterwards ``ranges`` holds, per partition, [first offset, offset after the last record
     read], and ``lost`` counts offsets that retention deleted before this group read them.
@@ -163,9 +207,10 @@ class BoundedRead:
     def __init__(
         self, consumer: Consumer, topic: str, *, from_beginning: bool = False, starts: dict[int, int] | None = None,
         upto: dict[int, int] | None = None, batch_size: int = BATCH_SIZE, idle_timeout: float = TIMEOUT,
+        follow: Follow | None = None,
     ) -> None:
         self.consumer, self.topic, self.from_beginning, self.upto = consumer, topic, from_beginning, upto
-        self.starts = starts
+        self.starts, self.follow = starts, follow
         self.batch_size, self.idle_timeout = batch_size, idle_timeout
         self.ranges: dict[int, list[int]] = {}
         self.next: dict[int, int] = {}
@@ -196,6 +241,10 @@ class BoundedRead:
 
     def __iter__(self) -> Iterator[list[Message]]:
         starts, ends = self._bounds()
+        follow = self.follow
+        following_on = follow is not None  # the ends are open until follow.finish()
+        if following_on:
+            ends = dict.fromkeys(starts, math.inf)
         self.ranges = {p: [starts[p], starts[p]] for p in starts}
         # Where the group continues from: past the records read and past the transaction markers
         # after them (a marker is no record; left uncommitted it would look like lag forever).
@@ -207,10 +256,24 @@ class BoundedRead:
         consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in sorted(pending)])
         last_progress = time.monotonic()
         while pending:
+            if follow is not None:
+                if follow.stop():
+                    return
+                if following_on and follow.finish():
+                    following_on, last_progress = False, time.monotonic()
+                    ends = {p: high for p, (_, high) in offset_range(consumer, self.topic).items()}
+                    pending = {p for p in pending if following[p] < ends[p]}
+                    continue
             batch: list[Message] = []
             moved = False
+            opened = time.monotonic()
             while pending and len(batch) < self.batch_size:
-                messages = consumer.consume(self.batch_size - len(batch), timeout=0.5)
+                # Following, a batch collects for one interval (consume() waits that long unless
+                # the batch fills); an idle stage so blocks in consume() and never spins.
+                wait = follow.interval - (time.monotonic() - opened) if following_on else 0.5
+                if wait <= 0:
+                    break
+                messages = consumer.consume(self.batch_size - len(batch), timeout=wait)
                 if not messages:
                     break
                 for message in messages:
@@ -228,12 +291,12 @@ class BoundedRead:
                         done = ends[partition]
                     if done > following[partition]:
                         following[partition], moved = done, True
-                    if error is not None or done >= ends[partition]:
+                    if (error is not None and not following_on) or done >= ends[partition]:
                         pending.discard(partition)
             if moved:  # a batch, or only markers passed (an empty batch, so the stage commits them)
                 last_progress = time.monotonic()
                 yield batch
-            elif time.monotonic() - last_progress > self.idle_timeout:
+            elif not following_on and time.monotonic() - last_progress > self.idle_timeout:
                 log.warning("%s: nothing new for %.0fs on partitions %s; ending early", self.topic, self.idle_timeout, sorted(pending))
                 return
 
@@ -257,11 +320,14 @@ def retrying(call, *args, **kwargs):
             time.sleep(0.5)
 
 
-def produce(producer: Producer, topic: str, key: bytes | None, value: bytes | None, headers=None) -> None:
-    """produce(), waiting for room when the local queue is full instead of failing."""
+def produce(
+    producer: Producer, topic: str, key: bytes | None, value: bytes | None, headers=None, timestamp: int = 0,
+) -> None:
+    """produce(), waiting for room when the local queue is full instead of failing. A
+    ``timestamp`` (epoch ms) carries an input record's time on; 0 is now."""
     while True:
         try:
-            producer.produce(topic, value, key, headers=headers)
+            producer.produce(topic, value, key, headers=headers, timestamp=timestamp)
             return
         except BufferError:
             producer.poll(0.05)

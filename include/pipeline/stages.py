@@ -1,5 +1,8 @@
-"""The stages. Each is a bounded run over what is new in its input topic and returns its
-counts and input offset ranges (the task's XCom; reconcile checks them and keeps the manifest)."""
+"""The stages: the Kafka edge around the per-batch steps (``steps``, ``sink.changes``). Each
+reads what is new in its input topic, one transaction per batch, and returns its counts and
+input offset ranges (the task's XCom; reconcile checks them and keeps the manifest). Bounded by
+default (the Airflow tasks); with ``follow`` (``kafka_io.Follow``) the same stage runs
+continuously, committing every ``follow.interval`` seconds or full batch."""
 
 from __future__ import annotations
 
@@ -13,14 +16,16 @@ from typing import Iterator
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from include.pipeline import codec, dead_letters, generator, money, settings, sink as sink_file
+from include.pipeline import (
+    codec, dead_letters, generator, money, settings, sink as sink_file, steps, telemetry,
+)
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.kafka_io import (
-    TIMEOUT, BoundedRead, Kafka, Progress, create_topics as create, produce, produce_all, retrying,
+    TIMEOUT, BoundedRead, Follow, Kafka, Progress, create_topics as create, produce, produce_all, retrying,
     transaction,
 )
 from include.pipeline.metrics_store import MetricsStore
-from include.pipeline.orders import Order, enrich, parse
+from include.pipeline.orders import Order, parse
 from include.pipeline.windows import Metric, TumblingWindows, decode_metric, key_bytes, metric
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,9 @@ log = logging.getLogger(__name__)
 GENERATE_TXN_RECORDS = 50_000
 GENERATE_TXN_SECONDS = 5.0
 RESTORE_BATCH = 16
+# Following, analyze forgets closed windows and old order ids this often (a bounded run does
+# it once, at its end).
+EXPIRE_SECONDS = 60.0
 
 
 def group(stage: str) -> str:
@@ -47,16 +55,31 @@ def create_topics(kafka: Kafka) -> dict:
 
 
 def generate(
-    kafka: Kafka, orders: int, start: datetime, end: datetime, rate: float = 0,
-    invalid_ratio: float = 0.0, seed: int | str | None = None,
+    kafka: Kafka, orders: int = 0, start: datetime | None = None, end: datetime | None = None, rate: float = 0,
+    invalid_ratio: float = 0.0, seed: int | str | None = None, follow: Follow | None = None,
 ) -> dict:
-    """Produce ``orders`` order events with event times over [start, end)."""
-    if end <= start:
+    """Produce ``orders`` order events with event times over [start, end); following, ``rate``
+    orders a second, with event times of the moment, until told to stop or finish."""
+    if follow is not None and rate <= 0:
+        raise ValueError(f"a continuous generate needs a rate above 0 (orders a second), got {rate}")
+    if follow is None and not (start and end and start < end):
         raise ValueError(f"generate needs a non-empty time range, got [{start}, {end})")
     kafka.check()
-    producer = kafka.producer(transactional_id=group("generate"))
+    producer = kafka.producer(transactional_id=group("generate"), follow=follow is not None)
     producer.init_transactions(TIMEOUT)
     progress = Progress(f"generate -> {settings.ORDERS}")
+    if follow is not None:
+        _generate_following(producer, rate, invalid_ratio, seed, follow, progress)
+    else:
+        _generate_bounded(producer, orders, start, end, rate, invalid_ratio, seed, progress)
+    progress.done()
+    return {"generated": progress.count, "seconds": round(progress.seconds, 3)}
+
+
+def _generate_bounded(
+    producer: Producer, orders: int, start: datetime, end: datetime, rate: float, invalid_ratio: float,
+    seed: int | str | None, progress: Progress,
+) -> None:
     # Throttled, a chunk is a tenth of a second of records, so the rate holds at that scale.
     size = min(generator.CHUNK, max(1, int(rate / 10))) if rate > 0 else generator.CHUNK
     chunks = generator.chunks(orders, start, end, invalid_ratio, seed, size)
@@ -71,8 +94,28 @@ def generate(
                 if rate > 0:
                     _throttle(progress.count, rate, progress.started)
                 chunk = next(chunks, [])
-    progress.done()
-    return {"generated": progress.count, "seconds": round(progress.seconds, 3)}
+
+
+def _generate_following(
+    producer: Producer, rate: float, invalid_ratio: float, seed: int | str | None, follow: Follow,
+    progress: Progress,
+) -> None:
+    """Every interval, one transaction of the orders due by then (up to GENERATE_TXN_RECORDS:
+    behind, it catches up over several), with event times since the last."""
+    last = datetime.now(timezone.utc)
+    while not (follow.stop() or follow.finish()):
+        tick, now = time.monotonic(), datetime.now(timezone.utc)
+        due = min(int(rate * (tick - progress.started)) - progress.count, GENERATE_TXN_RECORDS)
+        if due > 0:
+            # A fixed seed would draw the same order ids every interval: each interval gets its own.
+            interval_seed = None if seed is None else f"{seed}:{progress.count}"
+            with transaction(producer):
+                for chunk in generator.chunks(due, last, now, invalid_ratio, interval_seed):
+                    produce_all(producer, settings.ORDERS, chunk)
+            progress.add(due)
+            follow.committed("generate", 0, due)
+            last = now
+        time.sleep(max(0.0, follow.interval - (time.monotonic() - tick)))
 
 
 def _throttle(sent: int, rate: float, started: float) -> None:
@@ -82,36 +125,48 @@ def _throttle(sent: int, rate: float, started: float) -> None:
 
 
 @contextmanager
-def transactional_stage(kafka: Kafka, stage: str) -> Iterator[tuple[Consumer, Producer]]:
+def transactional_stage(kafka: Kafka, stage: str, follow: bool = False) -> Iterator[tuple[Consumer, Producer]]:
     """The consumer and transactional producer of a consume-transform-produce stage. The fixed
-    transactional id fences a zombie attempt of the same stage (a killed task's producer) and
-    aborts its open transaction before this attempt reads anything."""
+    transactional id fences a zombie attempt of the same stage (a killed task's or process's
+    producer) and aborts its open transaction before this attempt reads anything."""
     kafka.check()
-    producer = kafka.producer(transactional_id=group(stage))
+    producer = kafka.producer(transactional_id=group(stage), follow=follow)
     producer.init_transactions(TIMEOUT)
-    with closing(kafka.consumer(group(stage))) as consumer:
+    with closing(kafka.consumer(group(stage), follow=follow)) as consumer:
         yield consumer, producer
 
 
-def process(kafka: Kafka) -> dict:
+def _send(producer: Producer, topic: str, records: list[steps.Outgoing]) -> None:
+    send = producer.produce  # called directly: the hot path of process
+    for r in records:
+        try:
+            send(topic, r.value, r.key, headers=r.headers, timestamp=r.timestamp)
+        except BufferError:
+            produce(producer, topic, r.key, r.value, r.headers, r.timestamp)
+
+
+def _dead_letter(producer: Producer, batch: list[Message], rejected: list[steps.Rejection]) -> None:
+    for r in rejected:
+        dead_letters.send(producer, batch[r.index], r.reason, r.detail)
+
+
+def process(kafka: Kafka, follow: Follow | None = None) -> dict:
     """orders -> processed-orders (valid, enriched) or orders-dlq (anything else, unchanged)."""
     reasons: Counter[str] = Counter()
     valid = 0
     progress = Progress(f"process {settings.ORDERS} -> {settings.PROCESSED}")
-    with transactional_stage(kafka, "process") as (consumer, producer):
-        source = BoundedRead(consumer, settings.ORDERS)
+    with transactional_stage(kafka, "process", follow is not None) as (consumer, producer):
+        source = BoundedRead(consumer, settings.ORDERS, follow=follow)
         for batch in source:
             with transaction(producer, consumer, source):
-                processed_at = datetime.now(timezone.utc).isoformat()
-                for message in batch:
-                    result = parse(message.value())
-                    if type(result) is Order:
-                        valid += 1
-                        produce(producer, settings.PROCESSED, message.key(), enrich(result, processed_at))
-                    else:
-                        reasons[result.reason] += 1
-                        dead_letters.send(producer, message, result.reason, result.detail)
+                out = steps.process(batch, datetime.now(timezone.utc).isoformat())
+                _send(producer, settings.PROCESSED, out.valid)
+                _dead_letter(producer, batch, out.rejected)
+            valid += len(out.valid)
+            reasons.update(rejection.reason for rejection in out.rejected)
             progress.add(len(batch))
+            if follow is not None:
+                follow.committed("process", len(batch), len(batch))
     progress.done()
     invalid = sum(reasons.values())
     return {
@@ -122,7 +177,7 @@ def process(kafka: Kafka) -> dict:
 
 def analyze(
     kafka: Kafka, grace_seconds: float = settings.GRACE_SECONDS,
-    dedup_horizon_seconds: float = settings.DEDUP_HORIZON_SECONDS,
+    dedup_horizon_seconds: float = settings.DEDUP_HORIZON_SECONDS, follow: Follow | None = None,
 ) -> dict:
     """processed-orders -> 1-minute tumbling windows per product -> product-metrics.
 
@@ -133,29 +188,27 @@ def analyze(
     reasons: Counter[str] = Counter()
     metrics_written = 0
     progress = Progress(f"analyze {settings.PROCESSED} -> {settings.METRICS}")
-    with transactional_stage(kafka, "analyze") as (consumer, producer):
+    with transactional_stage(kafka, "analyze", follow is not None) as (consumer, producer):
         analyzer = restore_analyzer(kafka, Analyzer.create(grace_seconds, dedup_horizon_seconds))
         before = replace(analyzer.ledger)
         stale = analyzer.expire()  # what a run that died before its last step left behind
-        source = BoundedRead(consumer, settings.PROCESSED)
+        expire_at = time.monotonic() + EXPIRE_SECONDS
+        source = BoundedRead(consumer, settings.PROCESSED, follow=follow)
         for batch in source:
             with transaction(producer, consumer, source):
-                parsed = [parse(message.value()) for message in batch]
-                verdicts = iter(analyzer.offer_all([order for order in parsed if type(order) is Order]))
-                for message, result in zip(batch, parsed):
-                    if type(result) is not Order:
-                        reasons[result.reason] += 1
-                        dead_letters.send(producer, message, result.reason, result.detail)
-                    elif (why := next(verdicts)) is not None:
-                        reasons[why] += 1
-                        dead_letters.send(producer, message, why, f"order {result.order_id} is {why}; not counted")
-                windows, state = analyzer.take_changes()
-                for key, aggregate in windows:
-                    produce(producer, settings.METRICS, key_bytes(key), codec.encode(metric(key, aggregate)))
-                for key, value in state:
+                out = steps.analyze(analyzer, batch)
+                _send(producer, settings.METRICS, out.metrics)
+                _dead_letter(producer, batch, out.rejected)
+                if follow is not None and time.monotonic() >= expire_at:
+                    out.state += stale + analyzer.expire()
+                    stale, expire_at = [], time.monotonic() + EXPIRE_SECONDS
+                for key, value in out.state:
                     produce(producer, settings.ANALYZE_STATE, key, value)
-                metrics_written += len(windows)
+            metrics_written += len(out.metrics)
+            reasons.update(rejection.reason for rejection in out.rejected)
             progress.add(len(batch))
+            if follow is not None:
+                follow.committed("analyze", len(batch), len(out.metrics))
         tombstones = stale + analyzer.expire()
         if tombstones:
             with transaction(producer):
@@ -196,6 +249,7 @@ def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
 
 def sink(
     kafka: Kafka, store: MetricsStore | None = None, metrics_json_days: int = settings.METRICS_JSON_DAYS,
+    follow: Follow | None = None,
 ) -> dict:
     """product-metrics -> the metrics store (upserted by window and product), then the
     metrics.json export of its last ``metrics_json_days`` days (0: no export).
@@ -216,7 +270,7 @@ def sink(
     counts = Counter()
     progress = Progress(f"sink {settings.METRICS} -> {store.name}")
 
-    def commit(records: list[Metric]) -> None:
+    def commit(records: list[Metric]) -> int:
         with store.transaction(cluster) as txn:
             if txn.offsets(settings.METRICS) != written:
                 raise RuntimeError(
@@ -230,13 +284,23 @@ def sink(
             txn.set_offsets(settings.METRICS, source.next)
         written.update(source.next)
         counts.update(transactions=1, inserted=changes.inserted, updated=changes.updated)
+        return changes.inserted + changes.updated
 
-    with closing(kafka.consumer(group("sink"))) as consumer:
-        source = BoundedRead(consumer, settings.METRICS, starts=None if legacy else opened.offsets)
+    with closing(kafka.consumer(group("sink"), follow=follow is not None)) as consumer:
+        starts = None if legacy else opened.offsets
+        source = BoundedRead(consumer, settings.METRICS, starts=starts, follow=follow)
         written = dict(opened.offsets)
         for batch in source:
-            commit([_metric(message) for message in batch])
+            changed = commit([_metric(message) for message in batch])
             progress.add(len(batch))
+            if follow is not None:
+                visible_ms = int(time.time() * 1000)  # the new totals are visible to readers from now
+                latencies = telemetry.Latencies()
+                for message in batch:
+                    latencies.add_origins(telemetry.origins(message.headers()), visible_ms)
+                follow.committed("sink", len(batch), changed, latencies)
+                if positions := source.positions():  # for Kafka tools to see the lag as it goes
+                    consumer.commit(offsets=positions, asynchronous=True)
         if opened.new and not counts["transactions"]:  # claim the store (and import) even with nothing to read
             commit([])
         if positions := source.positions():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import msgspec
@@ -7,6 +8,7 @@ from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.pipeline import reconcile, run_params, stage_summary
+from include.pipeline.kafka_io import Follow
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 
 
@@ -45,20 +47,78 @@ class KafkaStageOperator(BaseOperator):
         self.kafka_config_id = kafka_config_id
         self.metrics_db_conn_id = metrics_db_conn_id
 
+    def stage_kwargs(self, context) -> dict[str, Any]:
+        return dict(self.op_kwargs)
+
     def execute(self, context) -> dict:
         kafka = PipelineKafkaHook(self.kafka_config_id).get_kafka()
         try:
+            kwargs = self.stage_kwargs(context)
             if self.metrics_db_conn_id:
                 store = MetricsDbHook(self.metrics_db_conn_id).get_store()
                 self.log.info("metrics store: %s (%s)", store.name, store.origin)
-                result = self.stage(kafka, store=store, **self.op_kwargs)
+                result = self.stage(kafka, store=store, **kwargs)
             else:
-                result = self.stage(kafka, **self.op_kwargs)
+                result = self.stage(kafka, **kwargs)
         except ValueError as exc:
             raise AirflowFailException(f"{self.task_id}: {exc}") from exc
         for line in stage_summary.lines(self.stage.__name__, result):
             self.log.info("%s", line)
         return result
+
+
+class KafkaStreamOperator(KafkaStageOperator):
+    """Runs a stage continuously (``kafka_io.Follow``: a transaction every ``commit_interval_ms``
+    or full batch) for ``duration_seconds``; then, once the stage before it (``after``) has
+    finished, it reads what that stage wrote up to its end and returns. Each stage so hands a
+    complete input over to the next, and reconcile sees counts that add up.
+
+    :param duration_seconds: how long the stage follows its topic (templated).
+    :param commit_interval_ms: the longest a batch collects records before its transaction
+        commits (templated).
+    :param after: the task id of the stage upstream in the same run; None for the first.
+    """
+
+    template_fields = (*KafkaStageOperator.template_fields, "duration_seconds", "commit_interval_ms")
+    ui_color = "#d2e3fc"
+    # An upstream in none of these states will write nothing more: done, failed, or not part of
+    # this run at all (the stage run alone with `airflow tasks test`).
+    GOING = frozenset(
+        {"scheduled", "queued", "running", "up_for_retry", "up_for_reschedule", "deferred", "restarting"}
+    )
+
+    def __init__(
+        self, *, duration_seconds: Any, commit_interval_ms: Any = 100, after: str | None = None, **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.duration_seconds, self.commit_interval_ms, self.after = duration_seconds, commit_interval_ms, after
+
+    def stage_kwargs(self, context) -> dict[str, Any]:
+        ti, run_id = context["ti"], context["run_id"]
+        # A retry counts from the run's start, so that it ends with the others and the run keeps
+        # its hour; a first try (or the stage run alone with `airflow tasks test`) from now.
+        started = context["dag_run"].start_date if ti.try_number > 1 else None
+        ends = (started.timestamp() if started else time.time()) + float(self.duration_seconds)
+        upstream = {"finished": self.after is None, "asked": 0.0}
+
+        def finish() -> bool:  # asked between batches; the API at most once a second
+            now = time.monotonic()
+            if time.time() < ends:
+                return False
+            if not upstream["finished"] and now - upstream["asked"] >= 1:
+                upstream["asked"] = now
+                states = ti.get_task_states(dag_id=self.dag_id, task_ids=[self.after], run_ids=[run_id])
+                upstream["finished"] = states.get(run_id, {}).get(self.after) not in self.GOING
+                if upstream["finished"]:
+                    self.log.info("%s has finished: reading what it wrote, then stopping", self.after)
+            return upstream["finished"]
+
+        self.log.info(
+            "following its topic for %ss, then %s", round(ends - time.time()),
+            f"until {self.after} has finished and what it wrote is read" if self.after else "stopping",
+        )
+        follow = Follow(interval=float(self.commit_interval_ms) / 1000, finish=finish)
+        return {**super().stage_kwargs(context), "follow": follow}
 
 
 class ReconcileOperator(BaseOperator):

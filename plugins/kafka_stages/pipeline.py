@@ -1,9 +1,10 @@
 """The tasks of a pipeline run, shared by the DAGs that run them (wiring only).
 
-Every Kafka stage task of every DAG runs in the one-slot pool ``kafka_pipeline``: the DAGs share
-consumer groups and transactional ids, and two instances of a stage would fence each other.
-Priority weights rise along the chain, so when the slot frees up, a run that has begun goes on
-before another run's first stage starts.
+Every Kafka stage task of every DAG runs in the pool ``kafka_pipeline``: the DAGs share consumer
+groups and transactional ids, and two instances of a stage would fence each other. A bounded
+stage takes all of the pool's slots, one at a time; the four stages of a stream run take one
+each, together. Priority weights rise along the chain, so when the pool frees up, a run that
+has begun goes on before another run's first stage starts.
 """
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from typing import Any
 from airflow.sdk import Param, chain
 
 from include.pipeline import settings, stages
-from kafka_stages.operators import CheckParamsOperator, KafkaStageOperator, ReconcileOperator
+from kafka_stages.operators import (
+    CheckParamsOperator, KafkaStageOperator, KafkaStreamOperator, ReconcileOperator,
+)
 from kafka_stages.sensors import ConsumerLagSensor
 
 POOL = "kafka_pipeline"
+STREAM_STAGES = ("generate", "process", "analyze", "sink")
+POOL_SLOTS = len(STREAM_STAGES)  # the pool's size: a stream run's stages at once
 # Chain position -> priority weight (absolute): later stages first.
 POSITION = {"create_topics": 1, "generate": 2, "process": 3, "replay": 4, "analyze": 4, "sink": 5}
 
@@ -36,11 +41,7 @@ SINK_PARAMS = {
         description="Days of windows, back from the newest, that the sink exports to metrics.json (0: no file)",
     ),
 }
-CONSUME_PARAMS = {
-    "wait_for_orders_seconds": Param(
-        0, type="number", minimum=0,
-        description="How long to wait for new records before skipping the stages (0: look once)",
-    ),
+ANALYZE_PARAMS = {
     "grace_seconds": Param(
         settings.GRACE_SECONDS, type="integer", minimum=0,
         description="How long after a window ends its late orders still count",
@@ -49,23 +50,59 @@ CONSUME_PARAMS = {
         settings.DEDUP_HORIZON_SECONDS, type="integer", minimum=0,
         description="How long a counted order_id is remembered (>= grace)",
     ),
+}
+CONSUME_PARAMS = {
+    "wait_for_orders_seconds": Param(
+        0, type="number", minimum=0,
+        description="How long to wait for new records before skipping the stages (0: look once)",
+    ),
+    **ANALYZE_PARAMS,
+    **SINK_PARAMS,
+}
+STREAM_PARAMS = {
+    "duration_seconds": Param(
+        3540, type="integer", minimum=1,
+        description="How long the stages stream before handing over to the next run (of an hourly interval)",
+    ),
+    "commit_interval_ms": Param(
+        100, type="integer", minimum=1, maximum=60000,
+        description="The longest a batch collects records before its transaction commits",
+    ),
+    "rate": Param(30, type="number", exclusiveMinimum=0, description="Orders per second to generate"),
+    "invalid_ratio": GENERATE_PARAMS["invalid_ratio"],
+    **ANALYZE_PARAMS,
     **SINK_PARAMS,
 }
 
 
-def stage_task(task_id: str, stage, **kwargs: Any) -> KafkaStageOperator:
-    """A stage of include.pipeline.stages as a task in the shared pool."""
-    return KafkaStageOperator(
-        task_id=task_id, stage=stage, pool=POOL, priority_weight=POSITION[task_id], weight_rule="absolute",
-        **kwargs,
+def stage_task(task_id: str, stage, operator=KafkaStageOperator, **kwargs: Any) -> KafkaStageOperator:
+    """A stage of include.pipeline.stages as a task in the shared pool: bounded, with the whole
+    pool; streaming (``KafkaStreamOperator``), with a slot of it."""
+    return operator(
+        task_id=task_id, stage=stage, pool=POOL,
+        pool_slots=1 if operator is KafkaStreamOperator else POOL_SLOTS,
+        priority_weight=POSITION[task_id], weight_rule="absolute", **kwargs,
     )
+
+
+SINK_KWARGS = {
+    "metrics_db_conn_id": "metrics_db", "op_kwargs": {"metrics_json_days": "{{ params.metrics_json_days }}"},
+}
+ANALYZE_KWARGS = {"op_kwargs": {
+    "grace_seconds": "{{ params.grace_seconds }}",
+    "dedup_horizon_seconds": "{{ params.dedup_horizon_seconds }}",
+}}
 
 
 def sink_task() -> KafkaStageOperator:
     """The sink, writing to the store of the ``metrics_db`` connection (embedded SQLite without one)."""
-    return stage_task(
-        "sink", stages.sink, metrics_db_conn_id="metrics_db",
-        op_kwargs={"metrics_json_days": "{{ params.metrics_json_days }}"},
+    return stage_task("sink", stages.sink, **SINK_KWARGS)
+
+
+def reconcile_task(results: list[str]) -> ReconcileOperator:
+    return ReconcileOperator(
+        task_id="reconcile", retries=0,  # a discrepancy does not go away by itself
+        results={name: f"{{{{ ti.xcom_pull(task_ids='{name}') }}}}" for name in results},
     )
 
 
@@ -93,15 +130,35 @@ def pipeline_tasks(*, generate: bool) -> None:
             task_id="wait_for_orders", groups=stages.INPUTS, wait_seconds="{{ params.wait_for_orders_seconds }}",
         ),
         stage_task("process", stages.process),
-        stage_task("analyze", stages.analyze, op_kwargs={
-            "grace_seconds": "{{ params.grace_seconds }}",
-            "dedup_horizon_seconds": "{{ params.dedup_horizon_seconds }}",
-        }),
+        stage_task("analyze", stages.analyze, **ANALYZE_KWARGS),
         sink_task(),
     ]
-    results = ["generate", "process", "analyze", "sink"] if generate else ["process", "analyze", "sink"]
-    tasks.append(ReconcileOperator(
-        task_id="reconcile", retries=0,  # a discrepancy does not go away by itself
-        results={name: f"{{{{ ti.xcom_pull(task_ids='{name}') }}}}" for name in results},
-    ))
+    tasks.append(reconcile_task(list(STREAM_STAGES) if generate else ["process", "analyze", "sink"]))
     chain(*tasks)
+
+
+def stream_tasks() -> None:
+    """check_params >> create_topics >> [generate, process, analyze, sink], streaming together
+    for ``duration_seconds``, each ending after the one before it >> reconcile."""
+    extra = {
+        "generate": {
+            "op_kwargs": {"rate": "{{ params.rate }}", "invalid_ratio": "{{ params.invalid_ratio }}"},
+        },
+        "analyze": ANALYZE_KWARGS,
+        "sink": SINK_KWARGS,
+    }
+    streaming = [
+        stage_task(
+            name, getattr(stages, name), operator=KafkaStreamOperator, after=after,
+            duration_seconds="{{ params.duration_seconds }}",
+            commit_interval_ms="{{ params.commit_interval_ms }}",
+            **extra.get(name, {}),
+        )
+        for after, name in zip((None, *STREAM_STAGES), STREAM_STAGES)
+    ]
+    chain(
+        CheckParamsOperator(task_id="check_params", retries=0),
+        stage_task("create_topics", stages.create_topics),
+        streaming,
+        reconcile_task(list(STREAM_STAGES)),
+    )

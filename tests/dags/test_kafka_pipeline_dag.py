@@ -7,8 +7,8 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
 
 from include.pipeline import stages
-from kafka_stages.operators import KafkaStageOperator
-from kafka_stages.pipeline import POOL
+from kafka_stages.operators import KafkaStageOperator, KafkaStreamOperator
+from kafka_stages.pipeline import POOL, POOL_SLOTS
 from kafka_stages.sensors import ConsumerLagSensor
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -26,7 +26,9 @@ def dag(dagbag):
 
 def test_dags_import_cleanly(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dag_ids) == ["kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay"]
+    assert sorted(dagbag.dag_ids) == [
+        "kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay", "kafka_pipeline_stream",
+    ]
 
 
 def test_hourly_data_interval_schedule_one_run_at_a_time(dag):
@@ -153,10 +155,15 @@ def test_the_watcher_thresholds_come_from_the_environment(monkeypatch):
     )
 
 
-def test_every_kafka_stage_of_every_dag_queues_for_the_one_pool_slot_later_stages_first(dagbag):
+def test_every_kafka_stage_of_every_dag_queues_for_the_one_pool_later_stages_first(dagbag):
     stage_tasks = [t for d in dagbag.dags.values() for t in d.tasks if isinstance(t, KafkaStageOperator)]
-    assert len(stage_tasks) == 5 + 4 + 2
+    assert len(stage_tasks) == 5 + 4 + 2 + 5
     assert {t.pool for t in stage_tasks} == {POOL}
+    # A bounded stage takes the whole pool; a stream run's four stages fill it together.
+    streaming = [t for t in stage_tasks if isinstance(t, KafkaStreamOperator)]
+    assert sorted(t.task_id for t in streaming) == ["analyze", "generate", "process", "sink"]
+    assert {t.pool_slots for t in streaming} == {1} and len(streaming) == POOL_SLOTS == 4
+    assert {t.pool_slots for t in stage_tasks if t not in streaming} == {POOL_SLOTS}
     assert {(t.task_id, t.priority_weight, t.weight_rule) for t in stage_tasks} == {
         ("create_topics", 1, "absolute"), ("generate", 2, "absolute"), ("process", 3, "absolute"),
         ("replay", 4, "absolute"), ("analyze", 4, "absolute"), ("sink", 5, "absolute"),

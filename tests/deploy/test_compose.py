@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from include.pipeline import settings
-from kafka_stages.pipeline import POOL
+from kafka_stages.pipeline import POOL, POOL_SLOTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,10 +205,10 @@ def test_airflow_waits_for_database_init_and_topics(services, name):
     }
 
 
-def test_airflow_init_creates_the_one_slot_pool_the_stages_use(services):
+def test_airflow_init_creates_the_pool_the_stages_use(services):
     script = "\n".join(services["airflow-init"]["command"])
     (line,) = [line for line in script.splitlines() if "pools set" in line]
-    assert shlex.split(line)[1:6] == ["airflow", "pools", "set", POOL, "1"]
+    assert shlex.split(line)[1:6] == ["airflow", "pools", "set", POOL, str(POOL_SLOTS)]
 
 
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)

@@ -154,7 +154,7 @@ def pipeline(tmp_path, migrated_db):
     airflow_home = tmp_path / "airflow"
     airflow_home.mkdir()
     shutil.copy(migrated_db, airflow_home / "airflow.db")
-    shutil.copy(migrated_db.with_name(".pool-kafka_pipeline"), airflow_home)  # the copy has the pool
+    shutil.copy(migrated_db.with_name(".pool-kafka_pipeline-4"), airflow_home)  # the copy has the pool
     env = {**os.environ, "AIRFLOW_HOME": str(airflow_home), "PIPELINE_OUTPUT_DIR": str(tmp_path / "output")}
     env.pop("AIRFLOW_CONN_KAFKA_DEFAULT", None)
     env.pop("AIRFLOW_CONN_METRICS_DB", None)

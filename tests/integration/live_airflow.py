@@ -118,7 +118,7 @@ def fresh_home(root: Path, migrated_db: Path) -> tuple[Path, dict[str, str]]:
     home = root / "airflow"
     home.mkdir()
     shutil.copy(migrated_db, home / "airflow.db")
-    shutil.copy(migrated_db.with_name(".pool-kafka_pipeline"), home)
+    shutil.copy(migrated_db.with_name(".pool-kafka_pipeline-4"), home)
     env = {
         key: value for key, value in os.environ.items()
         if not key.startswith(("AIRFLOW__API", "AIRFLOW__LOGGING", "AIRFLOW_CONN_"))

@@ -25,7 +25,7 @@ from tests.integration.live_airflow import fresh_home, live_airflow
 
 pytestmark = pytest.mark.integration
 
-DAGS = {"kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay"}
+DAGS = {"kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay", "kafka_pipeline_stream"}
 THRESHOLD = 2000  # the watcher's min_records here (KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS)
 STAGES = ["process", "analyze", "sink"]
 PIPELINE_GROUPS = {"kafka-pipeline-process", "kafka-pipeline-analyze", "kafka-pipeline-sink"}
@@ -199,3 +199,44 @@ def test_orders_past_the_threshold_start_one_run_of_the_event_driven_dag(live):
     assert {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == settings.ORDERS} == {
         int(partition): end for partition, (_, end) in read.items()
     }
+
+
+def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled_run(live):
+    airflow, pipeline = live
+    airflow.set_paused("kafka_pipeline", True)
+    for dag_id in ("kafka_pipeline", "kafka_pipeline_on_orders"):
+        airflow.wait_until_idle(dag_id, timeout=150)
+    # The latest hourly interval's logical date: unpaused, the scheduler finds its run exists.
+    latest = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    run_id = airflow.trigger(
+        "kafka_pipeline_stream", {"duration_seconds": 60, "rate": 100}, logical_date=latest.isoformat()
+    )
+    airflow.set_paused("kafka_pipeline_stream", False)
+    try:
+        run = airflow.wait_for_run("kafka_pipeline_stream", run_id, timeout=300)
+    finally:
+        airflow.set_paused("kafka_pipeline_stream", True)
+    streaming = ["generate", *STAGES]
+    assert run["state"] == "success", airflow.tasks("kafka_pipeline_stream", run_id)
+    assert airflow.tasks("kafka_pipeline_stream", run_id) == {
+        task: ("success", 1) for task in ["check_params", "create_topics", *streaming, "reconcile"]
+    }
+    assert [r["dag_run_id"] for r in airflow.runs("kafka_pipeline_stream")] == [run_id]
+    # Together: every stage ran while the generator did.
+    instances = airflow.get(f"/dags/kafka_pipeline_stream/dagRuns/{run_id}/taskInstances")["task_instances"]
+    times = {ti["task_id"]: (ti["start_date"], ti["end_date"]) for ti in instances if ti["task_id"] in streaming}
+    assert all(times[stage][0] < times["generate"][1] for stage in STAGES), times
+
+    summary = manifest(pipeline, run_id)
+    assert summary["reconciled"] is True, summary["problems"]
+    result = summary["stages"]
+    generated = result["generate"]["generated"]
+    assert generated >= 1000, generated  # 100 a second for most of the minute
+    # Each stage ended after the one before it, having read all it wrote: nothing left over.
+    assert result["process"]["read"] == generated
+    assert result["analyze"]["read"] == result["process"]["valid"] == result["analyze"]["counted"]
+    assert result["analyze"]["written"][settings.METRICS] > 0
+    for stage, before in zip(STAGES, streaming):
+        log = airflow.task_log("kafka_pipeline_stream", run_id, stage)
+        assert f"{before} has finished: reading what it wrote, then stopping" in log
+    check_metrics(pipeline)

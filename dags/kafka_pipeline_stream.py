@@ -1,0 +1,32 @@
+"""kafka_pipeline_stream: generate, process, analyze and sink streaming together, hourly.
+
+Each run streams for `duration_seconds` (a transaction every `commit_interval_ms`), then every
+stage ends once the stage before it has and it has read all that stage wrote; reconcile checks
+the run's counts and revenue as for kafka_pipeline. The stages share their consumer groups and
+the `kafka_pipeline` pool with the other DAGs, so two instances of a stage never run at once.
+
+Wiring only: the stage logic lives in include/pipeline, the tasks in plugins/kafka_stages.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import DAG, CronDataIntervalTimetable
+
+from kafka_stages.pipeline import STREAM_PARAMS, stream_tasks
+
+with DAG(
+    dag_id="kafka_pipeline_stream",
+    description="Order events streaming through Kafka: sub-second metrics per product, handed over hourly",
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,  # a run hands over to the next
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    render_template_as_native_obj=True,
+    tags=["kafka", "orders", "streaming"],
+    params=STREAM_PARAMS,
+):
+    stream_tasks()

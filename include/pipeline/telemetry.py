@@ -1,0 +1,118 @@
+"""What continuous mode measures, written and read here only: the ``origins`` header that carries
+orders' produce times to product-metrics, end-to-end latencies, and the lines a stage process
+reports to the stream supervisor.
+
+An order's end-to-end latency runs from its produce time (the Kafka timestamp of its ``orders``
+record; process gives its processed-orders record the same timestamp) to the commit of the
+metrics-store transaction that makes its window's new totals visible. analyze puts on each
+product-metrics record the produce times of the orders it newly counts in it, so the sink
+measures each order, not each batch. Kafka keeps timestamps to the millisecond, and so does the
+header: a list of [produce time in epoch ms, orders] pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from fractions import Fraction
+from typing import Iterable
+
+import msgspec
+
+ORIGINS = "origins"
+
+
+def origins_header(produced_ms: Iterable[int]) -> tuple[str, bytes]:
+    """The header for a product-metrics record that counts orders produced at ``produced_ms``
+    (0: a record without a timestamp, not measured)."""
+    return ORIGINS, msgspec.json.encode(sorted(Counter(ms for ms in produced_ms if ms > 0).items()))
+
+
+_pairs = msgspec.json.Decoder(list[tuple[int, int]])
+
+
+def origins(headers: list[tuple[str, bytes | None]] | None) -> list[tuple[int, int]]:
+    """The (produce time in epoch ms, orders) pairs of a record's headers; none for a record
+    that counts no new order (a replayed window, a record from before continuous mode)."""
+    for name, value in headers or ():
+        if name == ORIGINS and value:
+            try:
+                return _pairs.decode(value)
+            except msgspec.DecodeError:  # a header someone else wrote: not ours to measure
+                return []
+    return []
+
+
+class Latencies(msgspec.Struct):
+    """Orders per end-to-end latency in whole milliseconds: exact percentiles over any number of
+    orders in little memory (latencies repeat)."""
+
+    counts: dict[int, int] = {}
+
+    def add(self, latency_ms: int, orders: int = 1) -> None:
+        latency_ms = max(0, latency_ms)  # clocks of two hosts may disagree by a little
+        self.counts[latency_ms] = self.counts.get(latency_ms, 0) + orders
+
+    def add_origins(self, pairs: list[tuple[int, int]], visible_ms: int) -> None:
+        for produced_ms, orders in pairs:
+            self.add(visible_ms - produced_ms, orders)
+
+    def merge(self, other: Latencies) -> None:
+        for latency_ms, orders in other.counts.items():
+            self.add(latency_ms, orders)
+
+    @property
+    def orders(self) -> int:
+        return sum(self.counts.values())
+
+    def percentile(self, q: float) -> int | None:
+        """The latency that ``q`` percent of the orders do not exceed (nearest rank); None when
+        there is none."""
+        total = self.orders
+        if not total:
+            return None
+        rank = max(1, math.ceil(total * Fraction(str(q)) / 100))  # exact, for any q
+        seen = 0
+        for latency_ms in sorted(self.counts):
+            seen += self.counts[latency_ms]
+            if seen >= rank:
+                return latency_ms
+        return max(self.counts)
+
+    def summary(self) -> dict[str, int | None]:
+        return {
+            "p50_ms": self.percentile(50), "p95_ms": self.percentile(95), "p99_ms": self.percentile(99),
+            "max_ms": max(self.counts) if self.counts else None, "orders": self.orders,
+        }
+
+
+class Tick(msgspec.Struct, tag="tick"):
+    """A stage process's batch, committed: records read and written, and (the sink) the
+    latencies of the orders whose totals it made visible."""
+
+    stage: str
+    read: int
+    written: int
+    latencies: Latencies = msgspec.field(default_factory=Latencies)
+
+
+class Ended(msgspec.Struct, tag="ended"):
+    """A stage process's last line: what its stage function returned."""
+
+    stage: str
+    result: dict
+
+
+_report = msgspec.json.Decoder(Tick | Ended)
+
+
+def report_line(report: Tick | Ended) -> bytes:
+    return msgspec.json.encode(report) + b"\n"
+
+
+def read_report(line: bytes) -> Tick | Ended | None:
+    """A line of a stage process's standard output; None for anything else printed there."""
+    try:
+        return _report.decode(line)
+    except msgspec.DecodeError:
+        return None

@@ -1,0 +1,62 @@
+"""kafka_pipeline_stream: the same stages as kafka_pipeline, streaming together in one run."""
+
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk import CronDataIntervalTimetable
+
+from include.pipeline import stages
+from kafka_stages.operators import KafkaStreamOperator, ReconcileOperator
+from kafka_stages.pipeline import POOL
+
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "kafka_pipeline_stream.py"
+STREAMING = ["generate", "process", "analyze", "sink"]
+
+
+@pytest.fixture(scope="module")
+def dag():
+    bag = DagBag(dag_folder=str(DAG_FILE))
+    assert bag.import_errors == {}
+    return bag.dags["kafka_pipeline_stream"]
+
+
+def test_hourly_one_run_at_a_time_so_each_hands_over_to_the_next(dag):
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("0 * * * *", "UTC")
+    assert (dag.max_active_runs, dag.catchup, dag.default_args["retries"]) == (1, False, 2)
+
+
+def test_params_and_defaults(dag):
+    assert {name: dag.params[name] for name in dag.params} == {
+        "duration_seconds": 3540, "commit_interval_ms": 100, "rate": 30, "invalid_ratio": 0.05,
+        "grace_seconds": 3600, "dedup_horizon_seconds": 86400, "metrics_json_days": 7,
+    }
+
+
+def test_the_four_stages_stream_together_between_create_topics_and_reconcile(dag):
+    assert sorted(dag.task_ids) == sorted(["check_params", "create_topics", *STREAMING, "reconcile"])
+    assert dag.get_task("check_params").downstream_task_ids == {"create_topics"}
+    assert dag.get_task("create_topics").downstream_task_ids == set(STREAMING)
+    for name in STREAMING:
+        assert dag.get_task(name).downstream_task_ids == {"reconcile"}
+    reconcile = dag.get_task("reconcile")
+    assert isinstance(reconcile, ReconcileOperator) and reconcile.retries == 0
+    assert reconcile.results == {name: f"{{{{ ti.xcom_pull(task_ids='{name}') }}}}" for name in STREAMING}
+
+
+def test_each_stage_follows_its_topic_and_ends_after_the_one_before_it(dag):
+    tasks = [dag.get_task(name) for name in STREAMING]
+    assert all(isinstance(task, KafkaStreamOperator) for task in tasks)
+    assert [task.stage for task in tasks] == [stages.generate, stages.process, stages.analyze, stages.sink]
+    assert [task.after for task in tasks] == [None, "generate", "process", "analyze"]
+    assert {(task.pool, task.pool_slots) for task in tasks} == {(POOL, 1)}
+    for task in tasks:
+        assert task.duration_seconds == "{{ params.duration_seconds }}"
+        assert task.commit_interval_ms == "{{ params.commit_interval_ms }}"
+    assert tasks[0].op_kwargs == {"rate": "{{ params.rate }}", "invalid_ratio": "{{ params.invalid_ratio }}"}
+    assert tasks[2].op_kwargs == {
+        "grace_seconds": "{{ params.grace_seconds }}", "dedup_horizon_seconds": "{{ params.dedup_horizon_seconds }}",
+    }
+    assert tasks[3].op_kwargs == {"metrics_json_days": "{{ params.metrics_json_days }}"}
+    assert tasks[3].metrics_db_conn_id == "metrics_db"

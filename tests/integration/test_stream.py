@@ -1,0 +1,152 @@
+"""Continuous mode (`make stream`'s supervisor, include.pipeline.stream) against a real broker:
+stage processes killed with SIGKILL while streaming, and Ctrl-C; the metrics checked against an
+independent computation from what the topics hold (kafka-python), to the cent."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from include.pipeline import settings
+from tests.integration.conftest import ROOT, Pipeline
+from tests.integration.expected import counted, expected_metrics
+
+pytestmark = pytest.mark.integration
+
+STAGES = ("generate", "process", "analyze", "sink")
+TOPICS = (settings.ORDERS, settings.PROCESSED, settings.METRICS, settings.DLQ, settings.ANALYZE_STATE)
+
+
+class Stream:
+    """The supervisor in the background, in a process group of its own (as a terminal's
+    foreground job), its output collected line by line."""
+
+    def __init__(self, pipeline: Pipeline, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "include.pipeline.stream", *args], env=pipeline.env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 60, after: int = 0) -> re.Match:
+        """The first line from line ``after`` on that matches."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[after:]:
+                if match := re.search(pattern, line):
+                    return match
+            assert self.process.poll() is None, f"the supervisor exited:\n{self.output[-4000:]}"
+            time.sleep(0.2)
+        pytest.fail(f"no line matching {pattern!r} within {timeout}s:\n{self.output[-4000:]}")
+
+    def pids(self, stage: str) -> list[int]:
+        return [int(pid) for pid in re.findall(rf"{stage} started \(pid (\d+)\)", self.output)]
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the supervisor did not exit within {timeout}s:\n{self.output[-4000:]}")
+
+    def kill(self) -> None:
+        """A failed test must leave no supervisor or stage behind (the stages end when it does)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def check_every_order_counted_once(pipeline: Pipeline) -> int:
+    """Every order on `orders` either dead-lettered by process or, exactly once, processed and
+    counted; the store and metrics.json equal the metrics of the counted orders to the cent.
+    Returns the number of orders."""
+    orders, processed, dead = (pipeline.read(t) for t in (settings.ORDERS, settings.PROCESSED, settings.DLQ))
+    rejected = [
+        (int(r.headers["source.partition"]), int(r.headers["source.offset"]))
+        for r in dead if r.headers["source.topic"] == settings.ORDERS.encode()
+    ]
+    assert len(rejected) == len(set(rejected))
+    valid = Counter(r.key for r in orders if (r.partition, r.offset) not in set(rejected))
+    assert Counter(r.key for r in processed) == valid
+    assert len(orders) == len(rejected) + len(processed)
+    assert all(r.headers["source.topic"] == settings.ORDERS.encode() for r in dead)  # nothing late or duplicate
+    expected = expected_metrics(counted(processed, dead))
+    assert pipeline.metrics_lines() == expected
+    assert sum(line["order_count"] for line in expected) == len(processed)
+    return len(orders)
+
+
+def test_each_stage_killed_with_sigkill_while_streaming_is_restarted_and_nothing_is_lost_or_doubled(pipeline):
+    stream = Stream(pipeline, "--rate", "2000", "--generate-seconds", "50", "--status-seconds", "2")
+    try:
+        stream.wait_for(r"latency p50 \d+ ms")  # orders have reached the store
+        for stage in STAGES:
+            (pid,) = stream.pids(stage)
+            mark = len(stream.lines)
+            os.kill(pid, signal.SIGKILL)
+            stream.wait_for(rf"{stage} was killed by SIGKILL; restarting it in 1s \(restart 1\)", after=mark)
+            stream.wait_for(rf"{stage} started \(pid \d+\)", after=mark)
+            # Streaming again, through the store, before the next stage goes down.
+            stream.wait_for(r"sink [1-9][\d,]*/s in.*latency p50", after=len(stream.lines))
+        assert stream.wait(timeout=180) == 0
+        stream.wait_for("the generator has finished and every stage has drained")
+    finally:
+        stream.kill()
+    summary = stream.output[stream.output.index("stopped after"):]
+    for stage in STAGES:
+        assert len(stream.pids(stage)) == 2
+        assert re.search(rf"  {stage} .*\(1 restarts\)", summary), summary
+    assert "lag at the end: process 0, analyze 0, sink 0" in summary
+    orders = check_every_order_counted_once(pipeline)
+    assert orders > 50_000, orders  # 2,000 a second for most of 50 seconds
+
+
+def test_ctrl_c_ends_every_stage_between_transactions_and_the_next_start_reads_nothing_twice(pipeline):
+    stream = Stream(pipeline, "--rate", "2000", "--status-seconds", "2")
+    try:
+        stream.wait_for(r"latency p50 \d+ ms")
+        time.sleep(3)
+        os.killpg(stream.process.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
+        assert stream.wait(timeout=90) == 0
+    finally:
+        stream.kill()
+    assert re.search(r"stopped after [\d.]+s\n", stream.output)
+    assert re.search(r"end-to-end latency over [\d,]+ orders: p50 \d+ ms", stream.output)
+    for stage in STAGES:
+        (pid,) = stream.pids(stage)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    # No transaction left open: what read_committed readers see ends where the log ends.
+    ends = {}
+    for isolation in ("read_committed", "read_uncommitted"):
+        consumer = KafkaConsumer(bootstrap_servers=pipeline.bootstrap, isolation_level=isolation)
+        partitions = [TopicPartition(topic, p) for topic in TOPICS for p in range(settings.PARTITIONS)]
+        ends[isolation] = consumer.end_offsets(partitions)
+        consumer.close()
+    assert ends["read_committed"] == ends["read_uncommitted"]
+    orders = [TopicPartition(settings.ORDERS, p) for p in range(settings.PARTITIONS)]
+    assert sum(ends["read_committed"][tp] for tp in orders) > 0
+
+    # Started again without a generator, the stages drain what was left, and nothing twice.
+    drain = Stream(pipeline, "--rate", "0", "--generate-seconds", "0", "--status-seconds", "1")
+    try:
+        assert drain.wait(timeout=120) == 0
+    finally:
+        drain.kill()
+    assert "the generator has finished and every stage has drained" in drain.output
+    assert drain.pids("generate") == []
+    check_every_order_counted_once(pipeline)
