@@ -159,8 +159,8 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+    def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
+        self.args, self.argv = args, argv  # the stage processes get the same arguments
         self.names = [stage for stage in STAGES if stage != "generate" or args.rate > 0]
         self.children = {stage: Child(stage) for stage in self.names}
         self.reports: queue.Queue = queue.Queue()
@@ -168,6 +168,7 @@ class Supervisor:
         self.started = time.monotonic()
         self.interval, self.total, self.measured = Interval(), Interval(), telemetry.Latencies()
         self.results: dict[str, dict] = {}
+        self.readers: list[threading.Thread] = []
         self.generate_until = None if args.generate_seconds is None else time.time() + args.generate_seconds
 
     def run(self) -> int:
@@ -213,7 +214,7 @@ class Supervisor:
         return code
 
     def start(self, child: Child) -> None:
-        command = [sys.executable, "-m", "include.pipeline.stream", "--worker", child.stage, *sys.argv[1:]]
+        command = [sys.executable, "-m", "include.pipeline.stream", "--worker", child.stage, *self.argv]
         if child.stage == "generate" and self.generate_until is not None:
             command += ["--generate-until", repr(self.generate_until)]
         child.process = subprocess.Popen(
@@ -221,7 +222,9 @@ class Supervisor:
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it tells the stages
         )
         child.started = time.monotonic()
-        threading.Thread(target=self.read_reports, args=(child.process,), daemon=True).start()
+        reader = threading.Thread(target=self.read_reports, args=(child.process,), daemon=True)
+        reader.start()
+        self.readers.append(reader)
         say(f"{child.stage} started (pid {child.process.pid})")
 
     def read_reports(self, process: subprocess.Popen) -> None:
@@ -301,7 +304,8 @@ class Supervisor:
                 say(f"{child.stage} did not stop within {STOP_SECONDS:g}s; killing it")
                 child.process.kill()
                 child.process.wait()
-        time.sleep(0.2)  # the readers pass on the last lines
+        for reader in self.readers:  # until each has passed on its process's last lines
+            reader.join(timeout=5)
 
     def status(self, lags: dict[str, int]) -> str:
         seconds = max(time.monotonic() - self.interval.started, 1e-3)
@@ -346,9 +350,8 @@ class Supervisor:
 
 
 def render(summary: dict) -> list[str]:
-    stages_ = summary["stages"]
     lines = [f"stopped after {summary['seconds']:g}s"]
-    for stage, counts in stages_.items():
+    for stage, counts in summary["stages"].items():
         what = {"generate": f"{counts['written']:,} orders generated",
                 "sink": f"{counts['read']:,} metrics records read, {counts['written']:,} rows changed"}.get(
             stage, f"{counts['read']:,} read, {counts['written']:,} written")
@@ -373,11 +376,12 @@ def say(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = arguments(argv)
     if args.worker:
         return work(args.worker, args)
     logging.basicConfig(level=logging.WARNING, format="stream: %(levelname)s %(message)s")
-    return Supervisor(args).run()
+    return Supervisor(args, argv).run()
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ def check_every_order_counted_once(pipeline: Pipeline) -> int:
         for r in dead if r.headers["source.topic"] == settings.ORDERS.encode()
     ]
     assert len(rejected) == len(set(rejected))
-    valid = Counter(r.key for r in orders if (r.partition, r.offset) not in set(rejected))
+    rejected = set(rejected)
+    valid = Counter(r.key for r in orders if (r.partition, r.offset) not in rejected)
     assert Counter(r.key for r in processed) == valid
     assert len(orders) == len(rejected) + len(processed)
     assert all(r.headers["source.topic"] == settings.ORDERS.encode() for r in dead)  # nothing late or duplicate
