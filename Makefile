@@ -5,8 +5,8 @@ VENV ?= .venv
 DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
-.PHONY: install lock kafka-up kafka-down run produce stream test test-unit test-integration test-faults test-airflow \
-  test-stream bench bench-latency clean
+.PHONY: install lock kafka-up kafka-down run produce stream acls test test-unit test-integration test-faults test-airflow \
+  test-stream test-clusters bench bench-latency clean
 
 install: $(VENV)/.installed
 
@@ -52,8 +52,18 @@ ARGS ?=
 stream: install kafka-up
 	$(VENV)/bin/python -m include.pipeline.stream --rate $(RATE) $(ARGS)
 
+# The test files run on TEST_WORKERS processes (pytest-xdist): much of the suite waits on
+# brokers, JVMs and Airflow starting, not on the 2 cores.
+TEST_WORKERS ?= 3
+# The Kafka ACLs a principal needs to run the DAGs (DAG=... for one of them): printed, or granted
+# with APPLY=1 ADMIN_CONFIG=<a librdkafka JSON config of a user allowed to alter ACLs>.
+PRINCIPAL ?= User:pipeline
+acls: install
+	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.access $(if $(APPLY),apply --admin-config "$(ADMIN_CONFIG)",print) \
+	  --principal "$(PRINCIPAL)" $(if $(DAG),--dag $(DAG))
+
 test: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: install
 	$(VENV)/bin/pytest tests/unit tests/dags tests/plugins tests/deploy
@@ -69,6 +79,9 @@ test-airflow: install
 
 test-stream: install
 	$(VENV)/bin/pytest tests/integration/test_stream.py
+
+test-clusters: install
+	$(VENV)/bin/pytest tests/integration/test_secured_cluster.py tests/integration/test_replicated_cluster.py
 
 test-faults: install
 	$(VENV)/bin/pytest tests/integration/test_faults_crash.py tests/integration/test_faults_rerun.py

@@ -28,10 +28,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.orders < 0 or not 0 <= args.invalid_ratio <= 1:
         parser.error("--orders must be >= 0 and --invalid-ratio within [0, 1]")
-    kafka = Kafka.from_env()
     try:
-        stages.create_topics(kafka)
-    except ConnectionError as exc:
+        kafka = Kafka.from_env()
+        stages.create_topics(kafka, ("generate",))
+    except (ConnectionError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
     end = datetime.now(timezone.utc)

@@ -7,6 +7,7 @@ topic as it was when the stage started, then it returns: the Airflow tasks) or f
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -14,6 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -55,27 +57,66 @@ TIMEOUT = 30.0  # seconds for metadata, commits and transaction calls
 BATCH_SIZE = 10_000
 
 
-class Kafka:
-    """Clients for one cluster, built from a librdkafka config (the Airflow connection's extra)."""
+class Misconfigured(ValueError):
+    """The client's settings cannot work (credentials, TLS trust, ACLs): no retry fixes them."""
 
-    def __init__(self, config: dict) -> None:
+
+class Kafka:
+    """Clients for one cluster, built from a librdkafka config (the Airflow connection's extra).
+
+    :param config: the librdkafka config; ``bootstrap.servers`` at least.
+    :param origin: where it came from, for messages that say what to fix.
+    """
+
+    def __init__(self, config: dict, origin: str = "the Kafka config") -> None:
         if not config.get("bootstrap.servers"):
-            raise ValueError("the Kafka config needs 'bootstrap.servers'")
-        self.config = dict(config)
+            raise ValueError(f"{origin} needs 'bootstrap.servers'")
+        self.config, self.origin = dict(config), origin
 
     @classmethod
     def from_env(cls) -> Kafka:
-        return cls({"bootstrap.servers": settings.bootstrap_servers()})
+        """KAFKA_CLIENT_CONFIG (a JSON librdkafka config file), else KAFKA_BOOTSTRAP_SERVERS."""
+        path = os.environ.get("KAFKA_CLIENT_CONFIG")
+        if not path:
+            return cls({"bootstrap.servers": settings.bootstrap_servers()}, "KAFKA_BOOTSTRAP_SERVERS")
+        try:
+            config = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"KAFKA_CLIENT_CONFIG={path}: not a readable JSON librdkafka config ({exc})") from None
+        return cls(config, f"KAFKA_CLIENT_CONFIG ({path})")
 
-    def check(self) -> None:
-        """Fail fast, with what to do, when the cluster does not answer."""
-        try:  # quietly: this one error says it all
-            self.admin(quiet=True).list_topics(timeout=10)
-        except KafkaException as exc:
-            raise ConnectionError(
-                f"cannot reach Kafka at {self.config['bootstrap.servers']} ({exc.args[0].str()}): start the local "
-                "broker with `make kafka-up`, or point KAFKA_BOOTSTRAP_SERVERS / the kafka_default connection at yours"
-            ) from None
+    def check(self, seconds: float = 10) -> None:
+        """Fail fast, naming what to fix: credentials the cluster rejects or a certificate the
+        client does not trust (``Misconfigured``, at the first refusal), or no answer at all."""
+        refusals: list[KafkaError] = []
+        admin = AdminClient({**self._base(quiet=True), "error_cb": refusals.append})
+        ends = time.monotonic() + seconds
+        while True:
+            try:  # in short waits: a refusal comes through error_cb, served by poll()
+                admin.list_topics(timeout=0.5)
+                return
+            except KafkaException as exc:
+                last = exc.args[0]
+            admin.poll(0)
+            for error in refusals:
+                if error.code() == KafkaError._AUTHENTICATION:
+                    mechanism = self.config.get("sasl.mechanism", self.config.get("sasl.mechanisms", "GSSAPI"))
+                    raise Misconfigured(
+                        f"authentication failed for {self.config.get('sasl.username', '(no sasl.username)')} "
+                        f"({mechanism}) at {self.config['bootstrap.servers']}: check {self.origin}'s "
+                        "sasl.username / sasl.password"
+                    )
+                if error.code() == KafkaError._SSL:
+                    raise Misconfigured(
+                        f"TLS with {self.config['bootstrap.servers']} failed: {_reason(error)}. Check {self.origin}'s "
+                        "ssl.ca.location (the CA that signed the brokers' certificates) and that each certificate "
+                        "names the host it is reached at"
+                    )
+            if time.monotonic() > ends:
+                raise ConnectionError(
+                    f"cannot reach Kafka at {self.config['bootstrap.servers']} ({last.str()}): start the local "
+                    "broker with `make kafka-up`, or point KAFKA_BOOTSTRAP_SERVERS / the kafka_default connection at yours"
+                )
 
     def cluster_id(self) -> str:
         return self.admin().list_topics(timeout=TIMEOUT).cluster_id
@@ -101,23 +142,37 @@ class Kafka:
         return base
 
 
-def create_topics(admin: AdminClient, partitions: int, replication: int) -> list[str]:
-    """Create the pipeline's topics that do not exist yet; returns the names created."""
-    existing = admin.list_topics(timeout=TIMEOUT).topics
+def _reason(error: KafkaError) -> str:
+    # librdkafka's text names the broker, then the reason: "ssl://host:port/id: SSL handshake failed: ..."
+    return error.str().split(": ", 1)[-1]
+
+
+def create_topics(admin: AdminClient, partitions: int) -> tuple[list[str], list[str]]:
+    """Create the pipeline's topics that do not exist yet, each replicated on up to 3 brokers
+    (with 3, a write needs 2 in sync: one broker may fail); returns the names created and the
+    names the principal may not create."""
+    metadata = admin.list_topics(timeout=TIMEOUT)
+    replication = min(3, len(metadata.brokers))
+    durability = {"min.insync.replicas": str(replication - 1)} if replication == 3 else {}
     missing = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replication, config=dict(config))
+        NewTopic(name, num_partitions=partitions, replication_factor=replication, config={**durability, **config})
         for name, config in settings.TOPIC_CONFIGS.items()
-        if name not in existing
+        if name not in metadata.topics
     ]
     if not missing:
-        return []
+        return [], []
+    created, denied = [], []
     for name, future in admin.create_topics(missing, request_timeout=TIMEOUT).items():
         try:
             future.result()
+            created.append(name)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            code = exc.args[0].code()
+            if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+                denied.append(name)
+            elif code != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
-    return [topic.topic for topic in missing]
+    return sorted(created), sorted(denied)
 
 
 class LagProbe:

@@ -49,10 +49,6 @@ def bootstrap_servers() -> str:
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
 
 
-def replication_factor() -> int:
-    return int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
-
-
 def output_dir() -> Path:
     return Path(os.environ.get("PIPELINE_OUTPUT_DIR", PROJECT_ROOT / "output"))
 

@@ -17,7 +17,7 @@ from typing import Iterator
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from include.pipeline import (
-    codec, dead_letters, generator, money, settings, sink as sink_file, steps, telemetry,
+    access, codec, dead_letters, generator, money, settings, sink as sink_file, steps, telemetry,
 )
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.kafka_io import (
@@ -47,11 +47,29 @@ def group(stage: str) -> str:
 INPUTS = {settings.ORDERS: group("process"), settings.PROCESSED: group("analyze"), settings.METRICS: group("sink")}
 
 
-def create_topics(kafka: Kafka) -> dict:
+def create_topics(kafka: Kafka, stages: tuple[str, ...] | list[str] = ()) -> dict:
+    """Create the topics that are missing (replicated up to 3 times, as the cluster allows), then
+    check that the principal holds the ACLs ``stages`` need: a run lacking one fails here, in its
+    first task, not in the stage that needs it."""
     kafka.check()
-    created = create(kafka.admin(), settings.PARTITIONS, settings.replication_factor())
+    created, denied = create(kafka.admin(), settings.PARTITIONS)
+    if denied:
+        raise access.AccessDenied(access.principal(kafka), [access.Grant("topic", name, "Create") for name in denied])
     log.info("topics created: %s", created or "none, all exist")
+    access.check(kafka, tuple(stages))
     return {"created": created}
+
+
+def _ready(kafka: Kafka, stage: str) -> None:
+    """Fail fast: the cluster answers, takes the credentials and grants what ``stage`` needs."""
+    kafka.check()
+    access.check(kafka, (stage,))
+
+
+def _transactional_producer(kafka: Kafka, stage: str, follow: bool = False) -> Producer:
+    producer = kafka.producer(transactional_id=group(stage), follow=follow)
+    access.init_transactions(kafka, producer)
+    return producer
 
 
 def generate(
@@ -64,9 +82,8 @@ def generate(
         raise ValueError(f"a continuous generate needs a rate above 0 (orders a second), got {rate}")
     if follow is None and not (start and end and start < end):
         raise ValueError(f"generate needs a non-empty time range, got [{start}, {end})")
-    kafka.check()
-    producer = kafka.producer(transactional_id=group("generate"), follow=follow is not None)
-    producer.init_transactions(TIMEOUT)
+    _ready(kafka, "generate")
+    producer = _transactional_producer(kafka, "generate", follow is not None)
     progress = Progress(f"generate -> {settings.ORDERS}")
     if follow is not None:
         _generate_following(producer, rate, invalid_ratio, seed, follow, progress)
@@ -129,9 +146,8 @@ def transactional_stage(kafka: Kafka, stage: str, follow: bool = False) -> Itera
     """The consumer and transactional producer of a consume-transform-produce stage. The fixed
     transactional id fences a zombie attempt of the same stage (a killed task's or process's
     producer) and aborts its open transaction before this attempt reads anything."""
-    kafka.check()
-    producer = kafka.producer(transactional_id=group(stage), follow=follow)
-    producer.init_transactions(TIMEOUT)
+    _ready(kafka, stage)
+    producer = _transactional_producer(kafka, stage, follow)
     with closing(kafka.consumer(group(stage), follow=follow)) as consumer:
         yield consumer, producer
 
@@ -263,7 +279,7 @@ def sink(
     if metrics_json_days < 0:
         raise ValueError(f"metrics_json_days must be 0 (no export) or more, got {metrics_json_days}")
     store = store or MetricsStore.default()
-    kafka.check()
+    _ready(kafka, "sink")
     cluster = kafka.cluster_id()
     opened = store.open(cluster)
     legacy = settings.metrics_path() if opened.new and settings.metrics_path().exists() else None
@@ -339,7 +355,7 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
     dead-lettered (late, duplicate, invalid: orders-dlq names their offsets). Totals replace
     totals downstream, so nothing is counted twice.
     """
-    kafka.check()
+    _ready(kafka, "replay")
     low_s, high_s = (int((t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()) for t in (start, end))
     with closing(kafka.consumer(group("analyze"))) as analyzed:
         partitions = [TopicPartition(settings.PROCESSED, p) for p in range(_partition_count(kafka, settings.PROCESSED))]
@@ -367,8 +383,7 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
                 if (message.partition(), message.offset()) not in rejected
                 and type(order := parse(message.value())) is Order and low_s <= order.window_start < high_s
             )
-    producer = kafka.producer(transactional_id=group("replay"))
-    producer.init_transactions(TIMEOUT)
+    producer = _transactional_producer(kafka, "replay")
     with transaction(producer):
         for key, aggregate in sorted(windows.aggregates.items()):
             produce(producer, settings.METRICS, key_bytes(key), codec.encode(metric(key, aggregate)))

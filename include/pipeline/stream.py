@@ -172,17 +172,17 @@ class Supervisor:
         self.generate_until = None if args.generate_seconds is None else time.time() + args.generate_seconds
 
     def run(self) -> int:
-        kafka = Kafka.from_env()
         try:
-            stages.create_topics(kafka)
-        except ConnectionError as exc:
+            kafka = Kafka.from_env()
+            stages.create_topics(kafka, self.names)
+        except (ConnectionError, ValueError) as exc:
             print(f"stream: {exc}", file=sys.stderr)
             return 1
         self.probe = LagProbe(kafka, {topic: stages.group(stage) for stage, topic in INPUT.items()}, quiet=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self.stopping.set())
         store = MetricsStore.default().name
-        say(f"streaming {', '.join(self.names)} on {settings.bootstrap_servers()} into {store}; "
+        say(f"streaming {', '.join(self.names)} on {kafka.config['bootstrap.servers']} into {store}; "
             f"a transaction every {self.args.commit_interval_ms:g} ms; Ctrl-C stops")
         status_at = time.monotonic() + self.args.status_seconds
         code = 0

@@ -16,7 +16,7 @@ class PipelineKafkaHook(KafkaBaseHook):
 
     def get_kafka(self) -> Kafka:
         # _build_config is the provider's single place for resolving a connection (2.1.0, pinned).
-        return Kafka(self._build_config())
+        return Kafka(self._build_config(), origin=f"the {self.kafka_config_id} connection")
 
 
 class MetricsDbHook(BaseHook):

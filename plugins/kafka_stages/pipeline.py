@@ -20,6 +20,7 @@ from kafka_stages.sensors import ConsumerLagSensor
 
 POOL = "kafka_pipeline"
 STREAM_STAGES = ("generate", "process", "analyze", "sink")
+CONSUMING = ["process", "analyze", "sink"]
 POOL_SLOTS = len(STREAM_STAGES)  # the pool's size: a stream run's stages at once
 # Chain position -> priority weight (absolute): later stages first.
 POSITION = {"create_topics": 1, "generate": 2, "process": 3, "replay": 4, "analyze": 4, "sink": 5}
@@ -94,6 +95,11 @@ ANALYZE_KWARGS = {"op_kwargs": {
 }}
 
 
+def create_topics_task(needs: list[str]) -> KafkaStageOperator:
+    """Creates missing topics, then checks the principal holds the ACLs of the stages the run needs."""
+    return stage_task("create_topics", stages.create_topics, op_kwargs={"stages": needs})
+
+
 def sink_task() -> KafkaStageOperator:
     """The sink, writing to the store of the ``metrics_db`` connection (embedded SQLite without one)."""
     return stage_task("sink", stages.sink, **SINK_KWARGS)
@@ -111,7 +117,7 @@ def pipeline_tasks(*, generate: bool) -> None:
     >> reconcile, in the DAG being defined."""
     tasks = [
         CheckParamsOperator(task_id="check_params", retries=0),
-        stage_task("create_topics", stages.create_topics),
+        create_topics_task(["generate", *CONSUMING] if generate else CONSUMING),
     ]
     if generate:
         tasks.append(stage_task("generate", stages.generate, op_kwargs={
@@ -133,7 +139,7 @@ def pipeline_tasks(*, generate: bool) -> None:
         stage_task("analyze", stages.analyze, **ANALYZE_KWARGS),
         sink_task(),
     ]
-    tasks.append(reconcile_task(list(STREAM_STAGES) if generate else ["process", "analyze", "sink"]))
+    tasks.append(reconcile_task(list(STREAM_STAGES) if generate else CONSUMING))
     chain(*tasks)
 
 
@@ -158,7 +164,7 @@ def stream_tasks() -> None:
     ]
     chain(
         CheckParamsOperator(task_id="check_params", retries=0),
-        stage_task("create_topics", stages.create_topics),
+        create_topics_task(list(STREAM_STAGES)),
         streaming,
         reconcile_task(list(STREAM_STAGES)),
     )

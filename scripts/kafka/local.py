@@ -1,4 +1,4 @@
-"""A throwaway local broker for the tests and the benchmark: scripts/kafka/broker on free ports,
+"""A throwaway local cluster for the tests and the benchmark: scripts/kafka/broker on free ports,
 with its own data dir, stopped when the block ends."""
 
 from __future__ import annotations
@@ -35,11 +35,19 @@ def free_port_pair() -> int:
 
 
 @contextmanager
-def throwaway_broker(data_dir: Path, env: dict[str, str], port: int | None = None) -> Iterator[dict[str, str]]:
-    """Start a broker (on ``port``, or free ports); yields ``env`` plus the settings that point
-    everything at it."""
-    port = port or free_port_pair()
-    env = {**env, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
+def throwaway_broker(
+    data_dir: Path, env: dict[str, str], port: int | None = None, nodes: int = 1, security: str = "plaintext",
+) -> Iterator[dict[str, str]]:
+    """Start a cluster (on ``port``, or free ports) of ``nodes`` nodes, PLAINTEXT or secured
+    (``sasl_ssl``: its client configs in ``data_dir/clients``); yields ``env`` plus the
+    settings that point everything at it."""
+    # Node n's ports: port + 3(n-1) for clients, + 1 for its controller, + 2 between brokers.
+    port = port or free_port(*range(1, 3 * nodes))
+    servers = ",".join(f"127.0.0.1:{port + 3 * n}" for n in range(nodes))
+    env = {
+        **env, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": servers,
+        "KAFKA_NODES": str(nodes), "KAFKA_SECURITY": security,
+    }
     subprocess.run([str(BROKER), "up"], env=env, check=True, timeout=300)
     try:
         yield env

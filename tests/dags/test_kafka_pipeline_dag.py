@@ -6,7 +6,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
 
-from include.pipeline import stages
+from include.pipeline import access, stages
 from kafka_stages.operators import KafkaStageOperator, KafkaStreamOperator
 from kafka_stages.pipeline import POOL, POOL_SLOTS
 from kafka_stages.sensors import ConsumerLagSensor
@@ -137,7 +137,8 @@ def test_the_event_driven_dag_watches_orders_lag_and_shares_the_task_chain(dagba
     for task_id in order[:-1]:
         mine, theirs = on_orders.get_task(task_id), dag.get_task(task_id)
         assert type(mine) is type(theirs)
-        assert getattr(mine, "op_kwargs", None) == getattr(theirs, "op_kwargs", None)
+        if task_id != "create_topics":  # which stages' ACLs it checks: below
+            assert getattr(mine, "op_kwargs", None) == getattr(theirs, "op_kwargs", None)
         assert getattr(mine, "stage", None) == getattr(theirs, "stage", None)
     assert set(on_orders.get_task("reconcile").results) == {"process", "analyze", "sink"}
 
@@ -185,3 +186,15 @@ def test_include_has_no_airflow_imports():
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not [n for n in names if n.split(".")[0] == "airflow"], path
+
+
+def test_each_dags_first_kafka_task_checks_the_acls_of_exactly_its_stages(dagbag):
+    """access.USERS (the README's ACL table) names each DAG's stages; create_topics checks theirs."""
+    for dag_id, needs in access.USERS.items():
+        if dag_id == "metrics_page":
+            continue
+        dag = dagbag.dags[dag_id]
+        kafka_tasks = [t.task_id for t in dag.topological_sort() if isinstance(t, KafkaStageOperator)]
+        assert sorted(kafka_tasks) == sorted(needs)
+        if "create_topics" in needs:
+            assert dag.get_task("create_topics").op_kwargs == {"stages": [t for t in needs if t != "create_topics"]}

@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
 
+import confluent_kafka
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -47,7 +48,19 @@ class Pipeline:
     def __init__(self, env: dict[str, str], output: Path) -> None:
         self.env, self.output = env, output
         self.bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+        # kafka-python's settings for the cluster: a secured one's admin (super user) reads back.
+        self.client: dict = {"bootstrap_servers": self.bootstrap}
+        if env.get("KAFKA_SECURITY") == "sasl_ssl":
+            admin = self.client_config("admin")
+            self.client.update(
+                security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", ssl_cafile=admin["ssl.ca.location"],
+                sasl_plain_username=admin["sasl.username"], sasl_plain_password=admin["sasl.password"],
+            )
         self.postgres: Postgres | None = None  # the metrics store's server, when the metrics_db connection is set
+
+    def client_config(self, user: str) -> dict:
+        """A secured cluster's librdkafka config of ``user`` (admin or pipeline)."""
+        return json.loads((Path(self.env["KAFKA_DATA_DIR"]) / "clients" / f"{user}.json").read_text())
 
     def use_postgres(self, server: Postgres) -> None:
         """Point the metrics_db connection at the server's metrics database."""
@@ -90,17 +103,27 @@ class Pipeline:
         subprocess.run([str(ROOT / "scripts/kafka/broker"), action], env=self.env, check=True, timeout=300)
 
     def produce(self, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
+        producer = KafkaProducer(**self.client, acks="all", linger_ms=20, batch_size=256 * 1024)
         for key, value in records:
             producer.send(topic, key=key, value=value)
         producer.flush()
         producer.close()
 
+    def produce_many(self, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        """produce() through librdkafka: a large input (kafka-python sends ~5,000 records a second)."""
+        producer = confluent_kafka.Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 20})
+        for key, value in records:
+            while True:
+                try:
+                    producer.produce(topic, value, key)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        assert producer.flush(60) == 0, f"not every record reached {topic}"
+
     def read(self, topic: str) -> list[Record]:
         """Every committed record of the topic, in (partition, offset) order."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap, isolation_level="read_committed", enable_auto_commit=False
-        )
+        consumer = KafkaConsumer(**self.client, isolation_level="read_committed", enable_auto_commit=False)
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
@@ -149,17 +172,30 @@ def migrated_db(tmp_path_factory) -> Path:
     return home / "airflow.db"
 
 
-@pytest.fixture
-def pipeline(tmp_path, migrated_db):
+def airflow_env(tmp_path: Path, migrated_db: Path) -> dict[str, str]:
+    """The environment of a test's own Airflow home (a copy of the migrated DB) and output dir."""
     airflow_home = tmp_path / "airflow"
     airflow_home.mkdir()
     shutil.copy(migrated_db, airflow_home / "airflow.db")
     shutil.copy(migrated_db.with_name(".pool-kafka_pipeline-4"), airflow_home)  # the copy has the pool
     env = {**os.environ, "AIRFLOW_HOME": str(airflow_home), "PIPELINE_OUTPUT_DIR": str(tmp_path / "output")}
-    env.pop("AIRFLOW_CONN_KAFKA_DEFAULT", None)
-    env.pop("AIRFLOW_CONN_METRICS_DB", None)
-    with throwaway_broker(tmp_path / "kafka", env) as env:
+    for name in ("AIRFLOW_CONN_KAFKA_DEFAULT", "AIRFLOW_CONN_METRICS_DB", "KAFKA_CLIENT_CONFIG"):
+        env.pop(name, None)
+    return env
+
+
+@contextmanager
+def pipeline_on(tmp_path: Path, migrated_db: Path, **cluster) -> Iterator[Pipeline]:
+    """A Pipeline with an Airflow home and a cluster of its own (``cluster``: throwaway_broker's
+    nodes, security)."""
+    with throwaway_broker(tmp_path / "kafka", airflow_env(tmp_path, migrated_db), **cluster) as env:
         yield Pipeline(env, tmp_path / "output")
+
+
+@pytest.fixture
+def pipeline(tmp_path, migrated_db):
+    with pipeline_on(tmp_path, migrated_db) as pipeline:
+        yield pipeline
 
 
 @pytest.fixture

@@ -71,10 +71,10 @@ class Watch:
         self.written.close()
 
 
-def write_input(pipeline, seed: int) -> list[tuple[bytes, bytes | None]]:
+def write_input(pipeline, seed: int, orders: int = ORDERS) -> list[tuple[bytes, bytes | None]]:
     pipeline.task("create_topics")
-    records = list(generator.orders(ORDERS, START, END, invalid_ratio=0.05, seed=seed))
-    pipeline.produce("orders", records)
+    records = list(generator.orders(orders, START, END, invalid_ratio=0.05, seed=seed))
+    pipeline.produce_many("orders", records)
     return records
 
 

@@ -1,0 +1,157 @@
+"""The DAGs against a secured cluster (scripts/kafka/broker with KAFKA_SECURITY=sasl_ssl): SCRAM-
+SHA-512 over TLS, the StandardAuthorizer on, and every run made as `pipeline`, a user holding only
+the ACLs of include/pipeline/access.py (the README's table). The cluster is the module's; each
+test has its own Airflow home and output."""
+
+import json
+import os
+import sqlite3
+from contextlib import closing
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from include.pipeline import access, stages
+from include.pipeline.kafka_io import Kafka
+from scripts.kafka.local import throwaway_broker
+from tests.integration.conftest import Pipeline, airflow_env
+from tests.integration.expected import expected_metrics
+
+CLUSTER = ("KAFKA_PORT", "KAFKA_DATA_DIR", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_NODES", "KAFKA_SECURITY")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with throwaway_broker(tmp_path_factory.mktemp("secured") / "kafka", dict(os.environ), security="sasl_ssl") as env:
+        yield {name: env[name] for name in CLUSTER}
+
+
+@pytest.fixture
+def secured(tmp_path, migrated_db, cluster) -> Pipeline:
+    """Airflow's kafka_default connection is the pipeline user's client config."""
+    pipeline = Pipeline({**airflow_env(tmp_path, migrated_db), **cluster}, tmp_path / "output")
+    pipeline.env["KAFKA_CLIENT_CONFIG"] = str(Path(cluster["KAFKA_DATA_DIR"]) / "clients" / "pipeline.json")
+    return pipeline
+
+
+def connect_as(pipeline: Pipeline, **changes: str) -> None:
+    """The kafka_default connection: the pipeline user's config with ``changes``."""
+    extra = {**pipeline.client_config("pipeline"), **changes}
+    pipeline.env["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps({"conn_type": "kafka", "extra": extra})
+
+
+def run(pipeline: Pipeline, date: str, dag: str = "kafka_pipeline", fails: bool = False, **conf) -> str:
+    result = pipeline.airflow("dags", "test", dag, date, "--conf", json.dumps(conf), ok=not fails)
+    assert result.returncode != 0 if fails else result.returncode == 0
+    return result.stdout + result.stderr
+
+
+def attempts(pipeline: Pipeline, task_id: str) -> tuple[str, int, float]:
+    """(state, try number, seconds) of a task's last attempt, from the Airflow metadata DB."""
+    with closing(sqlite3.connect(Path(pipeline.env["AIRFLOW_HOME"]) / "airflow.db")) as db:
+        state, tries, start, end = db.execute(
+            "SELECT state, try_number, start_date, end_date FROM task_instance WHERE task_id = ?", (task_id,)
+        ).fetchone()
+    return state, tries, (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def test_a_wrong_password_fails_the_run_at_once_saying_so(secured):
+    connect_as(secured, **{"sasl.password": "not-the-password"})
+    output = run(secured, "2026-01-05T08:00:00+00:00", fails=True, orders=100)
+    assert "DagRun Finished: dag_id=kafka_pipeline" in output and "state=failed" in output
+    assert (
+        f"authentication failed for pipeline (SCRAM-SHA-512) at {secured.bootstrap}: check the kafka_default "
+        "connection's sasl.username / sasl.password"
+    ) in output
+    state, tries, seconds = attempts(secured, "create_topics")
+    assert (state, tries) == ("failed", 1)  # failed for good, no retry
+    assert seconds < 15
+
+
+def test_a_ca_the_client_does_not_trust_names_the_certificate_problem(secured, tmp_path):
+    other_ca = tmp_path / "other-ca.pem"  # a CA that did not sign the brokers' certificates
+    other_ca.write_text(Path("/etc/ssl/certs/ca-certificates.crt").read_text())
+    connect_as(secured, **{"ssl.ca.location": str(other_ca)})
+    output = run(secured, "2026-01-05T08:00:00+00:00", fails=True, orders=100)
+    assert f"TLS with {secured.bootstrap} failed: SSL handshake failed" in output
+    assert "certificate verify failed" in output
+    assert "Check the kafka_default connection's ssl.ca.location" in output
+    assert attempts(secured, "create_topics")[:2] == ("failed", 1)
+
+
+def test_each_acl_of_the_list_removed_in_turn_fails_the_stages_naming_it(secured):
+    """Every ACL of the list, removed alone: what a run of the first DAG needing it calls first
+    (create_topics with the DAG's stages, then the stage itself) fails naming that ACL alone."""
+    admin = Kafka(secured.client_config("admin"))
+    kafka = Kafka(secured.client_config("pipeline"))
+    grants = access.needs(*access.STAGES)
+    assert len(grants) == 17
+    for grant in grants:
+        dag = next(dag for dag, names in access.USERS.items() if grant in access.needs(*names))
+        stages_of_dag = access.USERS[dag]
+        stages.create_topics(admin)
+        if grant.operation == "Create":  # only a missing topic needs it
+            _delete_topic(admin, grant.name)
+        access.revoke(admin, "User:pipeline", [grant])
+        try:
+            with pytest.raises(access.AccessDenied) as denied:
+                if "create_topics" in stages_of_dag:
+                    stages.create_topics(kafka, stages_of_dag)
+                _start(kafka, next(stage for stage in stages_of_dag if grant in access.STAGES[stage]))
+        finally:
+            access.apply(admin, "User:pipeline", [grant])
+        assert denied.value.missing == [grant]
+        assert str(denied.value).startswith(f"Kafka denies User:pipeline {grant}: grant it (the ACL list: README.md")
+
+
+def _start(kafka: Kafka, stage: str) -> None:
+    """A stage's first steps: its checks and, transactional, its producer's registration."""
+    stages._ready(kafka, stage)
+    if access.TRANSACTIONS in access.STAGES[stage]:
+        stages._transactional_producer(kafka, stage)
+
+
+@pytest.mark.parametrize("grant", [
+    access.Grant("topic", "orders", "Create"),
+    access.GROUPS,
+    access.TRANSACTIONS,
+], ids=str)
+def test_a_run_without_an_acl_fails_at_once_naming_it(secured, grant):
+    admin = Kafka(secured.client_config("admin"))
+    stages.create_topics(admin)
+    if grant.operation == "Create":
+        _delete_topic(admin, grant.name)
+    access.revoke(admin, "User:pipeline", [grant])
+    try:
+        output = run(secured, "2026-01-05T07:00:00+00:00", fails=True, orders=10)
+    finally:
+        access.apply(admin, "User:pipeline", [grant])
+    assert f"Kafka denies User:pipeline {grant}: grant it (the ACL list: README.md" in output
+    failed = "generate" if grant == access.TRANSACTIONS else "create_topics"
+    assert attempts(secured, failed)[:2] == ("failed", 1)
+
+
+def _delete_topic(admin: Kafka, topic: str) -> None:
+    client = admin.admin()
+    client.delete_topics([topic], request_timeout=30)[topic].result()
+
+
+def test_a_whole_run_as_the_least_privileged_user_is_exact_and_the_password_is_nowhere(secured):
+    password = secured.client_config("pipeline")["sasl.password"]
+    output = run(secured, "2026-01-05T10:00:00+00:00", orders=3000, seed=11, invalid_ratio=0.1)
+    assert "state=success" in output
+
+    processed = [r.json() for r in secured.read("processed-orders")]
+    dead = secured.read("orders-dlq")
+    assert len(processed) + len(dead) == len(secured.read("orders")) == 3000
+    metrics = secured.metrics_lines()
+    assert metrics == expected_metrics(processed)
+    manifest = json.loads(next((secured.output / "runs").glob("*.json")).read_text())
+    assert manifest["reconciled"] is True
+    assert manifest["summary"]["counted"] == len(processed) and manifest["summary"]["invalid"] == len(dead)
+
+    assert password not in output
+    files = [p for d in (secured.output, Path(secured.env["AIRFLOW_HOME"])) for p in d.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"metrics.json", "metrics.db", "airflow.db"}
+    assert [p for p in files if password.encode() in p.read_bytes()] == []
