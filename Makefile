@@ -23,7 +23,7 @@ lock:
 	(echo "# Generated: pip freeze of a venv made from requirements.txt (Python 3.11). Regenerate with 'make lock'."; \
 	  /tmp/kafka-pipeline-lock/bin/pip freeze) > requirements.lock
 
-kafka-up:
+kafka-up: install  # a secured cluster grants its ACLs with the project's Python
 	scripts/kafka/broker up
 
 kafka-down:

@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from include.pipeline import dashboard
+from include.pipeline.kafka_io import Misconfigured
 from include.pipeline.metrics_store import MetricsStore, StoreRefused, StoreUnavailable
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 
@@ -121,7 +122,7 @@ def dead_letters(
     """Dead letters by reason over the newest ``runs`` runs, and the newest records of orders-dlq."""
     try:
         return JSON(dashboard.dead_letter_view(kafka(), dashboard.runs(runs), newest))
-    except (ConnectionError, RuntimeError) as exc:
+    except (ConnectionError, RuntimeError, Misconfigured) as exc:  # Misconfigured: credentials, TLS, ACLs
         raise unavailable(exc) from None
 
 
@@ -129,5 +130,5 @@ def lag() -> JSON:
     """Each consuming stage's lag (records) on its input topic."""
     try:
         return JSON(dashboard.lags(kafka()))
-    except ConnectionError as exc:
+    except (ConnectionError, Misconfigured) as exc:
         raise unavailable(exc) from None

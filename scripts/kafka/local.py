@@ -3,6 +3,7 @@ with its own data dir, stopped when the block ends."""
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 from contextlib import contextmanager
@@ -12,16 +13,24 @@ from typing import Iterator
 BROKER = Path(__file__).with_name("broker")
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+EPHEMERAL_START = _ephemeral_start()
+
+
 def free_port(*offsets: int) -> int:
-    """A free port whose port + each offset is free too (on every interface)."""
+    """A free port whose port + each offset is free too (on every interface), below the kernel's
+    ephemeral range: a port from that range may go to some client's connection before the
+    server binds it (tests run on several workers at once)."""
     while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + max(offsets, default=0) > 65535:
-            continue
+        port = random.randrange(10_000, EPHEMERAL_START - max(offsets, default=0))
         try:
-            for offset in offsets:
+            for offset in (0, *offsets):
                 with socket.socket() as s:
                     s.bind(("0.0.0.0", port + offset))
             return port
@@ -48,8 +57,8 @@ def throwaway_broker(
         **env, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data_dir), "KAFKA_BOOTSTRAP_SERVERS": servers,
         "KAFKA_NODES": str(nodes), "KAFKA_SECURITY": security,
     }
-    subprocess.run([str(BROKER), "up"], env=env, check=True, timeout=300)
     try:
+        subprocess.run([str(BROKER), "up"], env=env, check=True, timeout=300)
         yield env
-    finally:
+    finally:  # also after a failed start: nodes that did start are stopped
         subprocess.run([str(BROKER), "down"], env=env, check=True, timeout=120)
