@@ -114,7 +114,6 @@ def _start(kafka: Kafka, stage: str) -> None:
 
 @pytest.mark.parametrize("grant", [
     access.Grant("topic", "orders", "Create"),
-    access.GROUPS,
     access.TRANSACTIONS,
 ], ids=str)
 def test_a_run_without_an_acl_fails_at_once_naming_it(secured, grant):
