@@ -59,7 +59,7 @@ TEST_WORKERS ?= 3
 # with APPLY=1 ADMIN_CONFIG=<a librdkafka JSON config of a user allowed to alter ACLs>.
 PRINCIPAL ?= User:pipeline
 acls: install
-	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.access $(if $(APPLY),apply --admin-config "$(ADMIN_CONFIG)",print) \
+	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.access $(if $(APPLY),apply $(if $(ADMIN_CONFIG),--admin-config "$(ADMIN_CONFIG)"),print) \
 	  --principal "$(PRINCIPAL)" $(if $(DAG),--dag $(DAG))
 
 test: install

@@ -216,12 +216,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.principal}: allow {grant}")
     else:
         if args.admin_config is None:
-            parser.error("apply needs --admin-config")
+            parser.error("apply needs --admin-config FILE (make acls: ADMIN_CONFIG=FILE)")
         try:
             admin = Kafka(json.loads(args.admin_config.read_text()), origin=str(args.admin_config))
         except (OSError, ValueError) as exc:
             parser.error(f"--admin-config: {exc}")
-        apply(admin, args.principal, grants)
+        try:
+            admin.check()
+            apply(admin, args.principal, grants)
+        except (ConnectionError, ValueError, KafkaException) as exc:  # no traceback for a wrong config
+            print(f"granting {args.principal} its ACLs failed: {exc}", file=sys.stderr)
+            return 1
         print(f"granted {args.principal} {len(grants)} ACLs", file=sys.stderr)
     return 0
 
