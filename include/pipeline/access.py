@@ -23,7 +23,7 @@ from confluent_kafka.admin import (
 )
 
 from include.pipeline import settings
-from include.pipeline.kafka_io import TIMEOUT, Kafka, Misconfigured, retrying
+from include.pipeline.kafka_io import TIMEOUT, Kafka, Misconfigured
 
 README = "README.md, \"Kafka ACLs\""
 PREFIX = f"{settings.GROUP_PREFIX}-"
@@ -131,6 +131,12 @@ def _missing_on_topics(kafka: Kafka, grants: list[Grant]) -> list[Grant]:
     return [g for g in grants if g.name in allowed and _OPERATIONS[g.operation] not in allowed[g.name]]
 
 
+_COORDINATOR_NOT_READY = {
+    KafkaError._TIMED_OUT, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+}
+
+
 def _missing_on_group(kafka: Kafka, grants: list[Grant]) -> list[Grant]:
     # The prefix's first group stands for all of them: an ACL on the prefix covers each alike.
     group = f"{PREFIX}process"
@@ -143,11 +149,12 @@ def _missing_on_group(kafka: Kafka, grants: list[Grant]) -> list[Grant]:
             try:
                 return futures[group].result()
             except KafkaException as exc:
-                if exc.args[0].code() != KafkaError._TIMED_OUT or time.monotonic() > ends:
+                if exc.args[0].code() not in _COORDINATOR_NOT_READY or time.monotonic() > ends:
                     raise
+                time.sleep(0.2)
 
     try:
-        allowed = set(retrying(describe).authorized_operations or ())
+        allowed = set(describe().authorized_operations or ())
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.GROUP_AUTHORIZATION_FAILED:
             raise
