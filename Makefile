@@ -52,8 +52,8 @@ ARGS ?=
 stream: install kafka-up
 	$(VENV)/bin/python -m include.pipeline.stream --rate $(RATE) $(ARGS)
 
-# The test files run on TEST_WORKERS processes (pytest-xdist): much of the suite waits on
-# brokers, JVMs and Airflow starting, not on the 2 cores.
+# The test files run on TEST_WORKERS processes (pytest-xdist), in the order tests/conftest.py
+# gives them (the longest first; xdist would otherwise start the files with the most tests first).
 TEST_WORKERS ?= 3
 # The Kafka ACLs a principal needs to run the DAGs (DAG=... for one of them): printed, or granted
 # with APPLY=1 ADMIN_CONFIG=<a librdkafka JSON config of a user allowed to alter ACLs>.
@@ -63,7 +63,7 @@ acls: install
 	  --principal "$(PRINCIPAL)" $(if $(DAG),--dag $(DAG))
 
 test: install
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-unit: install
 	$(VENV)/bin/pytest tests/unit tests/dags tests/plugins tests/deploy
