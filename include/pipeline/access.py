@@ -144,7 +144,9 @@ def _missing_on_group(kafka: Kafka, grants: list[Grant]) -> list[Grant]:
     def describe():
         admins, ends = [], time.monotonic() + TIMEOUT
         while True:  # in short tries, each with a new client: on a fresh cluster the first can hang
-            admins.append(admin := kafka.admin())  # (librdkafka 2.16) while the offsets topic is made
+            # (librdkafka 2.16) while the offsets topic is made. Each stays referenced: a collected
+            # client cancels its futures.
+            admins.append(admin := kafka.admin())
             futures = admin.describe_consumer_groups([group], request_timeout=5, include_authorized_operations=True)
             try:
                 return futures[group].result()

@@ -75,6 +75,10 @@ class Pipeline:
             pytest.fail(f"airflow {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
         return result
 
+    def dag_test(self, date: str, dag: str = "kafka_pipeline", ok: bool = True, **conf) -> subprocess.CompletedProcess:
+        """`airflow dags test` of a whole run of ``dag`` at the logical date ``date``, with ``conf``."""
+        return self.airflow("dags", "test", dag, date, "--conf", json.dumps(conf), ok=ok)
+
     def task(self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", params: dict | None = None, ok: bool = True):
         """`airflow tasks test` of one task; ``date`` is a logical date or a run id."""
         extra = ["-t", json.dumps(params)] if params else []

@@ -10,10 +10,7 @@ from tests.integration.expected import expected_metrics
 
 
 def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
-    result = pipeline.airflow(
-        "dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00",
-        "--conf", json.dumps({"orders": 3000, "seed": 11, "invalid_ratio": 0.1}),
-    )
+    result = pipeline.dag_test("2026-01-05T10:00:00+00:00", orders=3000, seed=11, invalid_ratio=0.1)
     assert "state=success" in result.stdout + result.stderr
 
     orders = pipeline.read("orders")
@@ -60,7 +57,7 @@ def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
 
     # The next run has no new orders: it ends cleanly and changes nothing.
     before = (pipeline.output / "metrics.json").read_bytes()
-    pipeline.airflow("dags", "test", "kafka_pipeline", "2026-01-05T11:00:00+00:00", "--conf", '{"orders": 0}')
+    pipeline.dag_test("2026-01-05T11:00:00+00:00", orders=0)
     assert (pipeline.output / "metrics.json").read_bytes() == before
     assert pipeline.metrics_lines() == metrics
     assert len(pipeline.read("processed-orders")) == len(processed)

@@ -43,7 +43,7 @@ def latest_manifest(pipeline) -> dict:
 
 
 def test_a_finished_run_cleared_and_run_again(pipeline):
-    pipeline.airflow("dags", "test", "kafka_pipeline", DATE, "--conf", json.dumps({"orders": 3000, "invalid_ratio": 0.1}))
+    pipeline.dag_test(DATE, orders=3000, invalid_ratio=0.1)
     run_id = latest_manifest(pipeline)["run_id"]
     first = pipeline.read("orders")
     expected, reasons = clean_run([r.value for r in first])
@@ -90,7 +90,7 @@ def test_duplicates_and_late_orders_mixed_with_invalid_input(pipeline):
     for records in runs:  # each into a whole run that generates nothing itself, and reconciles
         pipeline.produce("orders", records)
         values += [value for _, value in records]
-        pipeline.airflow("dags", "test", "kafka_pipeline", DATE, "--conf", json.dumps({"orders": 0}))
+        pipeline.dag_test(DATE, orders=0)
         assert latest_manifest(pipeline)["reconciled"] is True
 
     expected, reasons = clean_run(values)

@@ -112,10 +112,7 @@ def assert_exact(pipeline, outside: Outside, expected: list[dict], end: int) -> 
 
 def test_a_whole_run_into_postgres(pipeline, postgres):
     pipeline.use_postgres(postgres)
-    result = pipeline.airflow(
-        "dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00",
-        "--conf", json.dumps({"orders": 3000, "seed": 12, "invalid_ratio": 0.1}),
-    )
+    result = pipeline.dag_test("2026-01-05T10:00:00+00:00", orders=3000, seed=12, invalid_ratio=0.1)
     assert "state=success" in result.stdout + result.stderr
     processed = [r.json() for r in pipeline.read("processed-orders")]
     expected = expected_metrics(processed)

@@ -15,7 +15,7 @@ def run(pipeline, date: str, **conf) -> dict:
     """A whole `dags test` run; returns its manifest."""
     runs = pipeline.output / "runs"
     before = set(runs.glob("*.json")) if runs.exists() else set()
-    pipeline.airflow("dags", "test", "kafka_pipeline", date, "--conf", json.dumps(conf))
+    pipeline.dag_test(date, **conf)
     (path,) = set(runs.glob("*.json")) - before
     return json.loads(path.read_text())
 

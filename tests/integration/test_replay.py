@@ -2,7 +2,6 @@
 with the numbers of the original runs, and never counts anything twice. And a new, empty
 metrics store fills itself from product-metrics (compacted: the newest totals of every window)."""
 
-import json
 import time
 
 from kafka import KafkaAdminClient
@@ -12,8 +11,7 @@ from include.pipeline import settings
 
 
 def replay(pipeline, start, end):
-    conf = json.dumps({"start": start, "end": end})
-    pipeline.airflow("dags", "test", "kafka_pipeline_replay", "2026-01-06T00:00:00+00:00", "--conf", conf)
+    pipeline.dag_test("2026-01-06T00:00:00+00:00", "kafka_pipeline_replay", start=start, end=end)
 
 
 def lose_the_metrics(pipeline):
@@ -43,11 +41,11 @@ def lose_the_store(pipeline):
 
 def test_replay_rebuilds_lost_metrics_with_the_original_numbers(pipeline):
     for seed, date in enumerate(("2026-01-05T10:00:00+00:00", "2026-01-05T11:00:00+00:00")):
-        pipeline.airflow("dags", "test", "kafka_pipeline", date, "--conf", json.dumps({"orders": 1500, "seed": seed}))
+        pipeline.dag_test(date, orders=1500, seed=seed)
     # Upstream sends some orders of the first hour again: analyze dead-letters them as duplicates.
     again = [(r.key, r.value) for r in pipeline.read("orders")[:200]]
     pipeline.produce("orders", again)
-    pipeline.airflow("dags", "test", "kafka_pipeline", "2026-01-05T12:00:00+00:00", "--conf", json.dumps({"orders": 0}))
+    pipeline.dag_test("2026-01-05T12:00:00+00:00", orders=0)
     original = pipeline.metrics_lines()
     assert len({(m["window_start"], m["product_id"]) for m in original}) == len(original) > 500
 

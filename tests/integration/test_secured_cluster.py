@@ -42,7 +42,7 @@ def connect_as(pipeline: Pipeline, **changes: str) -> None:
 
 
 def run(pipeline: Pipeline, date: str, dag: str = "kafka_pipeline", fails: bool = False, **conf) -> str:
-    result = pipeline.airflow("dags", "test", dag, date, "--conf", json.dumps(conf), ok=not fails)
+    result = pipeline.dag_test(date, dag, ok=not fails, **conf)
     assert result.returncode != 0 if fails else result.returncode == 0
     return result.stdout + result.stderr
 
