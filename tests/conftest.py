@@ -9,6 +9,7 @@ os.environ.setdefault("KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
 # The files that take longest go first, so that the workers end together.
 LONGEST_FIRST = [  # measured: .ci/run with --durations=60, setup + calls + teardown
+    "integration/test_operations.py",  # 540 s, measured alone
     "integration/test_faults_rerun.py",  # 539 s
     "integration/test_metrics_postgres.py",  # 536 s
     "integration/test_faults_crash.py",  # 430 s

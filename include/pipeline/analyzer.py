@@ -16,7 +16,9 @@ from include.pipeline import codec, money
 from include.pipeline.dedup import SEGMENT_KEY, SeenOrders, fingerprint
 from include.pipeline.orders import Order
 from include.pipeline.settings import WINDOW_SECONDS
-from include.pipeline.windows import Aggregate, TumblingWindows, WindowKey, aggregate_from_state, state_record
+from include.pipeline.windows import (
+    Aggregate, LedgerMark, TumblingWindows, WindowKey, aggregate_from_state, state_record,
+)
 
 US = 1_000_000
 DUPLICATE, LATE = "duplicate", "late"
@@ -32,6 +34,10 @@ class Ledger:
 
     def to_json(self) -> dict[str, Any]:
         return {"count": self.count, "revenue": str(self.revenue), "revenue_cents": str(self.revenue_cents)}
+
+    def mark(self) -> LedgerMark:
+        """What the product-metrics records of a batch carry of it (the ``ledger`` header)."""
+        return LedgerMark(self.count, self.revenue_cents)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Ledger:

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from include.pipeline import settings
+from include.pipeline import settings, shutdown
 from include.pipeline.telemetry import Latencies, Tick
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ CONSUMER_TUNING = {
 FOLLOW_CONSUMER = {"fetch.min.bytes": 1}
 FOLLOW_PRODUCER = {"linger.ms": 5}
 TIMEOUT = 30.0  # seconds for metadata, commits and transaction calls
+# How long a stage waits for Kafka to answer again (a broker restarting) before it fails: its
+# transaction stays open meanwhile, and the broker aborts one open longer than librdkafka's
+# transaction.timeout.ms (60 s), so longer would not help.
+OUTAGE_SECONDS = 60.0
 BATCH_SIZE = 10_000
 
 
@@ -137,9 +141,48 @@ class Kafka:
     def _base(self, quiet: bool = False) -> dict:
         # A consumer group in the connection would make every stage share one: each sets its own.
         base = {k: v for k, v in self.config.items() if k != "group.id"}
-        if quiet:  # no librdkafka log line for every failed connect: the caller says it once
-            base["log_level"] = 2
+        # No librdkafka log line for every failed connect (a line every 50 ms while a broker is
+        # down): its errors come to error_cb, and a quiet client's caller says what failed once.
+        base["log_level"] = 2
+        if not quiet:
+            base["error_cb"] = self._on_error
         return base
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() in UNREACHABLE:
+            OUTAGE.began(error, self.config["bootstrap.servers"])
+        else:
+            log.warning("Kafka client error: %s", error.str())
+
+
+# Errors that say the cluster is not answering (yet), as opposed to refusing.
+UNREACHABLE = frozenset(
+    {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE, KafkaError._TIMED_OUT}
+)
+
+
+class Outage:
+    """One log line when Kafka stops answering and one when it answers again, instead of one per
+    failed connect or retried call; a stage waits through an outage of up to OUTAGE_SECONDS."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def began(self, error: KafkaError, servers: str = "") -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning(
+                "Kafka%s does not answer (%s): waiting for it, up to %.0fs within a transaction",
+                f" at {servers}" if servers else "", error.str(), OUTAGE_SECONDS,
+            )
+
+    def ended(self) -> None:
+        if self.since is not None:
+            log.warning("Kafka answers again, after %.0fs: going on", time.monotonic() - self.since)
+            self.since = None
+
+
+OUTAGE = Outage()  # per process: the clients of a stage share the one cluster
 
 
 def _reason(error: KafkaError) -> str:
@@ -224,8 +267,6 @@ class Follow:
 
     :param interval: seconds a batch may collect records before its transaction commits
         (``commit_interval_ms`` / 1000); a full batch commits at once.
-    :param stop: asked between batches; True ends the stage after the batch it has committed
-        (Ctrl-C, a task being stopped).
     :param finish: asked between batches; True makes the read bounded at the end offsets of that
         moment, so the stage ends once it has read everything committed before (the hand-over of
         one stream run to the next, once the stage upstream has finished).
@@ -233,7 +274,6 @@ class Follow:
     """
 
     interval: float = 0.1
-    stop: Callable[[], bool] = _never
     finish: Callable[[], bool] = _never
     report: Callable[[Tick], None] | None = None
 
@@ -250,8 +290,9 @@ class Follow:
 class BoundedRead:
     """Batches of the committed records of ``topic`` after the group's committed offsets (or
     from the start, or from ``starts``, offsets its caller keeps itself, per partition), up to
-    the end offsets seen when iteration starts (or ``upto``); with ``follow``, on past them until
-    ``follow.stop()``, or up to the end offsets seen when ``follow.finish()`` first says True.
+    the end offsets seen when iteration starts (or ``upto``); with ``follow``, on past them up to
+    the end offsets seen when ``follow.finish()`` first says True. A stop requested
+    (``shutdown``) ends it between two batches, bounded or following.
 
     Afterwards ``ranges`` holds, per partition, [first offset, offset after the last record
     read], and ``lost`` counts offsets that retention deleted before this group read them.
@@ -311,14 +352,14 @@ class BoundedRead:
         consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in sorted(pending)])
         last_progress = time.monotonic()
         while pending:
-            if follow is not None:
-                if follow.stop():
-                    return
-                if following_on and follow.finish():
-                    following_on, last_progress = False, time.monotonic()
-                    ends = {p: high for p, (_, high) in offset_range(consumer, self.topic).items()}
-                    pending = {p for p in pending if following[p] < ends[p]}
-                    continue
+            if shutdown.requested():
+                log.warning("%s: stopped reading at %s (%s)", self.topic, self.next, shutdown.reason())
+                return
+            if following_on and follow.finish():
+                following_on, last_progress = False, time.monotonic()
+                ends = {p: high for p, (_, high) in offset_range(consumer, self.topic).items()}
+                pending = {p for p in pending if following[p] < ends[p]}
+                continue
             batch: list[Message] = []
             moved = False
             opened = time.monotonic()
@@ -350,6 +391,7 @@ class BoundedRead:
                         pending.discard(partition)
             if moved:  # a batch, or only markers passed (an empty batch, so the stage commits them)
                 last_progress = time.monotonic()
+                OUTAGE.ended()
                 yield batch
             elif not following_on and time.monotonic() - last_progress > self.idle_timeout:
                 log.warning("%s: nothing new for %.0fs on partitions %s; ending early", self.topic, self.idle_timeout, sorted(pending))
@@ -361,18 +403,25 @@ class BoundedRead:
 
 
 def retrying(call, *args, **kwargs):
-    """call(), again while Kafka answers with a retriable error (a coordinator still loading on a
-    fresh broker, a leader moving), for up to TIMEOUT seconds."""
-    deadline = time.monotonic() + TIMEOUT
+    """call(), again while Kafka answers with a retriable error (a broker restarting, a
+    coordinator still loading on a fresh broker, a leader moving), for up to OUTAGE_SECONDS."""
+    give_up = time.monotonic() + OUTAGE_SECONDS
     while True:
         try:
-            return call(*args, **kwargs)
+            result = call(*args, **kwargs)
         except KafkaException as exc:
             error = exc.args[0]
-            if not (error.retriable() or error.code() == KafkaError.NOT_COORDINATOR) or time.monotonic() > deadline:
+            transient = error.retriable() or error.code() == KafkaError.NOT_COORDINATOR
+            if not transient or time.monotonic() > give_up:
                 raise
-            log.info("retrying after a transient Kafka error: %s", error.str())
+            if error.code() in UNREACHABLE:
+                OUTAGE.began(error)
+            else:
+                log.info("retrying after a transient Kafka error: %s", error.str())
             time.sleep(0.5)
+            continue
+        OUTAGE.ended()
+        return result
 
 
 def produce(
@@ -401,15 +450,19 @@ def produce_all(producer: Producer, topic: str, records: list[tuple[bytes | None
 @contextmanager
 def transaction(producer: Producer, consumer: Consumer | None = None, source: BoundedRead | None = None):
     """One Kafka transaction: what the block produces and, with a consumer, the positions the
-    source has read up to commit together or not at all. Any failure aborts it and raises (so
-    the task fails)."""
+    source has read up to commit together or not at all. A commit that Kafka cannot take yet
+    (a broker restarting) is tried again for up to OUTAGE_SECONDS; any other failure aborts it
+    and raises (so the task fails, and its retry continues from what was committed).
+
+    Sending the offsets is not tried again: after a broker restart, librdkafka's second call
+    blocks for good (confluentinc/librdkafka#5456), so failing at once is the faster way back."""
     producer.begin_transaction()
     try:
         yield
-        with deadline(2 * TIMEOUT, "committing a transaction"):
+        with deadline(OUTAGE_SECONDS + 2 * TIMEOUT, "committing a transaction"):
             if consumer is not None and source is not None:
                 producer.send_offsets_to_transaction(source.positions(), consumer.consumer_group_metadata(), TIMEOUT)
-            producer.commit_transaction(TIMEOUT)
+            retrying(producer.commit_transaction, TIMEOUT)
     except BaseException:
         try:
             producer.abort_transaction(TIMEOUT)

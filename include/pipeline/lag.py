@@ -32,6 +32,20 @@ class LagReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 MIN_RECORDS, MAX_WAIT, GAVE_UP, LOOKED = "min_records", "max_wait", "gave_up", "looked"
 
 
+class Memory(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a Backlog has signalled, JSON-able: a watcher keeps it where a restart does not lose it.
+    As JSON: ``{"signalled": {"orders": {"0": 812, "1": 790}}}`` (JSON object keys are strings)."""
+
+    signalled: dict[str, dict[int, int]]  # topic -> partition -> the end offset signalled up to
+
+    def to_payload(self) -> dict:
+        return msgspec.to_builtins(self, str_keys=True)
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> Memory:
+        return msgspec.convert(payload, cls, str_keys=True)
+
+
 def lag(ends: Offsets, committed: Offsets, starts: Offsets, since: Offsets | None = None) -> dict[str, int]:
     """Records per topic past what the group committed (and past ``since``, what was signalled)."""
     per_topic: dict[str, int] = {}
@@ -74,3 +88,18 @@ class Backlog:
         self.signalled = dict(ends)
         self.waiting_since = None
         return LagReport(records, per_topic, reason)
+
+    def memory(self) -> Memory:
+        """What it has signalled, for ``restore`` in the Backlog that takes over after a restart."""
+        signalled: dict[str, dict[int, int]] = {}
+        for (topic, partition), offset in sorted(self.signalled.items()):
+            signalled.setdefault(topic, {})[partition] = offset
+        return Memory(signalled)
+
+    def restore(self, memory: Memory) -> None:
+        """Take over what an earlier Backlog signalled (its ``memory()``): those records are not
+        signalled again, unless their topic was recreated (as ``lag`` tells)."""
+        self.signalled = {
+            (topic, partition): offset
+            for topic, offsets in memory.signalled.items() for partition, offset in offsets.items()
+        }

@@ -1,15 +1,16 @@
 """The metrics store: product metrics in SQL, embedded SQLite (output/metrics.db) or PostgreSQL,
 through SQLAlchemy Core.
 
-Tables (schema version 1):
+Tables (schema version 2; ``open`` migrates a version 1 store in place):
 - ``product_metrics``: one row per (window_start, product_id); money as exact decimals. The
   primary key leads with window_start, so "the newest N hours" is a range scan of it;
   ``product_metrics_by_product`` serves the same per product.
 - ``sink_offsets``: per (topic, partition) the next offset the rows do not include yet. It commits
   in the same transaction as the rows, so the sink resumes from here, exactly.
-- ``metrics_store``: one row: the schema version, the Kafka cluster the rows come from, and the
-  all-runs totals reconcile compares with the analyze ledger (kept up to date by each
-  transaction, so nothing scans the table).
+- ``metrics_store``: one row: the schema version, the Kafka cluster the rows come from, the
+  all-runs totals (kept up to date by each transaction, so nothing scans the table) and the
+  analyze ledger they add up to (version 2: the newest the applied records carried), which
+  reconcile compares them with.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.schema import CreateColumn
 
 from include.pipeline import settings, sink
-from include.pipeline.windows import Metric, WindowKey
+from include.pipeline.windows import LedgerMark, Metric, WindowKey
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LOGIN_REFUSED = ("password authentication failed", "no pg_hba.conf entry", 'role "', "authentication method")
 CHUNK = 1000  # keys per lookup and rows per import step: well under both engines' parameter limits
 DAY_SECONDS = 86_400
@@ -92,7 +94,11 @@ store_info = Table(
     Column("total_revenue", Money, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Version 2. NULL: no applied record carried the ledger yet (a migrated store, replayed records).
+    Column("ledger_count", BigInteger),
+    Column("ledger_revenue_cents", Money),
 )
+LEDGER_COLUMNS = (store_info.c.ledger_count, store_info.c.ledger_revenue_cents)  # added by version 2
 METRIC_COLUMNS = [product_metrics.c[name] for name in Metric.__struct_fields__]
 
 
@@ -126,8 +132,8 @@ class MetricsStore:
         return cls(url, "no 'metrics_db' connection: the default", read_only)
 
     def open(self, cluster_id: str) -> Opened:
-        """Create the schema when missing; refuse a store of another schema version or of
-        another Kafka cluster, before anything is written."""
+        """Create the schema when missing, migrate a version 1 store; refuse a store of another
+        schema version or of another Kafka cluster, before anything is written."""
         now = _now()
         with self.errors(), self.engine.begin() as conn:
             metadata.create_all(conn)
@@ -135,14 +141,22 @@ class MetricsStore:
                 id=1, schema_version=SCHEMA_VERSION, rows=0, order_count=0, total_revenue=Decimal(0),
                 created_at=now, updated_at=now,
             ).on_conflict_do_nothing(index_elements=["id"]))
+            # Locked (PostgreSQL; SQLite began IMMEDIATE): two sinks opening a version 1 store
+            # migrate it once.
+            version = conn.execute(select(store_info.c.schema_version).with_for_update()).scalar_one()
+            if version not in (1, SCHEMA_VERSION):
+                raise StoreRefused(
+                    f"the metrics store {self.name} ({self.origin}) has schema version {version}; this "
+                    f"pipeline reads version {SCHEMA_VERSION}: run the pipeline version that wrote it, or "
+                    "point the metrics_db connection at another database"
+                )
+            if version == 1:
+                _migrate_from_1(conn)
             info = conn.execute(select(store_info)).one()
             offsets = _offsets(conn, settings.METRICS)
-        if info.schema_version != SCHEMA_VERSION:
-            raise StoreRefused(
-                f"the metrics store {self.name} ({self.origin}) has schema version {info.schema_version}; this "
-                f"pipeline reads version {SCHEMA_VERSION}: run the pipeline version that wrote it, or point "
-                "the metrics_db connection at another database"
-            )
+        if version == 1:
+            log.info("migrated the metrics store %s from schema version 1 to %d: added the columns %s",
+                     self.name, SCHEMA_VERSION, ", ".join(column.name for column in LEDGER_COLUMNS))
         self._check_cluster(info.kafka_cluster_id, cluster_id)
         return Opened(new=info.kafka_cluster_id is None, offsets=offsets)
 
@@ -164,9 +178,10 @@ class MetricsStore:
             txn.finish(cluster_id)
 
     def totals(self) -> sink.Totals:
+        """The all-runs totals and the analyze ledger they add up to, as the last transaction
+        left them."""
         with self.errors(), self.engine.connect() as conn:
-            info = conn.execute(select(store_info)).one()
-        return sink.Totals(info.rows, info.order_count, info.total_revenue)
+            return _totals(conn.execute(select(store_info)).one())
 
     def export(self, path: Path, days: int) -> int:
         """Replace ``path`` with the windows that end less than ``days`` days before the newest
@@ -261,7 +276,7 @@ class StoreTransaction:
         self.conn, self._insert = conn, insert
         info = conn.execute(select(store_info).with_for_update()).one()
         self.cluster_id = info.kafka_cluster_id
-        self.totals = sink.Totals(info.rows, info.order_count, info.total_revenue)
+        self.totals = _totals(info)
         self.now = _now()
 
     def current(self, keys: set[WindowKey]) -> dict[WindowKey, Metric]:
@@ -317,11 +332,27 @@ class StoreTransaction:
             )
 
     def finish(self, cluster_id: str) -> None:
-        t = self.totals
+        t, ledger = self.totals, self.totals.ledger
         self.conn.execute(update(store_info).values(
             kafka_cluster_id=cluster_id, rows=t.rows, order_count=t.order_count, total_revenue=t.total_revenue,
-            updated_at=self.now,
+            ledger_count=None if ledger is None else ledger.count,
+            ledger_revenue_cents=None if ledger is None else ledger.revenue_cents, updated_at=self.now,
         ))
+
+
+def _totals(info) -> sink.Totals:
+    """The totals of the metrics_store row ``info``."""
+    ledger = None if info.ledger_count is None else LedgerMark(info.ledger_count, info.ledger_revenue_cents)
+    return sink.Totals(info.rows, info.order_count, info.total_revenue, ledger)
+
+
+def _migrate_from_1(conn: Connection) -> None:
+    """Version 1 -> 2 in place: the ledger columns, NULL until a record carrying the ledger is
+    applied."""
+    for column in LEDGER_COLUMNS:
+        definition = CreateColumn(column).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {store_info.name} ADD COLUMN {definition}")
+    conn.execute(update(store_info).values(schema_version=SCHEMA_VERSION))
 
 
 def _fields(metric: Metric) -> dict:

@@ -1,8 +1,10 @@
 """A run's params as a whole, checked before any stage runs: a mistake in them fails every
-attempt the same way, so it is reported at once instead of being retried."""
+attempt the same way, so it is reported at once instead of being retried. And params given to
+one task with ``airflow tasks test -t`` that the run's conf overrode, said in one line."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Collection, Mapping
 
 from include.pipeline.analyzer import check_horizon
@@ -23,3 +25,25 @@ def problems(conf: Mapping[str, Any], declared: Collection[str], params: Mapping
         except ValueError as exc:
             found.append(str(exc))
     return found
+
+
+def overridden(
+    given: Mapping[str, Any], used: Mapping[str, Any], conf: Mapping[str, Any], run_id: str,
+) -> str | None:
+    """The one log line saying which params given with ``-t`` (``airflow tasks test``) the conf of
+    the run ``run_id`` overrode, with the value used instead; None when it overrode none.
+
+    ``used`` are the task's resolved params (the conf merged in): a param counts as overridden
+    only if the conf names it and the value used is not the one given, so a conf that agrees with
+    ``-t`` (or Airflow's ``dag_run_conf_overrides_params`` off) says nothing."""
+    lost = [
+        f"{name}={json.dumps(used[name])} used, not {json.dumps(value)}"
+        for name, value in given.items()
+        if name in conf and name in used and used[name] != value
+    ]
+    if not lost:
+        return None
+    return (
+        f"-t params overridden by the conf of run {run_id}: {'; '.join(lost)} "
+        "(a run's conf wins over -t; pick a date without a run to use -t)"
+    )

@@ -11,16 +11,27 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from include.pipeline import codec, money
-from include.pipeline.windows import Metric, WindowKey, decode_metric
+from include.pipeline.windows import LedgerMark, Metric, WindowKey, decode_metric
 
 
 @dataclass
 class Totals:
-    """What reconcile compares with the analyze ledger, over every row of the store."""
+    """What reconcile compares, over every row of the store, with the analyze ledger they add up
+    to: ``ledger``, kept with them in each transaction (None: no applied record carried one)."""
 
     rows: int = 0
     order_count: int = 0
     total_revenue: Decimal = Decimal(0)  # sum of the windows' totals in cents
+    ledger: LedgerMark | None = None
+
+    def note(self, ledgers: Iterable[LedgerMark | None]) -> None:
+        """Keep the newest of the ledgers the applied records carry (None: a record without one
+        leaves it as it is). Newest is the largest count: a ledger only grows (every analyze batch
+        that writes records has counted orders), and a sink reads the partitions in no order
+        between them, so an older batch's record may come after a newer one's."""
+        for ledger in ledgers:
+            if ledger is not None and (self.ledger is None or ledger.count > self.ledger.count):
+                self.ledger = ledger
 
     def add(self, new: Metric, old: Metric | None) -> None:
         self.rows += old is None

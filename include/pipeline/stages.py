@@ -14,10 +14,11 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Iterator
 
+import msgspec
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from include.pipeline import (
-    access, codec, dead_letters, generator, money, settings, sink as sink_file, steps, telemetry,
+    access, codec, dead_letters, generator, money, settings, shutdown, sink as sink_file, steps, telemetry,
 )
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.kafka_io import (
@@ -26,7 +27,9 @@ from include.pipeline.kafka_io import (
 )
 from include.pipeline.metrics_store import MetricsStore
 from include.pipeline.orders import Order, parse
-from include.pipeline.windows import Metric, TumblingWindows, decode_metric, key_bytes, metric
+from include.pipeline.windows import (
+    LedgerMark, Metric, TumblingWindows, decode_metric, key_bytes, ledger_of, metric,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +104,12 @@ def _generate_bounded(
     size = min(generator.CHUNK, max(1, int(rate / 10))) if rate > 0 else generator.CHUNK
     chunks = generator.chunks(orders, start, end, invalid_ratio, seed, size)
     chunk = next(chunks, [])
-    while chunk:
+    while chunk and not shutdown.requested():
         slice_started, slice_sent = time.monotonic(), 0
         with transaction(producer):
-            while chunk and slice_sent < GENERATE_TXN_RECORDS and time.monotonic() - slice_started < GENERATE_TXN_SECONDS:
+            while chunk and slice_sent < GENERATE_TXN_RECORDS and not shutdown.requested() and (
+                time.monotonic() - slice_started < GENERATE_TXN_SECONDS
+            ):
                 produce_all(producer, settings.ORDERS, chunk)
                 slice_sent += len(chunk)
                 progress.add(len(chunk))
@@ -120,7 +125,7 @@ def _generate_following(
     """Every interval, one transaction of the orders due by then (up to GENERATE_TXN_RECORDS:
     behind, it catches up over several), with event times since the last."""
     last = datetime.now(timezone.utc)
-    while not (follow.stop() or follow.finish()):
+    while not (shutdown.requested() or follow.finish()):
         tick, now = time.monotonic(), datetime.now(timezone.utc)
         due = min(int(rate * (tick - progress.started)) - progress.count, GENERATE_TXN_RECORDS)
         if due > 0:
@@ -256,6 +261,7 @@ def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
         for batch in BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True, upto=upto, batch_size=RESTORE_BATCH):
             for message in batch:
                 analyzer.restore_ids(message.key(), message.value())
+    shutdown.check()  # half the state is no state: stop before counting anything against it
     log.info(
         "analyze state: %d open (window, product) aggregates, %d order ids remembered, %d counted so far",
         len(analyzer.windows.aggregates), len(analyzer.seen), analyzer.ledger.count,
@@ -270,11 +276,12 @@ def sink(
     """product-metrics -> the metrics store (upserted by window and product), then the
     metrics.json export of its last ``metrics_json_days`` days (0: no export).
 
-    Each batch's rows, the store's totals and the offsets read up to commit in one database
-    transaction, and a run resumes from the store's offsets, so a crash at any point neither
-    applies a batch twice nor skips one. A store without rows reads the (compacted) topic from its
-    start, or, when it imports an old metrics.json, from the group's offsets that file was
-    written up to. The group's offsets are committed afterwards, for Kafka tools to see the lag.
+    Each batch's rows, the store's totals, the newest analyze ledger its records carry (what the
+    totals add up to: reconcile compares the two) and the offsets read up to commit in one
+    database transaction, and a run resumes from the store's offsets, so a crash at any point
+    neither applies a batch twice nor skips one. A store without rows reads the (compacted)
+    topic from its start, or, when it imports an old metrics.json, from the group's offsets that
+    file was written up to. The group's offsets are committed afterwards, for Kafka tools to see the lag.
     """
     if metrics_json_days < 0:
         raise ValueError(f"metrics_json_days must be 0 (no export) or more, got {metrics_json_days}")
@@ -286,7 +293,9 @@ def sink(
     counts = Counter()
     progress = Progress(f"sink {settings.METRICS} -> {store.name}")
 
-    def commit(records: list[Metric]) -> int:
+    def commit(batch: list[Message]) -> int:
+        records = [_metric(message) for message in batch]
+        ledgers = [_ledger(message) for message in batch]
         with store.transaction(cluster) as txn:
             if txn.offsets(settings.METRICS) != written:
                 raise RuntimeError(
@@ -297,6 +306,7 @@ def sink(
                 counts["imported"] = txn.import_metrics(sink_file.read_lines(legacy))
                 log.info("imported %d lines of %s into %s", counts["imported"], legacy, store.name)
             changes = txn.apply(records)
+            txn.totals.note(ledgers)
             txn.set_offsets(settings.METRICS, source.next)
         written.update(source.next)
         counts.update(transactions=1, inserted=changes.inserted, updated=changes.updated)
@@ -307,7 +317,7 @@ def sink(
         source = BoundedRead(consumer, settings.METRICS, starts=starts, follow=follow)
         written = dict(opened.offsets)
         for batch in source:
-            changed = commit([_metric(message) for message in batch])
+            changed = commit(batch)
             progress.add(len(batch))
             if follow is not None:
                 visible_ms = int(time.time() * 1000)  # the new totals are visible to readers from now
@@ -335,7 +345,7 @@ def sink(
         "imported": counts["imported"], "rows_changed": counts["inserted"] + counts["updated"],
         "rows_inserted": counts["inserted"], "rows_updated": counts["updated"],
         "metrics": totals.rows, "order_count": totals.order_count, "total_revenue": str(totals.total_revenue),
-        "export": export,
+        "ledger": msgspec.to_builtins(totals.ledger), "export": export,
     }
 
 
@@ -343,8 +353,18 @@ def _metric(message: Message) -> Metric:
     try:
         return decode_metric(message.value())
     except ValueError as exc:
-        where = f"{settings.METRICS} partition {message.partition()} offset {message.offset()}"
-        raise ValueError(f"{where}: {exc}") from None
+        raise ValueError(f"{_where(message)}: {exc}") from None
+
+
+def _ledger(message: Message) -> LedgerMark | None:
+    try:
+        return ledger_of(message.headers())
+    except ValueError as exc:
+        raise ValueError(f"{_where(message)}: {exc}") from None
+
+
+def _where(message: Message) -> str:
+    return f"{settings.METRICS} partition {message.partition()} offset {message.offset()}"
 
 
 def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = False) -> dict:

@@ -16,7 +16,7 @@ import msgspec
 from include.pipeline import codec, telemetry
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.orders import Order, enrich, parse
-from include.pipeline.windows import key_bytes, metric
+from include.pipeline.windows import key_bytes, ledger_header, metric
 
 
 class Record(Protocol):
@@ -73,7 +73,9 @@ def process(batch: list[Record], processed_at: str) -> Processed:
 def analyze(analyzer: Analyzer, batch: list[Record]) -> Analyzed:
     """Count the batch's orders into their windows (``Analyzer``: duplicates and late orders are
     rejected) and say what changed: each changed window's new totals, with the produce times of
-    the orders newly counted in it (the ``origins`` header), and the state changelog records."""
+    the orders newly counted in it (the ``origins`` header) and the ledger after the batch (the
+    ``ledger`` header: what a store holding these totals adds up to); and the state changelog
+    records."""
     parsed = [parse(message.value()) for message in batch]
     verdicts = iter(analyzer.offer_all([order for order in parsed if type(order) is Order]))
     rejected = []
@@ -86,8 +88,11 @@ def analyze(analyzer: Analyzer, batch: list[Record]) -> Analyzed:
         else:
             produced[result.window_start, result.product_id].append(_produced_ms(message))
     windows, state = analyzer.take_changes()
+    ledger = ledger_header(analyzer.ledger.mark())  # after this batch; one value for all its records
     metrics = [
-        Outgoing(key_bytes(key), codec.encode(metric(key, aggregate)), [telemetry.origins_header(produced[key])])
+        Outgoing(key_bytes(key), codec.encode(metric(key, aggregate)), [
+            telemetry.origins_header(produced[key]), ledger,
+        ])
         for key, aggregate in windows
     ]
     return Analyzed(metrics, state, rejected, sum(len(times) for times in produced.values()))

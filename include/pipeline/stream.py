@@ -11,8 +11,8 @@ backoff. With ``--generate-seconds`` the generator stops after that long and the
 exits once the other stages have drained (lag 0).
 
 The stage processes run this module with ``--worker STAGE``: they report each committed batch
-as a ``telemetry.Tick`` line on standard output and end when their standard input closes (the
-supervisor has gone) as when signalled.
+as a ``telemetry.Tick`` line on standard output and stop when the supervisor has gone (they are
+reparented) as when signalled (``shutdown``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import queue
 import signal
 import subprocess
@@ -30,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from include.pipeline import settings, stages, telemetry
+from include.pipeline import settings, shutdown, stages, telemetry
 from include.pipeline.analyzer import check_horizon
 from include.pipeline.kafka_io import Follow, Kafka, LagProbe
 from include.pipeline.lag import lag
@@ -91,10 +90,6 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def work(stage: str, args: argparse.Namespace) -> int:
     """Run one stage following its topic until signalled, or until the supervisor has gone."""
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
-    threading.Thread(target=_until_eof, args=(stopping,), daemon=True).start()
     logging.basicConfig(level=logging.WARNING, format=f"{stage}: %(levelname)s %(message)s")
     out = sys.stdout.buffer
 
@@ -104,7 +99,7 @@ def work(stage: str, args: argparse.Namespace) -> int:
 
     until = args.generate_until
     follow = Follow(
-        interval=args.commit_interval_ms / 1000, stop=stopping.is_set, report=report,
+        interval=args.commit_interval_ms / 1000, report=report,
         finish=(lambda: time.time() >= until) if until is not None else (lambda: False),
     )
     kwargs = {
@@ -113,19 +108,15 @@ def work(stage: str, args: argparse.Namespace) -> int:
         "sink": {"metrics_json_days": args.metrics_json_days},
     }.get(stage, {})
     try:
-        result = getattr(stages, stage)(Kafka.from_env(), follow=follow, **kwargs)
+        with shutdown.supervised():
+            result = getattr(stages, stage)(Kafka.from_env(), follow=follow, **kwargs)
     except ValueError as exc:
         print(f"{stage}: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    except shutdown.Stopped:
+        return 0
     report(telemetry.Ended(stage, result))
     return 0
-
-
-def _until_eof(stopping: threading.Event) -> None:
-    # The raw descriptor: a daemon thread blocked in a buffered read breaks interpreter shutdown.
-    while os.read(0, 4096):
-        pass
-    stopping.set()
 
 
 # The supervisor.
@@ -218,7 +209,7 @@ class Supervisor:
         if child.stage == "generate" and self.generate_until is not None:
             command += ["--generate-until", repr(self.generate_until)]
         child.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=settings.PROJECT_ROOT,
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, cwd=settings.PROJECT_ROOT,
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it tells the stages
         )
         child.started = time.monotonic()

@@ -1,4 +1,5 @@
-"""1-minute tumbling windows per product: exact aggregates and the metric records they emit."""
+"""1-minute tumbling windows per product: exact aggregates and the metric records they emit,
+with the ``ledger`` header analyze puts on them."""
 
 from __future__ import annotations
 
@@ -84,6 +85,37 @@ def decode_metric(raw: bytes | None) -> Metric:
     # One spelling of each amount (21.50, not 21.5), whatever wrote it.
     total, average = money.to_cents(record.total_revenue), money.to_cents(record.avg_order_value)
     return msgspec.structs.replace(record, total_revenue=total, avg_order_value=average)
+
+
+LEDGER_HEADER = "ledger"
+
+
+class LedgerMark(msgspec.Struct, frozen=True):
+    """The analyze ledger as a product-metrics record carries it (the ``ledger`` header): the
+    orders counted, all runs, and their revenue in cents per window, after the analyze batch that
+    wrote the record. A store whose rows include that batch's records adds up to it."""
+
+    count: int
+    revenue_cents: Decimal
+
+
+_ledger_decoder = msgspec.json.Decoder(LedgerMark)
+
+
+def ledger_header(mark: LedgerMark) -> tuple[str, bytes]:
+    return LEDGER_HEADER, msgspec.json.encode(mark)
+
+
+def ledger_of(headers: list[tuple[str, bytes | None]] | None) -> LedgerMark | None:
+    """The ledger a record's headers carry; None for a record without one (written before the
+    header existed, or republished by replay). ValueError says what is wrong with a bad one."""
+    for name, value in headers or ():
+        if name == LEDGER_HEADER:
+            try:
+                return _ledger_decoder.decode(value or b"null")
+            except msgspec.DecodeError as exc:  # a ValidationError too
+                raise ValueError(f"not a ledger header ({exc})") from None
+    return None
 
 
 def metric(key: WindowKey, aggregate: Aggregate) -> Metric:

@@ -1,15 +1,40 @@
 from __future__ import annotations
 
+import json
+import sys
 import time
 from typing import Any, Callable
 
 import msgspec
 from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from include.pipeline import reconcile, run_params, stage_summary
+from include.pipeline import reconcile, run_params, shutdown, stage_summary
 from include.pipeline.kafka_io import Follow
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
+
+
+def cli_task_params() -> dict[str, Any]:
+    """The params given with ``-t`` to ``airflow tasks test`` in this process; {} in any other (a
+    worker, ``dags test``). Read from the command line, with the CLI's own parser: by the time a
+    task runs, Airflow 3.3 has merged the run's conf into the task's own Param objects in place
+    (``process_params``), so ``task.params`` no longer holds an overridden ``-t`` value."""
+    if sys.argv[1:3] != ["tasks", "test"]:
+        return {}
+    from airflow.cli.cli_parser import get_parser  # already loaded: this process is the CLI
+
+    given = get_parser().parse_args(sys.argv[1:]).task_params
+    return json.loads(given) if given else {}
+
+
+def log_params_overridden(task: BaseOperator, context) -> None:
+    """Under ``airflow tasks test ... -t`` on a date that has a run, say in one line which ``-t``
+    params that run's conf overrode and the values used (``run_params.overridden``): Airflow
+    lets the conf win without a word. The ``pre_execute`` of every operator that reads params."""
+    if given := cli_task_params():
+        conf = context["dag_run"].conf or {}
+        if line := run_params.overridden(given, context["params"], conf, context["run_id"]):
+            task.log.warning("%s", line)
 
 
 class KafkaStageOperator(BaseOperator):
@@ -47,23 +72,38 @@ class KafkaStageOperator(BaseOperator):
         self.kafka_config_id = kafka_config_id
         self.metrics_db_conn_id = metrics_db_conn_id
 
+    def pre_execute(self, context) -> None:
+        log_params_overridden(self, context)
+
     def stage_kwargs(self, context) -> dict[str, Any]:
         return dict(self.op_kwargs)
 
     def execute(self, context) -> dict:
         kafka = PipelineKafkaHook(self.kafka_config_id).get_kafka()
-        try:
-            kwargs = self.stage_kwargs(context)
-            if self.metrics_db_conn_id:
-                store = MetricsDbHook(self.metrics_db_conn_id).get_store()
-                self.log.info("metrics store: %s (%s)", store.name, store.origin)
-                result = self.stage(kafka, store=store, **kwargs)
-            else:
-                result = self.stage(kafka, **kwargs)
-        except ValueError as exc:
-            raise AirflowFailException(f"{self.task_id}: {exc}") from exc
-        for line in stage_summary.lines(self.stage.__name__, result):
-            self.log.info("%s", line)
+        # SIGTERM (Airflow stopping the task: the run marked failed, a lost heartbeat, standalone
+        # stopping), SIGINT and a supervisor that died all end the stage between two batches.
+        with shutdown.supervised():
+            try:
+                kwargs = self.stage_kwargs(context)
+                if self.metrics_db_conn_id:
+                    store = MetricsDbHook(self.metrics_db_conn_id).get_store()
+                    self.log.info("metrics store: %s (%s)", store.name, store.origin)
+                    result = self.stage(kafka, store=store, **kwargs)
+                else:
+                    result = self.stage(kafka, **kwargs)
+            except ValueError as exc:
+                raise AirflowFailException(f"{self.task_id}: {exc}") from exc
+            except shutdown.Stopped:
+                result = None
+            if result is not None:
+                for line in stage_summary.lines(self.stage.__name__, result):
+                    self.log.info("%s", line)
+            if shutdown.requested():
+                # No XCom: reconcile must never take a stage's part for the whole.
+                raise AirflowException(
+                    f"{self.task_id} stopped ({shutdown.reason()}): every transaction it committed stays, "
+                    "the one in flight was committed or aborted; a retry or the next run continues from there"
+                )
         return result
 
 
@@ -153,6 +193,9 @@ class CheckParamsOperator(BaseOperator):
     or its params contradict each other (``include.pipeline.run_params``)."""
 
     ui_color = "#fef7e0"
+
+    def pre_execute(self, context) -> None:
+        log_params_overridden(self, context)
 
     def execute(self, context) -> None:
         # The run's params have its conf merged in, unknown keys too: the DAG says which are real.

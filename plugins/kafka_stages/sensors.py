@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from include.pipeline.kafka_io import LagProbe, retrying
 from include.pipeline.lag import GAVE_UP, LOOKED, LagReport, lag
 from kafka_stages.hooks import PipelineKafkaHook
+from kafka_stages.operators import log_params_overridden
 from kafka_stages.triggers import ConsumerLagTrigger
 
 
@@ -38,6 +39,9 @@ class ConsumerLagSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.groups, self.wait_seconds = dict(groups), wait_seconds
         self.poll_interval, self.kafka_config_id = poll_interval, kafka_config_id
+
+    def pre_execute(self, context) -> None:
+        log_params_overridden(self, context)
 
     def execute(self, context) -> dict:
         report = self._look()

@@ -6,15 +6,17 @@ folder but not the DAGs folder.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, AsyncIterator
 
+import msgspec
 from asgiref.sync import sync_to_async
 from confluent_kafka import KafkaException
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from include.pipeline.kafka_io import LagProbe
-from include.pipeline.lag import GAVE_UP, Backlog, LagReport
+from include.pipeline.lag import GAVE_UP, Backlog, LagReport, Memory
 from kafka_stages.hooks import PipelineKafkaHook
 
 MAX_BACKOFF_SECONDS = 30.0
@@ -28,6 +30,9 @@ class ConsumerLagTrigger(BaseEventTrigger):
 
     Records it has fired for are not fired for again while the group works through them, so a
     watcher that keeps running after each event (an AssetWatcher) makes one event per backlog.
+    A watcher keeps that memory in its asset's state store, so it survives a triggerer restart;
+    it saves it before each event, so a crash between the two loses that one event (its records
+    wait for the next one, or the hourly run) but never starts a second run for a backlog.
     The client calls run in a thread, off the event loop. A broker that does not answer is
     retried with exponential backoff (up to 30 s), logged once when it goes and once when it
     comes back; the trigger itself does not fail for it.
@@ -68,6 +73,10 @@ class ConsumerLagTrigger(BaseEventTrigger):
             },
         )
 
+    def _memory_key(self) -> str:
+        # Named after the groups: a watcher changed to another group does not take this memory over.
+        return f"signalled {json.dumps(self.groups, sort_keys=True)}"
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         kafka = await sync_to_async(PipelineKafkaHook(self.kafka_config_id).get_kafka)()
         watched = ", ".join(f"{topic} (group {group})" for topic, group in self.groups.items())
@@ -76,6 +85,16 @@ class ConsumerLagTrigger(BaseEventTrigger):
             "" if self.max_wait_seconds is None else f", or at any after {self.max_wait_seconds:g}s",
         )
         backlog = Backlog(self.min_records, self.max_wait_seconds)
+        store, key = self.asset_state_store, self._memory_key()  # no store under a sensor
+        if store is not None and (saved := await store.aget(key)) is not None:
+            try:
+                backlog.restore(Memory.from_payload(saved))
+            except msgspec.ValidationError as exc:
+                self.log.warning("forgetting the unreadable memory %r from before a restart: %s", saved, exc)
+            if signalled := backlog.memory().signalled:
+                self.log.info("remembering what it fired for before a restart: %s", "; ".join(
+                    f"{topic} up to offsets {offsets}" for topic, offsets in signalled.items()
+                ))
         probe = LagProbe(kafka, self.groups, quiet=True)
         started, failures, look = time.monotonic(), 0, None
         try:
@@ -97,6 +116,10 @@ class ConsumerLagTrigger(BaseEventTrigger):
                         self.log.info("Kafka answers again (after %d failed looks)", failures)
                         failures = 0
                     if report := backlog.observe(time.monotonic(), *offsets):
+                        if store is not None:
+                            # Saved before the event: a crash in between loses this event, but a
+                            # restarted watcher never fires twice for one backlog (two runs).
+                            await store.aset(key, backlog.memory().to_payload())
                         self.log.info("firing: %d records of lag (%s): %s", report.records, report.reason, report.topics)
                         yield TriggerEvent(report.to_payload())
                 if self.give_up_after_seconds is not None and time.monotonic() - started >= self.give_up_after_seconds:

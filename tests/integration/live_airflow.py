@@ -1,6 +1,8 @@
 """A real Airflow for the tests: `scripts/airflow standalone` (scheduler, dag-processor, triggerer,
 api-server, LocalExecutor) on free ports with its own AIRFLOW_HOME, driven through the REST API
-as a user would, and stopped when the block ends."""
+as a user would, stopped (and started again) as a user or a service manager would, and stopped
+when the block ends. Its processes are those of its session: the task processes move to process
+groups of their own, but stay in the session standalone was started in."""
 
 from __future__ import annotations
 
@@ -15,17 +17,58 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
+import psutil
 
-from scripts.kafka.local import free_port
+from scripts.kafka.local import free_port, free_port_pair, throwaway_broker
+from tests.integration.conftest import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = {"success", "failed"}
 
 
 class LiveAirflow:
-    def __init__(self, url: str, home: Path, log: Path, process: subprocess.Popen) -> None:
-        self.url, self.home, self.log, self.process = url, home, log, process
-        self.client = httpx.Client(base_url=url, timeout=30)
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home, self.env, self.log = home, env, home / "standalone.log"
+        self.url = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """`scripts/airflow standalone` in a session of its own; call ``wait_until_ready`` next."""
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(ROOT / "scripts/airflow"), "standalone"], env=self.env, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+
+    def processes(self) -> list[psutil.Process]:
+        """Every live process of this standalone (its session), zombies left out."""
+        self.process.poll()  # reap the leader once it has exited
+        found = []
+        for proc in psutil.process_iter(["status"]):
+            try:
+                if os.getsid(proc.pid) == self.process.pid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+            except (ProcessLookupError, PermissionError):
+                continue
+        return found
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, within: float = 30) -> list[psutil.Process]:
+        """Stop it as Ctrl-C in a terminal or a service manager does: ``sig`` to its process group
+        (SIGKILL: to every one of its processes, as a crash would). Returns what still runs after
+        ``within`` seconds (nothing, when it stops as it should); those are then killed."""
+        if sig == signal.SIGKILL:
+            for proc in self.processes():
+                proc.kill()
+        else:
+            os.killpg(self.process.pid, sig)
+        deadline = time.monotonic() + within
+        while (left := self.processes()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for proc in left:
+            proc.kill()
+        self.process.wait()
+        return left
 
     def login(self) -> None:
         passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
@@ -93,7 +136,7 @@ class LiveAirflow:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-    def wait_until_ready(self, dag_ids: set[str], timeout: float = 120) -> None:
+    def wait_until_ready(self, dag_ids: set[str], timeout: float = 180) -> None:
         """Every component healthy and ``dag_ids`` parsed."""
         deadline = time.monotonic() + timeout
         components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -132,30 +175,26 @@ def live_airflow(home: Path, env: dict[str, str]) -> Iterator[LiveAirflow]:
     port whose log-server ports (port + 713, port + 714, as scripts/airflow derives them) are
     free too; stop it when the block ends. Call ``wait_until_ready`` before using it."""
     env = {**env, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(free_port(713, 714))}
-    log = home / "standalone.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(ROOT / "scripts/airflow"), "standalone"], env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    airflow = LiveAirflow(f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}", home, log, process)
+    airflow = LiveAirflow(home, env)
+    airflow.start()
     try:
         yield airflow
     finally:
         airflow.client.close()
-        _stop(process)
+        if airflow.process.poll() is None or airflow.processes():
+            airflow.stop()
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the whole process group (standalone and its components), then SIGKILL. (On
-    SIGINT, standalone's dag-processor and scheduler do not exit.)"""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        deadline = time.monotonic() + 30
-        try:
-            os.killpg(process.pid, sig)
-            while time.monotonic() < deadline:
-                process.poll()  # reap the leader, or the group never looks empty
-                os.killpg(process.pid, 0)
-                time.sleep(0.2)
-        except ProcessLookupError:
-            return
+@contextmanager
+def live_stack(
+    root: Path, migrated_db: Path, dag_ids: set[str], **env: str,
+) -> Iterator[tuple[LiveAirflow, Pipeline]]:
+    """A live Airflow (home in ``root``, ``env`` added to its environment) and a throwaway broker
+    it points at, both ready, with the output in ``root``/output. Airflow starts (the slow part)
+    while the broker does."""
+    home, base = fresh_home(root, migrated_db)
+    port = free_port_pair()
+    base.update(PIPELINE_OUTPUT_DIR=str(root / "output"), KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}", **env)
+    with live_airflow(home, base) as airflow, throwaway_broker(root / "kafka", base, port) as kafka_env:
+        airflow.wait_until_ready(dag_ids)
+        yield airflow, Pipeline(kafka_env, root / "output")

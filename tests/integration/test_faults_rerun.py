@@ -1,13 +1,15 @@
-"""Fault scenarios 3 and 4: a finished run cleared and run again (whole, then stage by stage);
-duplicate and late orders mixed with a zoo of invalid input. Each ends with the metrics of a
-clean run on the same input and every record accounted for."""
+"""Fault scenarios 3 to 5: a finished run cleared and run again (whole, then stage by stage);
+duplicate and late orders mixed with a zoo of invalid input; a run's sink retried after another
+run's stages. Each ends with the metrics of a clean run on the same input and every record
+accounted for."""
 
 import json
 from collections import Counter
 from datetime import datetime, timezone
+from decimal import Decimal
 
-from include.pipeline import generator
-from tests.integration.expected import ZOO, clean_run, order_value
+from include.pipeline import generator, reconcile
+from tests.integration.expected import ZOO, clean_run, counted, expected_metrics, order_value
 
 DATE = "2026-01-05T10:00:00+00:00"
 STAGES = ["generate", "process", "analyze", "sink", "reconcile"]
@@ -105,3 +107,41 @@ def test_duplicates_and_late_orders_mixed_with_invalid_input(pipeline):
     assert len(counted) == 400 + 1 + 2
     g = [m for m in pipeline.metrics_lines() if m["window_start"] == 1767610800 and m["product_id"] == "prod-3"]
     assert [(m["order_count"], str(m["total_revenue"]), str(m["avg_order_value"])) for m in g] == [(2, "7.02", "3.51")]
+
+
+def test_a_sink_retried_after_another_runs_stages_reconciles(pipeline):
+    # Run A's sink fails and waits for its retry; the pool frees and run B runs whole (its sink
+    # applies A's metrics too); then A's sink retry and A's reconcile: the tasks in that order.
+    # A runs as one `dags test` up to analyze (its sink and reconcile marked success, not run).
+    a, b = DATE, "2026-01-05T11:00:00+00:00"
+    pipeline.airflow("dags", "test", "kafka_pipeline", a, "--conf", json.dumps({"orders": 600, "seed": 21}),
+                     "--mark-success-pattern", "sink|reconcile")
+    assert not any((pipeline.output / name).exists() for name in ("metrics.db", "runs"))  # neither has run
+    pipeline.dag_test(b, orders=400, seed=22)
+    assert latest_manifest(pipeline)["reconciled"] is True
+    pipeline.task("sink", a)
+    pipeline.task("reconcile", a)
+
+    manifest = latest_manifest(pipeline)
+    assert (manifest["reconciled"], manifest["problems"]) == (True, [])
+    stages = manifest["stages"]
+    assert stages["sink"]["read"] == 0  # B's sink applied A's metrics
+    orders = counted(pipeline.read("processed-orders"), pipeline.read("orders-dlq"))
+    expected = expected_metrics(orders)
+    assert pipeline.metrics_lines() == expected
+    # A's orders are those of the hour before A (B's the hour after): A's analyze ledger has only them.
+    hour_a = datetime.fromisoformat(a)
+    of_a = expected_metrics([o for o in orders if datetime.fromisoformat(o["timestamp"]) < hour_a])
+    counts = [sum(m["order_count"] for m in metrics) for metrics in (expected, of_a)]
+    revenues = [sum(m["total_revenue"] for m in metrics) for metrics in (expected, of_a)]
+    assert 900 < counts[0] and 500 < counts[1] < counts[0]
+    sink, after = stages["sink"], stages["analyze"]["ledger_after"]
+    assert (sink["order_count"], Decimal(sink["total_revenue"])) == (counts[0], revenues[0])
+    assert (sink["ledger"]["count"], Decimal(sink["ledger"]["revenue_cents"])) == (counts[0], revenues[0])
+    assert (after["count"], Decimal(after["revenue_cents"])) == (counts[1], revenues[1])
+    # The comparison with A's own analyze ledger (what reconcile did before the store kept one) fails.
+    assert reconcile.check({**stages, "sink": {**sink, "ledger": None}}) == [
+        f"sink: orders in the metrics != orders counted, all runs: {counts[0]} != {counts[1]}",
+        f"sink: revenue in the metrics != revenue counted (in cents per window), all runs: "
+        f"{revenues[0]} != {revenues[1]}",
+    ]

@@ -1,7 +1,8 @@
 """The metrics store on a real PostgreSQL server (PostgreSQL 15 from Debian: initdb in a temporary
 directory, pg_ctl on a free port), the metrics_db connection pointing at it: a whole run checked
 row by row, and the sink killed or its database stopped mid-transaction, each retried to an
-exact end; a database that does not answer, refuses the login or is read-only says what to fix.
+exact end; a database that does not answer, refuses the login or is read-only says what to fix;
+a store of schema version 1 migrated in place.
 
 "Mid-transaction" is caught as tests/integration/test_faults_crash.py catches "mid-batch": the
 task is frozen (SIGSTOP) every few tens of milliseconds and looked at from outside, here with
@@ -18,9 +19,11 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import settings
+from include.pipeline import settings, sink
+from include.pipeline.metrics_store import MetricsStore, Opened
+from include.pipeline.windows import LedgerMark, Metric
 from scripts.kafka.local import free_port
-from scripts.postgres.local import PASSWORD
+from scripts.postgres.local import PASSWORD, USER
 from tests.integration.expected import expected_metrics
 
 T = 1767607200  # 2026-01-05T10:00:00Z
@@ -217,3 +220,51 @@ def test_a_database_that_is_down_refuses_the_login_or_is_read_only_says_what_to_
     finally:
         outside.close()
     assert Counter(m["order_count"] for m in expected) == {2: 50}
+
+
+# What version 1 made of metrics_store (the other tables are the same in version 2).
+V1_METRICS_STORE = """CREATE TABLE metrics_store (
+    id SERIAL NOT NULL CONSTRAINT metrics_store_one_row CHECK (id = 1),
+    schema_version INTEGER NOT NULL,
+    kafka_cluster_id VARCHAR(64),
+    rows BIGINT NOT NULL,
+    order_count BIGINT NOT NULL,
+    total_revenue NUMERIC NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (id)
+)"""
+
+
+def test_a_version_1_store_is_migrated_in_place_keeping_everything(postgres, caplog):
+    store = MetricsStore(postgres.url(), "test")
+    store.open("cluster-a")  # the other tables, as version 1 made them too
+    with store.transaction("cluster-a") as txn:
+        txn.apply([Metric(T, T + 60, "prod-1", "Laptop", 2, Decimal("5.00"), Decimal("2.50"))])
+        txn.set_offsets(settings.METRICS, {0: 1})
+    with postgres.connect("metrics", USER, PASSWORD) as db:  # the pipeline's login, which owns the tables
+        db.execute("DROP TABLE metrics_store")
+        db.execute(V1_METRICS_STORE)
+        db.execute("INSERT INTO metrics_store VALUES (1, 1, 'cluster-a', 1, 2, 5.00, now(), now())")
+    with caplog.at_level("INFO", logger="include.pipeline.metrics_store"):
+        assert store.open("cluster-a") == Opened(new=False, offsets={0: 1})
+        assert store.open("cluster-a") == Opened(new=False, offsets={0: 1})  # once
+    assert [r.getMessage() for r in caplog.records] == [
+        f"migrated the metrics store postgresql+psycopg://metrics:***@127.0.0.1:{postgres.port}/metrics "
+        "from schema version 1 to 2: added the columns ledger_count, ledger_revenue_cents",
+    ]
+    with postgres.connect("metrics") as db:
+        columns = db.execute(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            "WHERE table_name = 'metrics_store' AND column_name LIKE 'ledger%' ORDER BY 1"
+        ).fetchall()
+        row = db.execute(
+            "SELECT schema_version, kafka_cluster_id, rows, order_count, total_revenue, ledger_count, "
+            "ledger_revenue_cents FROM metrics_store"
+        ).fetchall()
+    assert columns == [("ledger_count", "bigint", "YES"), ("ledger_revenue_cents", "numeric", "YES")]
+    assert row == [(2, "cluster-a", 1, 2, Decimal("5.00"), None, None)]
+    with store.transaction("cluster-a") as txn:
+        txn.totals.note([LedgerMark(2, Decimal("5.00"))])
+    assert store.totals() == sink.Totals(1, 2, Decimal("5.00"), LedgerMark(2, Decimal("5.00")))
+    store.engine.dispose()

@@ -8,20 +8,23 @@ its own runs and the metrics of everything counted so far, so each also runs alo
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
+import psutil
 import pytest
 import msgspec
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from include.pipeline import generator, reconcile, settings, stage_summary
-from scripts.kafka.local import free_port_pair, throwaway_broker
+from include.pipeline import generator, reconcile, settings, stage_summary, stages
+from include.pipeline.kafka_io import Kafka
 from tests.integration.conftest import Pipeline
 from tests.integration.expected import counted, expected_metrics, order_value
-from tests.integration.live_airflow import fresh_home, live_airflow
+from tests.integration.live_airflow import ROOT, live_stack
 
 pytestmark = pytest.mark.integration
 
@@ -29,23 +32,19 @@ DAGS = {"kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay", "
 THRESHOLD = 2000  # the watcher's min_records here (KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS)
 STAGES = ["process", "analyze", "sink"]
 PIPELINE_GROUPS = {"kafka-pipeline-process", "kafka-pipeline-analyze", "kafka-pipeline-sink"}
+PROCESS_GROUP = "kafka-pipeline-process"
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, migrated_db):
-    root = tmp_path_factory.mktemp("live")
-    home, env = fresh_home(root, migrated_db)
-    env.update({
-        "PIPELINE_OUTPUT_DIR": str(root / "output"),
-        "KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS": str(THRESHOLD),
-        "KAFKA_PIPELINE_ON_ORDERS_MAX_WAIT_SECONDS": "3600",  # only the threshold fires here
-    })
-    # Airflow starts (the slow part) while the broker does.
-    port = free_port_pair()
-    env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
-    with live_airflow(home, env) as airflow, throwaway_broker(root / "kafka", env, port) as env:
-        airflow.wait_until_ready(DAGS)
-        yield airflow, Pipeline(env, root / "output")
+    with live_stack(
+        tmp_path_factory.mktemp("live"), migrated_db, DAGS,
+        KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS=str(THRESHOLD),
+        KAFKA_PIPELINE_ON_ORDERS_MAX_WAIT_SECONDS="3600",  # only the threshold fires here
+    ) as (airflow, pipeline):
+        # The topics, as create_topics makes them: a test that produces first also runs alone.
+        stages.create_topics(Kafka({"bootstrap.servers": pipeline.bootstrap}))
+        yield airflow, pipeline
 
 
 def check_metrics(pipeline: Pipeline) -> list[dict]:
@@ -240,3 +239,107 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
         log = airflow.task_log("kafka_pipeline_stream", run_id, stage)
         assert f"{before} has finished: reading what it wrote, then stopping" in log
     check_metrics(pipeline)
+
+
+def set_pool_slots(airflow, slots: int) -> None:
+    # Airflow validates the body as a whole pool; the mask changes the slots alone.
+    body = {"pool": "kafka_pipeline", "slots": slots, "include_deferred": False}
+    response = airflow.api("PATCH", "/pools/kafka_pipeline", json=body, params={"update_mask": "slots"})
+    response.raise_for_status()
+
+
+def wait_for_line(log: Path, *texts: str, timeout: float = 120) -> str:
+    """The first of ``texts`` to appear in the log."""
+    deadline = time.monotonic() + timeout
+    while not (found := [text for text in texts if text in log.read_text(errors="replace")]):
+        assert time.monotonic() < deadline, f"none of {texts} in {log} after {timeout}s"
+        time.sleep(0.5)
+    return found[0]
+
+
+def standalone_triggerer(airflow) -> psutil.Process:
+    children = psutil.Process(airflow.process.pid).children()  # a zombie: scripts/airflow's start-up loop
+    return next(p for p in children if p.status() != psutil.STATUS_ZOMBIE and "triggerer" in p.cmdline())
+
+
+def stop(process: psutil.Process) -> None:
+    """SIGTERM, then wait until it and its children have exited (a zombie has: its parent reaps it)."""
+    def running(p: psutil.Process) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    processes = [process, *process.children(recursive=True)]
+    process.terminate()
+    deadline = time.monotonic() + 60
+    while any(map(running, processes)):
+        assert time.monotonic() < deadline, f"{process} did not stop"
+        time.sleep(0.2)
+
+
+def test_the_watcher_remembers_its_backlog_across_a_triggerer_restart(live):
+    """One backlog, one run, also when the triggerer restarts between the event and the run
+    consuming it. Last in the module: the module's Airflow has no triggerer after it."""
+    airflow, pipeline = live
+    airflow.set_paused("kafka_pipeline", True)
+    for dag_id in ("kafka_pipeline", "kafka_pipeline_on_orders"):
+        airflow.wait_until_idle(dag_id, timeout=150)
+    airflow.set_paused("kafka_pipeline_on_orders", False)
+    # Standalone's triggerer runs the watcher (and fires for the backlog below).
+    wait_for_line(airflow.log, f"watching the lag of orders (group {PROCESS_GROUP}): firing at {THRESHOLD} ")
+    known = {run["dag_run_id"] for run in airflow.runs("kafka_pipeline_on_orders")}
+    events_before = len(airflow.get("/assets/events")["asset_events"])
+    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    orders = [
+        (f"t-{i}".encode(), order_value(f"t-{i}", f"prod-{i % 5 + 1}", "2.5", now))
+        for i in range(THRESHOLD + 100)
+    ]
+
+    def new_runs() -> list[str]:
+        return [run["dag_run_id"] for run in airflow.runs("kafka_pipeline_on_orders")
+                if run["dag_run_id"] not in known]
+
+    # The triggerer to restart on (standalone restarts no component): it starts up meanwhile and
+    # takes the watcher over once standalone's triggerer stops. No log server: that one has the port.
+    log, old = airflow.home / "triggerer-2.log", standalone_triggerer(airflow)
+    with log.open("wb") as out:
+        triggerer = subprocess.Popen(
+            [str(ROOT / "scripts/airflow"), "triggerer", "--skip-serve-logs"], env=old.environ(),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    set_pool_slots(airflow, 0)  # the run starts, but its stages wait for the pool: nothing consumed
+    try:
+        pipeline.produce(settings.ORDERS, orders)
+        deadline = time.monotonic() + 90
+        while not (runs := new_runs()):
+            assert time.monotonic() < deadline, f"no run started:\n{airflow.tail()}"
+            time.sleep(1)
+        wait_for_line(log, "Starting the triggerer")
+        stop(old)  # the restart: the watcher starts again in the other triggerer
+        wait_for_line(log, "remembering what it fired for", "firing: ")
+        time.sleep(6)  # three looks of the watcher, and a scheduler loop for a run
+        assert new_runs() == runs
+        events = airflow.get("/assets/events")["asset_events"][events_before:]
+        assert [e["extra"]["payload"]["reason"] for e in events] == ["min_records"]
+        assert events[0]["extra"]["payload"]["records"] >= THRESHOLD
+        assert "remembering what it fired for before a restart: orders up to offsets" in log.read_text()
+
+        set_pool_slots(airflow, 4)
+        run = airflow.wait_for_run("kafka_pipeline_on_orders", runs[0])
+        assert run["state"] == "success", airflow.tasks("kafka_pipeline_on_orders", runs[0])
+        summary = manifest(pipeline, runs[0])
+        assert summary["reconciled"] is True and summary["summary"]["processed"] == len(orders)
+        assert new_runs() == runs
+        consumer = KafkaConsumer(**pipeline.client, isolation_level="read_committed")
+        partitions = consumer.partitions_for_topic(settings.ORDERS)
+        ends = consumer.end_offsets([TopicPartition(settings.ORDERS, p) for p in partitions])
+        consumer.close()
+        admin = KafkaAdminClient(**pipeline.client)
+        committed = admin.list_group_offsets(PROCESS_GROUP)[PROCESS_GROUP]
+        admin.close()
+        assert {tp: meta.offset for tp, meta in committed.items() if tp.topic == settings.ORDERS} == ends
+    finally:
+        set_pool_slots(airflow, 4)
+        stop(psutil.Process(triggerer.pid))
+        triggerer.wait()

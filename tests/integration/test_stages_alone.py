@@ -1,11 +1,22 @@
 """Each stage alone via `airflow tasks test`, on hand-written input: exact records, exact money,
-one window fed by two runs, every invalid record in the dead-letter topic as it came."""
+one window fed by two runs, every invalid record in the dead-letter topic as it came; and the
+README's lines that run the stages alone, as written."""
 
 import json
+import re
+import shlex
+from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 
+from kafka import KafkaConsumer, TopicPartition
+
+from tests.integration.conftest import ROOT
+from tests.integration.expected import clean_run, expected_metrics
+
 W = 1767607200  # 2026-01-05T10:00:00Z
+README = ROOT / "README.md"
+NOTICE = "-t params overridden by the conf of run"
 
 
 def order(order_id, product_id, amount, timestamp, **extra):
@@ -97,17 +108,93 @@ def test_stages_alone_two_runs_into_one_window(pipeline):
     assert [by_key[f"{m['window_start']}:{m['product_id']}".encode()] for m in expected] == expected
 
 
-def test_generate_alone_makes_the_orders_of_the_hour_before(pipeline):
-    pipeline.task("create_topics")
-    pipeline.task("generate", params={"orders": 500, "seed": 5, "invalid_ratio": 0})
-    records = pipeline.read("orders")
-    docs = [r.json() for r in records]
-    assert len(docs) == 500
-    assert len({d["order_id"] for d in docs}) == 500
-    assert [r.key.decode() for r in records] == [d["order_id"] for d in docs]
+def readme_block() -> list[list[str]]:
+    """The commands of README.md's block under "Running stages alone and on a schedule", each as
+    its words (a trailing comment dropped): the test runs what a reader copies."""
+    section = README.read_text().split("\n## Running stages alone and on a schedule\n", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+
+
+def end_offsets(pipeline, topic: str) -> int:
+    """The sum of the topic's end offsets, read with kafka-python."""
+    consumer = KafkaConsumer(**pipeline.client)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
+def summary(log: str, label: str) -> str:
+    """The text after ``label :`` in the stage summary of a task's log (stage_summary.lines), up
+    to the logger's name that ends each log line."""
+    return re.search(rf"(?<=\s){label} +: (.*?)(?= \[airflow\.|$)", log, re.MULTILINE).group(1)
+
+
+def test_the_readme_block_as_written_then_a_t_param_a_run_overrides(pipeline):
+    """The README's lines, in order, on a fresh broker and Airflow home: a whole run with no
+    orders at 09:00, then each stage alone at 10:00, a date without a run, where -t is used as
+    given. Then -t on the date of the whole run: its conf wins, and the task's log says so."""
+    lines = readme_block()
+    assert {line[0] for line in lines} == {"scripts/airflow"}
+    assert [line[1:3] for line in lines] == [["dags", "test"]] + [["tasks", "test"]] * (len(lines) - 1)
+    logs = {}
+    for line in lines:
+        result = pipeline.airflow(*line[1:])
+        logs[line[4] if line[1] == "tasks" else "dag"] = result.stdout + result.stderr
+    assert "state=success" in logs["dag"]
+
+    orders = pipeline.read("orders")  # kafka-python, not the project's client
+    processed, dead = pipeline.read("processed-orders"), pipeline.read("orders-dlq")
+    assert len(orders) == 500
+    assert summary(logs["generate"], "generated").startswith("500 orders -> orders")
+    assert not [name for name, log in logs.items() if NOTICE in log]  # generate's -t used as given
+    # The sensor's count is offsets (the records and each transaction's commit markers) not read.
+    waiting = end_offsets(pipeline, "orders")
+    assert 500 < waiting < 520
+    topics = f"{{'orders': {waiting}, 'processed-orders': 0, 'product-metrics': 0}}"
+    assert f"{waiting} records to work on: {topics}" in logs["wait_for_orders"]
+    # process read 500: each one processed or dead-lettered as it came, by position.
+    assert summary(logs["process"], "read").startswith("500 from orders")
+    assert summary(logs["process"], "valid") == f"{len(processed)} -> processed-orders"
+    assert summary(logs["process"], "invalid").startswith(f"{len(dead)} -> orders-dlq")
+    assert len(processed) + len(dead) == 500 and 0 < len(dead) < 60  # invalid_ratio 0.05
+    by_position = {(r.partition, r.offset): r for r in orders}
+    dead_positions = {(int(r.headers["source.partition"]), int(r.headers["source.offset"])) for r in dead}
+    assert len(dead_positions) == len(dead)
+    for record in dead:
+        source = by_position[int(record.headers["source.partition"]), int(record.headers["source.offset"])]
+        assert (source.key, source.value) == (record.key, record.value)
+    valid = [r for position, r in by_position.items() if position not in dead_positions]
+    docs = [r.json() for r in processed]
+    assert sorted(r.key for r in processed) == sorted(r.key for r in valid)
+    assert sorted(d["order_id"].encode() for d in docs) == sorted(r.key for r in processed)
+    assert len({d["order_id"] for d in docs}) == len(docs)
+    # The temporary run of 10:00 has the data interval 09:00-10:00: the orders' event times.
     times = [datetime.fromisoformat(d["timestamp"]) for d in docs]
     assert min(times) >= datetime.fromisoformat("2026-01-05T09:00:00+00:00")
     assert max(times) < datetime.fromisoformat("2026-01-05T10:00:00+00:00")
+
+    # analyze and sink: every valid order counted, the metrics those of an independent oracle.
+    metrics = expected_metrics(docs)
+    assert summary(logs["analyze"], "counted").startswith(f"{len(processed)} orders, revenue ")
+    by_key = {r.key: r.json() for r in pipeline.read("product-metrics")}  # newest record per key
+    assert [by_key[f"{m['window_start']}:{m['product_id']}".encode()] for m in metrics] == metrics
+    assert pipeline.metrics_lines() == metrics
+    assert summary(logs["sink"], "holds").startswith(f"{len(metrics)} rows, {len(processed)} orders, ")
+    oracle, reasons = clean_run([r.value for r in orders])  # the pipeline's rules, no Kafka
+    assert (oracle, reasons) == (metrics, Counter(r.headers["reason"].decode() for r in dead))
+
+    # -t on the date of the whole run: that run's conf ({"orders": 0}) wins, said in one line.
+    date = lines[0][4]
+    run_id = re.search(r"DagRun Finished: dag_id=kafka_pipeline, .*?run_id=(\S+),", logs["dag"]).group(1)
+    result = pipeline.task("generate", date, params={"orders": 5})
+    notices = [line for line in (result.stdout + result.stderr).splitlines() if NOTICE in line]
+    assert len(notices) == 1, notices
+    why = "(a run's conf wins over -t; pick a date without a run to use -t)"
+    assert f"{NOTICE} {run_id}: orders=0 used, not 5 {why}" in notices[0]
+    assert len(pipeline.read("orders")) == 500
 
 
 def test_a_stage_before_its_topics_exist_says_what_to_do(pipeline):

@@ -1,6 +1,9 @@
+import json
+
+import msgspec
 import pytest
 
-from include.pipeline.lag import GAVE_UP, MAX_WAIT, MIN_RECORDS, Backlog, LagReport, lag
+from include.pipeline.lag import GAVE_UP, MAX_WAIT, MIN_RECORDS, Backlog, LagReport, Memory, lag
 
 ENDS = {("orders", 0): 100, ("orders", 1): 50, ("processed-orders", 0): 7}
 STARTS = {("orders", 0): 0, ("orders", 1): 10, ("processed-orders", 0): 0}
@@ -58,3 +61,34 @@ def test_the_report_is_the_trigger_payload_and_back():
     report = LagReport(3, {"orders": 2, "product-metrics": 1}, GAVE_UP)
     assert report.to_payload() == {"records": 3, "topics": {"orders": 2, "product-metrics": 1}, "reason": "gave_up"}
     assert LagReport.from_payload(report.to_payload()) == report
+
+
+def test_the_memory_of_what_was_signalled_is_json_and_back():
+    backlog = Backlog(min_records=10)
+    assert backlog.memory() == Memory({})
+    backlog.observe(0, {("orders", 1): 50, ("orders", 0): 100, ("processed-orders", 0): 7}, {}, {})
+    memory = backlog.memory()
+    payload = json.loads(json.dumps(memory.to_payload()))  # as the asset's state store keeps it
+    assert payload == {"signalled": {"orders": {"0": 100, "1": 50}, "processed-orders": {"0": 7}}}
+    assert Memory.from_payload(payload) == memory
+    restored = Backlog(min_records=10)
+    restored.restore(Memory.from_payload(payload))
+    assert restored.signalled == backlog.signalled
+    with pytest.raises(msgspec.ValidationError):
+        Memory.from_payload({"signalled": {"orders": {"zero": 100}}})
+
+
+def test_a_restored_backlog_does_not_fire_for_what_was_signalled_before_the_restart():
+    backlog = Backlog(min_records=100)
+    backlog.restore(Memory({"orders": {0: 150}}))
+    # The run the earlier event started has not committed yet.
+    assert backlog.observe(0, {("orders", 0): 150}, {}, {}) is None
+    assert backlog.observe(1, {("orders", 0): 249}, {}, {}) is None
+    assert backlog.observe(2, {("orders", 0): 250}, {}, {}) == LagReport(100, {"orders": 100}, MIN_RECORDS)
+    assert backlog.memory() == Memory({"orders": {0: 250}})
+
+
+def test_a_restored_offset_beyond_the_end_is_a_recreated_topic_and_its_records_count():
+    backlog = Backlog(min_records=100)
+    backlog.restore(Memory({"orders": {0: 500}}))
+    assert backlog.observe(0, {("orders", 0): 120}, {}, {}) == LagReport(120, {"orders": 120}, MIN_RECORDS)

@@ -7,7 +7,7 @@ import pytest
 
 from include.pipeline import metrics_store, sink
 from include.pipeline.metrics_store import MetricsStore, StoreRefused
-from include.pipeline.windows import Metric
+from include.pipeline.windows import LedgerMark, Metric
 
 HOUR = 3600
 T = 1767607200  # 2026-01-05T10:00:00Z
@@ -40,7 +40,10 @@ def test_a_new_store_has_the_schema_and_nothing_else(store, tmp_path):
     assert store.open("cluster-a") == metrics_store.Opened(new=True, offsets={})
     with sqlite3.connect(tmp_path / "metrics.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("SELECT schema_version, kafka_cluster_id, rows FROM metrics_store").fetchall() == [(1, None, 0)]
+        assert db.execute(
+            "SELECT schema_version, kafka_cluster_id, rows, ledger_count, ledger_revenue_cents "
+            "FROM metrics_store"
+        ).fetchall() == [(2, None, 0, None, None)]
     assert rows(tmp_path) == []
 
 
@@ -126,12 +129,78 @@ def test_a_store_of_another_kafka_cluster_is_refused_before_anything_is_written(
     assert rows(tmp_path) == [(T, "prod-1", 1, "10.50")]
 
 
-def test_a_store_of_another_schema_version_is_refused(store, tmp_path):
+def test_a_store_of_a_newer_schema_version_is_refused(store, tmp_path):
     store.open("cluster-a")
     with sqlite3.connect(tmp_path / "metrics.db") as db:
-        db.execute("UPDATE metrics_store SET schema_version = 2")
-    with pytest.raises(StoreRefused, match="has schema version 2; this pipeline reads version 1"):
+        db.execute("UPDATE metrics_store SET schema_version = 3")
+    with pytest.raises(StoreRefused, match="has schema version 3; this pipeline reads version 2"):
         store.open("cluster-a")
+    with sqlite3.connect(tmp_path / "metrics.db") as db:
+        assert db.execute("SELECT schema_version FROM metrics_store").fetchall() == [(3,)]
+
+
+# What version 1 made of metrics_store (the other tables are the same in version 2).
+V1_METRICS_STORE = """CREATE TABLE metrics_store (
+    id INTEGER NOT NULL CONSTRAINT metrics_store_one_row CHECK (id = 1),
+    schema_version INTEGER NOT NULL,
+    kafka_cluster_id VARCHAR(64),
+    rows BIGINT NOT NULL,
+    order_count BIGINT NOT NULL,
+    total_revenue TEXT NOT NULL,
+    created_at DATETIME NOT NULL,
+    updated_at DATETIME NOT NULL,
+    PRIMARY KEY (id)
+)"""
+
+
+def test_a_version_1_store_is_migrated_in_place_keeping_everything(store, tmp_path, caplog):
+    store.open("cluster-a")  # the other tables, as version 1 made them too
+    apply(store, [m(T, count=2, total="5.00"), m(T + 60)], {0: 2})
+    with sqlite3.connect(tmp_path / "metrics.db") as db:
+        db.execute("DROP TABLE metrics_store")
+        db.execute(V1_METRICS_STORE)
+        db.execute("INSERT INTO metrics_store VALUES "
+                   "(1, 1, 'cluster-a', 2, 3, '15.50', '2026-01-05 10:00:00', '2026-01-05 11:00:00')")
+    with caplog.at_level("INFO", logger="include.pipeline.metrics_store"):
+        assert store.open("cluster-a") == metrics_store.Opened(new=False, offsets={0: 2})
+        assert store.open("cluster-a") == metrics_store.Opened(new=False, offsets={0: 2})  # once
+    assert [r.getMessage() for r in caplog.records] == [
+        f"migrated the metrics store sqlite:///{tmp_path}/metrics.db from schema version 1 to 2: added the "
+        "columns ledger_count, ledger_revenue_cents",
+    ]
+    with sqlite3.connect(tmp_path / "metrics.db") as db:
+        assert db.execute("SELECT * FROM metrics_store").fetchall() == [
+            (1, 2, "cluster-a", 2, 3, "15.50", "2026-01-05 10:00:00", "2026-01-05 11:00:00", None, None),
+        ]
+    assert store.totals() == sink.Totals(rows=2, order_count=3, total_revenue=Decimal("15.50"), ledger=None)
+    with store.transaction("cluster-a") as txn:  # the first ledger a record carries is kept from now on
+        txn.apply([m(T + 120)])
+        txn.totals.note([None, LedgerMark(4, Decimal("26.00"))])
+    assert store.totals() == sink.Totals(rows=3, order_count=4, total_revenue=Decimal("26.00"),
+                                         ledger=LedgerMark(4, Decimal("26.00")))
+
+
+def test_the_store_keeps_the_newest_ledger_and_records_without_one_leave_it(store, tmp_path):
+    store.open("cluster-a")
+    with store.transaction("cluster-a") as txn:
+        txn.apply([m(T, count=2, total="5.00")])
+        txn.totals.note([LedgerMark(1, Decimal("1.00")), LedgerMark(2, Decimal("5.00")), None])
+    assert store.totals().ledger == LedgerMark(2, Decimal("5.00"))
+    with store.transaction("cluster-a") as txn:  # an older analyze batch's record, from another partition
+        txn.apply([m(T + 60, "prod-2", count=1, total="3.00")])
+        txn.totals.note([LedgerMark(1, Decimal("1.00"))])
+    assert store.totals().ledger == LedgerMark(2, Decimal("5.00"))
+    with store.transaction("cluster-a") as txn:  # replayed records: no ledger
+        txn.apply([m(T, count=2, total="5.00")])
+        txn.totals.note([None, None])
+    assert store.totals().ledger == LedgerMark(2, Decimal("5.00"))
+    with store.transaction("cluster-a") as txn:
+        txn.totals.note([LedgerMark(3, Decimal("8.00"))])
+    assert store.totals() == sink.Totals(rows=2, order_count=3, total_revenue=Decimal("8.00"),
+                                         ledger=LedgerMark(3, Decimal("8.00")))
+    with sqlite3.connect(tmp_path / "metrics.db") as db:  # money as exact text, like the rows'
+        ledger = db.execute("SELECT ledger_count, ledger_revenue_cents FROM metrics_store").fetchall()
+    assert ledger == [(3, "8.00")]
 
 
 def test_the_newest_hours_are_read_through_an_index(store, tmp_path):

@@ -38,7 +38,8 @@ def broken(path, value):
 
 
 def test_consistent_counts_reconcile():
-    assert reconcile.check(GOOD) == []
+    assert reconcile.check(GOOD) == []  # a sink without a ledger kept: compared with analyze's
+    assert reconcile.check(broken(("sink", "ledger"), {"count": 10, "revenue_cents": "100.01"})) == []
 
 
 @pytest.mark.parametrize(
@@ -55,6 +56,46 @@ def test_consistent_counts_reconcile():
 )
 def test_each_discrepancy_is_named(path, value, problem):
     assert reconcile.check(broken(path, value)) == [problem]
+
+
+# Another run's stages ran between this run's analyze and its sink (the sink failed and waited for its
+# retry): 5 more orders, 50.00 more revenue, in the store and in the ledger the sink kept with its totals.
+AFTER_ANOTHER_RUN = {
+    "order_count": 15, "total_revenue": "150.01", "ledger": {"count": 15, "revenue_cents": "150.01"},
+}
+
+
+def test_a_sink_after_another_runs_stages_reconciles_with_the_ledger_it_kept():
+    assert reconcile.check(broken(("sink",), {**GOOD["sink"], **AFTER_ANOTHER_RUN})) == []
+    # Compared with this run's analyze ledger (what it falls back to without one: an older store),
+    # the same totals would not.
+    assert reconcile.check(broken(("sink",), {**GOOD["sink"], **AFTER_ANOTHER_RUN, "ledger": None})) == [
+        "sink: orders in the metrics != orders counted, all runs: 15 != 10",
+        "sink: revenue in the metrics != revenue counted (in cents per window), all runs: 150.01 != 100.01",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("order_count", 14, "sink: orders in the metrics != orders counted, all runs: 14 != 15"),
+        ("total_revenue", "150.00",
+         "sink: revenue in the metrics != revenue counted (in cents per window), all runs: "
+         "150.00 != 150.01"),
+    ],
+)
+def test_totals_that_differ_from_the_ledger_kept_with_them_are_a_discrepancy(field, value, problem):
+    results = broken(("sink",), {**GOOD["sink"], **AFTER_ANOTHER_RUN, field: value})
+    assert reconcile.check(results) == [problem]
+
+
+def test_a_store_whose_ledger_is_behind_this_runs_analyze_misses_its_records():
+    # The sink applied none of what analyze wrote (product-metrics lost it): totals and the ledger
+    # kept with them agree, and are those before this run.
+    before = {"order_count": 4, "total_revenue": "40.00", "ledger": {"count": 4, "revenue_cents": "40.00"}}
+    assert reconcile.check(broken(("sink",), {**GOOD["sink"], **before})) == [
+        "sink: the store's ledger is behind this run's analyze (orders counted, all runs): 4 < 10",
+    ]
 
 
 def test_a_missing_stage_cannot_reconcile():

@@ -1,4 +1,4 @@
-from include.pipeline.run_params import problems
+from include.pipeline.run_params import overridden, problems
 
 PARAMS = {"orders": 2000, "grace_seconds": 3600, "dedup_horizon_seconds": 86400, "wait_for_orders_seconds": 0}
 
@@ -24,3 +24,40 @@ def test_a_horizon_shorter_than_the_grace_period_is_refused():
 
 def test_params_of_other_dags_have_no_horizon_rule():
     assert problems({"start": "x"}, ["start", "end"], {"start": "x", "end": "y"}) == []
+
+
+RUN = "manual__2026-01-05T09:00:00+00:00"
+NOTICE_END = " (a run's conf wins over -t; pick a date without a run to use -t)"
+
+
+def test_a_t_param_the_conf_overrode_is_named_with_both_values():
+    used = {**PARAMS, "orders": 0}
+    assert overridden({"orders": 5}, used, {"orders": 0}, RUN) == (
+        f"-t params overridden by the conf of run {RUN}: orders=0 used, not 5" + NOTICE_END
+    )
+
+
+def test_each_overridden_param_is_named_in_one_line_in_the_order_given():
+    given = {"seed": 7, "orders": 500, "rate": 10}
+    used = {"orders": 0, "seed": None, "rate": 10}
+    line = overridden(given, used, {"orders": 0, "seed": None}, RUN)
+    assert line == (
+        f"-t params overridden by the conf of run {RUN}: seed=null used, not 7; orders=0 used, not 500"
+        + NOTICE_END
+    )
+    assert "\n" not in line
+
+
+def test_no_notice_without_an_override():
+    assert overridden({}, PARAMS, {"orders": 0}, RUN) is None  # no -t
+    assert overridden({"orders": 5}, {**PARAMS, "orders": 5}, {}, RUN) is None  # a run without conf
+    assert overridden({"orders": 5}, {**PARAMS, "orders": 5}, {"seed": 1}, RUN) is None  # conf of others
+    assert overridden({"orders": 5}, {**PARAMS, "orders": 5}, {"orders": 5}, RUN) is None  # the conf agrees
+    # dag_run_conf_overrides_params off: the -t value is the one used, whatever the conf says.
+    assert overridden({"orders": 5}, {**PARAMS, "orders": 5}, {"orders": 0}, RUN) is None
+
+
+def test_values_are_shown_as_the_json_they_were_given_in():
+    line = overridden({"invalid_ratio": 0.5, "label": "a b"}, {"invalid_ratio": 0.05, "label": "c"},
+                      {"invalid_ratio": 0.05, "label": "c"}, RUN)
+    assert ': invalid_ratio=0.05 used, not 0.5; label="c" used, not "a b" (' in line

@@ -5,6 +5,7 @@ from include.pipeline import codec, telemetry
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.dedup import fingerprint
 from include.pipeline.steps import Outgoing, Rejection, analyze, process
+from include.pipeline.windows import LedgerMark, ledger_of
 
 W = 1767607200  # 2026-01-05T10:00:00Z
 US = 1_000_000
@@ -154,7 +155,9 @@ def test_analyze_counts_a_batch_into_its_windows_with_the_origins_of_the_orders_
     assert [telemetry.origins(out.headers) for out in result.metrics] == [
         [(P1, 2)], [(P2, 1), (P3, 1)],
     ]
-    assert [[name for name, _ in out.headers] for out in result.metrics] == [["origins"], ["origins"]]
+    assert [[name for name, _ in out.headers] for out in result.metrics] == [["origins", "ledger"]] * 2
+    # Every record of the batch carries the ledger after it: what the state's ledger record says.
+    assert [ledger_of(out.headers) for out in result.metrics] == [LedgerMark(5, Decimal("18.61"))] * 2
     assert [out.timestamp for out in result.metrics] == [0, 0]
     assert result.counted == 5
     assert [(r.index, r.reason) for r in result.rejected] == [(3, "invalid_json")]
@@ -190,6 +193,7 @@ def test_analyze_counts_a_batch_into_its_windows_with_the_origins_of_the_orders_
         "order_count": 3, "total_revenue": "10.12", "avg_order_value": "3.37",
     }
     assert telemetry.origins(result.metrics[0].headers) == [(P4, 1)]
+    assert ledger_of(result.metrics[0].headers) == LedgerMark(6, Decimal("18.62"))
     assert result.counted == 1
     assert result.state == [
         (f"window:{W}:prod-1".encode(), b'{"count":3,"total":"10.115"}'),

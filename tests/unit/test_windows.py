@@ -4,7 +4,8 @@ import pytest
 
 from include.pipeline import codec, orders
 from include.pipeline.windows import (
-    Aggregate, Metric, TumblingWindows, aggregate_from_state, decode_metric, metric, state_record,
+    Aggregate, LedgerMark, Metric, TumblingWindows, aggregate_from_state, decode_metric, ledger_header,
+    ledger_of, metric, state_record,
 )
 
 
@@ -80,3 +81,18 @@ def test_a_record_that_breaks_the_contract_says_how(raw, problem):
     with pytest.raises(ValueError, match="not a metrics record") as error:
         decode_metric(raw)
     assert problem in str(error.value)
+
+
+def test_the_ledger_header_round_trips_and_a_record_without_one_has_none():
+    header = ledger_header(LedgerMark(1890, Decimal("40213.70")))
+    assert header == ("ledger", b'{"count":1890,"revenue_cents":"40213.70"}')
+    assert ledger_of([("origins", b"[[1767607500123,2]]"), header]) == LedgerMark(1890, Decimal("40213.70"))
+    assert str(ledger_of([header]).revenue_cents) == "40213.70"
+    assert ledger_of([("origins", b"[]")]) is None
+    assert ledger_of(None) is None
+
+
+@pytest.mark.parametrize("value", [None, b"{", b'{"count": 3}', b'{"count": "3", "revenue_cents": "1.00"}'])
+def test_a_bad_ledger_header_says_so(value):
+    with pytest.raises(ValueError, match="not a ledger header"):
+        ledger_of([("ledger", value)])

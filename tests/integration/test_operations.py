@@ -1,0 +1,190 @@
+"""Operations through a real Airflow (`scripts/airflow standalone`, driven through the REST API)
+and a real broker: standalone stopped or killed in the middle of a run, started again, a run
+marked failed. Afterwards no process of it is left, no transaction is left open, and the next
+runs end with the metrics of every counted order, each order processed or dead-lettered once.
+
+One Airflow and one broker for the module; each test leaves Airflow running, so each also runs
+alone.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import psutil
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from include.pipeline import settings
+from tests.integration.conftest import Pipeline
+from tests.integration.expected import counted, expected_metrics
+from tests.integration.live_airflow import live_stack
+
+pytestmark = pytest.mark.integration
+
+DAGS = {"kafka_pipeline", "kafka_pipeline_stream"}
+STREAM, BOUNDED = "kafka_pipeline_stream", "kafka_pipeline"
+STAGES = ("generate", "process", "analyze", "sink")
+STOP_WITHIN = 30  # seconds: standalone stopped, nothing of it runs any more
+MARKED_FAILED_WITHIN = 15  # seconds: a run marked failed, none of its stage tasks runs any more
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, migrated_db):
+    with live_stack(tmp_path_factory.mktemp("operations"), migrated_db, DAGS) as stack:
+        yield stack
+
+
+def open_transactions(pipeline: Pipeline) -> dict:
+    """(topic, partition) -> (last stable offset, log end offset) wherever they differ: a
+    transaction left open. kafka-python, independent of the pipeline's client."""
+    stable = KafkaConsumer(**pipeline.client, isolation_level="read_committed")
+    written = KafkaConsumer(**pipeline.client, isolation_level="read_uncommitted")
+    try:
+        tps = [
+            TopicPartition(t, p) for t in settings.TOPIC_CONFIGS for p in stable.partitions_for_topic(t) or ()
+        ]
+        ends, logs = stable.end_offsets(tps), written.end_offsets(tps)
+    finally:
+        stable.close()
+        written.close()
+    return {(tp.topic, tp.partition): (ends[tp], logs[tp]) for tp in tps if ends[tp] != logs[tp]}
+
+
+def wait_for_stages(
+    airflow, dag_id: str, run_id: str, stages, try_at_least: int = 1, timeout: float = 180,
+) -> dict:
+    """Once each of ``stages`` runs (at that try or a later one): task id -> its pid."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tis = airflow.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        running = {
+            ti["task_id"]: ti["pid"] for ti in tis
+            if ti["task_id"] in stages and ti["state"] == "running" and ti["pid"]
+            and ti["try_number"] >= try_at_least
+        }
+        if len(running) == len(stages):
+            return running
+        assert time.monotonic() < deadline, f"{airflow.tasks(dag_id, run_id)}\n{airflow.tail()}"
+        time.sleep(1)
+
+
+def group_committed(pipeline: Pipeline, stage: str, topic: str) -> int:
+    admin = KafkaAdminClient(**pipeline.client)
+    try:
+        group = f"kafka-pipeline-{stage}"
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
+def orders_end(pipeline: Pipeline) -> int:
+    """The read_committed end offsets of orders, summed: where process stands once it is done."""
+    consumer = KafkaConsumer(**pipeline.client, isolation_level="read_committed")
+    try:
+        tps = [TopicPartition(settings.ORDERS, p) for p in consumer.partitions_for_topic(settings.ORDERS)]
+        return sum(consumer.end_offsets(tps).values())
+    finally:
+        consumer.close()
+
+
+def restart(airflow) -> None:
+    airflow.start()
+    airflow.wait_until_ready(DAGS)
+
+
+def drain(airflow) -> list[dict]:
+    """Let kafka_pipeline's runs go (its latest hourly run and one triggered with no new orders)
+    until every run has ended; returns their manifests' summaries."""
+    run_id = airflow.trigger(BOUNDED, {"orders": 0})
+    airflow.set_paused(BOUNDED, False)
+    try:
+        runs = airflow.wait_until_idle(BOUNDED, timeout=300)
+    finally:
+        airflow.set_paused(BOUNDED, True)
+    assert run_id in {run["dag_run_id"] for run in runs}
+    failed = [run["dag_run_id"] for run in runs if run["state"] != "success"]
+    assert failed == [], {run_id: airflow.tasks(BOUNDED, run_id) for run_id in failed}
+    return runs
+
+
+def source_position(dead_letter) -> tuple[int, int]:
+    return int(dead_letter.headers["source.partition"]), int(dead_letter.headers["source.offset"])
+
+
+def assert_every_order_once_and_the_metrics_exact(pipeline: Pipeline) -> None:
+    """Each orders record is in exactly one place: processed-orders (by key and order id) or
+    orders-dlq (by its source position); the metrics equal, to the cent, those of every order
+    analyze counted (computed here from the topics)."""
+    source = pipeline.read(settings.ORDERS)
+    processed = pipeline.read(settings.PROCESSED)
+    dead = pipeline.read(settings.DLQ)
+    from_orders = [r for r in dead if r.headers["source.topic"] == settings.ORDERS.encode()]
+    positions = Counter(source_position(r) for r in from_orders)
+    assert max(positions.values(), default=1) == 1, "an order dead-lettered twice"
+    by_position = {(r.partition, r.offset): r for r in source}
+    assert all(by_position[source_position(r)].value == r.value for r in from_orders)
+    ids = Counter((r.key, r.json()["order_id"]) for r in processed)
+    assert max(ids.values(), default=1) == 1, "an order processed twice"
+    not_dead = Counter(
+        (r.key, json.loads(r.value)["order_id"]) for at, r in by_position.items() if at not in positions
+    )
+    assert ids == not_dead, "processed-orders is not the orders that were not dead-lettered"
+    assert len(source) == len(processed) + len(from_orders)
+    assert pipeline.metrics_lines() == expected_metrics(counted(processed, dead))
+
+
+def test_standalone_stopped_mid_stream_run_leaves_nothing_running_and_the_next_runs_end_exact(live):
+    airflow, pipeline = live
+    latest = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    run_id = airflow.trigger(STREAM, {"duration_seconds": 900, "rate": 100}, logical_date=latest.isoformat())
+    airflow.set_paused(STREAM, False)  # the run is of the latest interval: the scheduler adds none
+    wait_for_stages(airflow, STREAM, run_id, STAGES)
+    deadline = time.monotonic() + 120
+    while group_committed(pipeline, "analyze", settings.PROCESSED) < 500:  # the stages are streaming
+        assert time.monotonic() < deadline, airflow.tasks(STREAM, run_id)
+        time.sleep(1)
+
+    assert airflow.stop(signal.SIGTERM, within=STOP_WITHIN) == []  # as Ctrl-C does
+    assert open_transactions(pipeline) == {}
+
+    # Started again, the scheduler runs the stream's stages again (the next try); marked failed,
+    # as a user stops a stream run, every one of them ends, whichever try.
+    restart(airflow)
+    pids = wait_for_stages(airflow, STREAM, run_id, STAGES, try_at_least=2)
+    airflow.api("PATCH", f"/dags/{STREAM}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
+    _, alive = psutil.wait_procs([psutil.Process(pid) for pid in pids.values()], timeout=MARKED_FAILED_WITHIN)
+    assert alive == []
+    airflow.set_paused(STREAM, True)
+    assert open_transactions(pipeline) == {}
+
+    drain(airflow)
+    assert_every_order_once_and_the_metrics_exact(pipeline)
+
+
+def test_standalone_killed_mid_bounded_run_then_started_again_ends_exact(live):
+    airflow, pipeline = live
+    airflow.set_paused(STREAM, True)
+    run_id = airflow.trigger(BOUNDED, {"orders": 400_000, "seed": 11})
+    airflow.set_paused(BOUNDED, False)
+    wait_for_stages(airflow, BOUNDED, run_id, ["process"], timeout=300)
+    before = group_committed(pipeline, "process", settings.ORDERS)  # process has not committed yet
+    deadline = time.monotonic() + 120
+    while (done := group_committed(pipeline, "process", settings.ORDERS)) == before:
+        assert time.monotonic() < deadline, airflow.tasks(BOUNDED, run_id)
+        time.sleep(0.1)
+
+    assert airflow.stop(signal.SIGKILL) == []  # every process of it, as a crash would
+    assert done < orders_end(pipeline), "process finished before it was killed: give it more orders"
+    restart(airflow)
+    run = airflow.wait_for_run(BOUNDED, run_id, timeout=300)
+    assert run["state"] == "success", airflow.tasks(BOUNDED, run_id)
+    assert airflow.tasks(BOUNDED, run_id)["process"][1] >= 2  # the killed try, then the one that finished
+    drain(airflow)
+    assert open_transactions(pipeline) == {}
+    assert_every_order_once_and_the_metrics_exact(pipeline)

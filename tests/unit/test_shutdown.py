@@ -1,0 +1,75 @@
+"""A stop request: from a signal, from the parent process going away, and none left over."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from include.pipeline import shutdown
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_within_the_block_requests_a_stop_and_kills_nothing(signum):
+    before = signal.getsignal(signum)
+    with shutdown.supervised(parent=False):
+        os.kill(os.getpid(), signum)
+        assert shutdown.requested()
+        assert shutdown.reason() == f"{signal.Signals(signum).name} received"
+        with pytest.raises(shutdown.Stopped, match=signal.Signals(signum).name):
+            shutdown.check()
+    assert not shutdown.requested() and shutdown.reason() is None
+    assert signal.getsignal(signum) is before
+
+
+def test_the_first_reason_is_kept():
+    with shutdown.supervised(parent=False):
+        shutdown.request("first")
+        shutdown.request("second")
+        assert shutdown.reason() == "first"
+    shutdown.check()  # nothing pending after the block
+
+
+# A stage process under a parent that dies: it must notice by itself and end.
+STAGE = """
+import sys, time
+from include.pipeline import shutdown
+with shutdown.supervised():
+    print("ready", flush=True)
+    deadline = time.monotonic() + 20
+    while not shutdown.requested() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(shutdown.reason(), flush=True)
+"""
+PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=sys.stdout)
+time.sleep(60)
+"""
+
+
+def test_a_stage_whose_parent_dies_stops_by_itself(tmp_path):
+    out = tmp_path / "stage.out"
+    with out.open("w") as sink:
+        parent = subprocess.Popen(
+            [sys.executable, "-c", PARENT, STAGE], stdout=sink, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    deadline = time.monotonic() + 30
+    while "ready" not in out.read_text():
+        assert time.monotonic() < deadline, "the stage did not start"
+        time.sleep(0.05)
+    parent.kill()
+    parent.wait()
+    killed = time.monotonic()
+    while len(out.read_text().splitlines()) < 2:
+        assert time.monotonic() - killed < 5, "the stage ran on after its parent died"
+        time.sleep(0.05)
+    assert out.read_text().splitlines() == [
+        "ready", f"its parent process (pid {parent.pid}), the supervisor, has gone",
+    ]
