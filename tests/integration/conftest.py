@@ -84,18 +84,24 @@ class Pipeline:
         extra = ["-t", json.dumps(params)] if params else []
         return self.airflow("tasks", "test", "kafka_pipeline", task_id, date, *extra, ok=ok)
 
-    def start_task(self, task_id: str, date: str = "2026-01-05T10:00:00+00:00") -> subprocess.Popen:
-        """The same, in the background and in a process group of its own (to kill -9 it)."""
-        return subprocess.Popen(
-            [str(ROOT / "scripts/airflow"), "tasks", "test", "kafka_pipeline", task_id, date],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
+    def start_task(
+        self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", log: Path | None = None,
+    ) -> subprocess.Popen:
+        """The same, in the background and in a process group of its own (to kill -9 it); its
+        output to ``log`` if given."""
+        with open(log or os.devnull, "wb") as out:
+            return subprocess.Popen(
+                [str(ROOT / "scripts/airflow"), "tasks", "test", "kafka_pipeline", task_id, date],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
 
     @contextmanager
-    def running(self, task_id: str, date: str = "2026-01-05T10:00:00+00:00") -> Iterator[subprocess.Popen]:
+    def running(
+        self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", log: Path | None = None,
+    ) -> Iterator[subprocess.Popen]:
         """start_task, killed (-9) when the block ends if it still runs: a failed test must not
         leave a frozen or running task behind."""
-        proc = self.start_task(task_id, date)
+        proc = self.start_task(task_id, date, log)
         try:
             yield proc
         finally:

@@ -4,6 +4,9 @@
 - test_kill_9_mid_batch_then_retry: `process` is killed with SIGKILL while a batch's transaction
   is open (some batches committed, not all), and run again (Airflow's retry); the same for
   `analyze`; then `sink`.
+- test_sigterm_mid_batch_ends_the_stage_cleanly_then_the_rest_follows: `process` gets SIGTERM (as
+  from Airflow) while a batch's transaction is open: it commits that batch, says so, exits
+  within 15 s with no transaction left open, and a second run does the rest.
 - test_broker_restart_during_a_stage_then_retry: the broker stops (cleanly, keeping its data) while
   `process` has a batch's transaction open, comes back 2 s later; `process` is run again, then
   `analyze` and `sink`.
@@ -23,6 +26,7 @@ from collections import Counter
 from contextlib import closing
 from datetime import datetime, timezone
 
+import psutil
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import RetriableError
@@ -174,6 +178,30 @@ def test_kill_9_mid_batch_then_retry(pipeline):
         with closing(Watch(pipeline)) as watch:
             assert watch.committed(stage) == end
             assert not watch.open_transaction(stage)
+    pipeline.task("sink")
+    assert_like_a_clean_run(pipeline, records)
+
+
+def test_sigterm_mid_batch_ends_the_stage_cleanly_then_the_rest_follows(pipeline, tmp_path):
+    records = write_input(pipeline, seed=20260107)
+    end = end_of(pipeline, "process")
+    log = tmp_path / "process.log"
+    with pipeline.running("process", log=log) as proc:
+        done = freeze_mid_batch(pipeline, proc, "process", end)
+        # To the task's own process (as Airflow's supervisor sends it), not the wrapper's pipe.
+        task = next(p for p in psutil.Process(proc.pid).children(recursive=True) if "tasks" in p.cmdline())
+        task.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGCONT)
+        proc.wait(timeout=15)
+    with closing(Watch(pipeline)) as watch:
+        assert done < watch.committed("process") <= end  # the batch in flight committed
+        assert not watch.open_transaction("process")
+    output = log.read_text()
+    assert "stopping: SIGTERM received; the batch in flight commits or aborts, then the stage ends" in output
+    assert "process stopped (SIGTERM received): every transaction it committed stays" in output
+    assert "scripts/airflow: task process did not succeed" in output
+    pipeline.task("process")  # Airflow's retry
+    pipeline.task("analyze")
     pipeline.task("sink")
     assert_like_a_clean_run(pipeline, records)
 
