@@ -9,20 +9,20 @@ os.environ.setdefault("KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
 # The files that take longest go first, so that the workers end together.
 LONGEST_FIRST = [  # measured: .ci/run with --durations=60, setup + calls + teardown
-    "integration/test_operations.py",  # 540 s, measured alone
-    "integration/test_faults_rerun.py",  # 539 s
-    "integration/test_metrics_postgres.py",  # 536 s
-    "integration/test_faults_crash.py",  # 430 s
-    "integration/test_scheduler.py",  # 356 s
-    "integration/test_stages_alone.py",  # 323 s
-    "integration/test_replicated_cluster.py",  # 258 s
-    "integration/test_secured_cluster.py",  # 238 s
-    "integration/test_metrics_sqlite.py",  # 231 s
-    "integration/test_replay.py",  # 195 s
-    "integration/test_metrics_page.py",  # 115 s
-    "integration/test_stream.py",  # 91 s
-    "integration/test_dag_run.py",  # 68 s
-    "integration/test_lag_trigger.py",  # 52 s
+    "integration/test_operations.py",  # 661 s
+    "integration/test_faults_rerun.py",  # 621 s
+    "integration/test_faults_crash.py",  # 526 s (+ its SIGTERM test since)
+    "integration/test_metrics_postgres.py",  # 503 s
+    "integration/test_stages_alone.py",  # 470 s
+    "integration/test_scheduler.py",  # 413 s
+    "integration/test_replay.py",  # 315 s
+    "integration/test_secured_cluster.py",  # 311 s
+    "integration/test_replicated_cluster.py",  # 266 s
+    "integration/test_metrics_sqlite.py",  # 159 s
+    "integration/test_metrics_page.py",  # 124 s
+    "integration/test_stream.py",  # 97 s
+    "integration/test_dag_run.py",  # 83 s
+    "integration/test_lag_trigger.py",  # 24 s
 ]
 
 
