@@ -54,8 +54,8 @@ class LiveAirflow:
         return found
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, within: float = 30) -> list[psutil.Process]:
-        """Stop it as Ctrl-C in a terminal (SIGINT) or a service manager (SIGTERM) does: ``sig`` to
-        its process group (SIGKILL: to every one of its processes, as a crash would). Returns what still runs after
+        """Stop it as Ctrl-C in a terminal or a service manager does: ``sig`` to its process group
+        (SIGKILL: to every one of its processes, as a crash would). Returns what still runs after
         ``within`` seconds (nothing, when it stops as it should); those are then killed."""
         if sig == signal.SIGKILL:
             for proc in self.processes():
