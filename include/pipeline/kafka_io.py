@@ -58,6 +58,8 @@ TIMEOUT = 30.0  # seconds for metadata, commits and transaction calls
 # transaction stays open meanwhile, and the broker aborts one open longer than librdkafka's
 # transaction.timeout.ms (60 s), so longer would not help.
 OUTAGE_SECONDS = 60.0
+# A transaction call still waiting this long means Kafka does not answer (said at once).
+OUTAGE_NOTICE_SECONDS = 5.0
 BATCH_SIZE = 10_000
 
 
@@ -150,7 +152,7 @@ class Kafka:
 
     def _on_error(self, error: KafkaError) -> None:
         if error.code() in UNREACHABLE:
-            OUTAGE.began(error, self.config["bootstrap.servers"])
+            OUTAGE.began(error.str(), self.config["bootstrap.servers"])
         else:
             log.warning("Kafka client error: %s", error.str())
 
@@ -163,23 +165,36 @@ UNREACHABLE = frozenset(
 
 class Outage:
     """One log line when Kafka stops answering and one when it answers again, instead of one per
-    failed connect or retried call; a stage waits through an outage of up to OUTAGE_SECONDS."""
+    failed connect or retried call; a stage waits through an outage of up to OUTAGE_SECONDS.
+
+    The errors a client queued while it was down arrive when it is next polled, after Kafka has
+    answered again: for SETTLE_SECONDS after an outage ends, they are not a new one.
+    """
+
+    SETTLE_SECONDS = 10.0
 
     def __init__(self) -> None:
         self.since: float | None = None
+        self.ended_at = -math.inf
+        self.lock = threading.Lock()  # began() also comes from a timer (Transactions)
 
-    def began(self, error: KafkaError, servers: str = "") -> None:
-        if self.since is None:
-            self.since = time.monotonic()
-            log.warning(
-                "Kafka%s does not answer (%s): waiting for it, up to %.0fs within a transaction",
-                f" at {servers}" if servers else "", error.str(), OUTAGE_SECONDS,
-            )
+    def began(self, reason: str, servers: str = "") -> None:
+        with self.lock:
+            now = time.monotonic()
+            if self.since is not None or now - self.ended_at < self.SETTLE_SECONDS:
+                return
+            self.since = now
+        log.warning(
+            "Kafka%s does not answer (%s): waiting for it, up to %.0fs within a transaction",
+            f" at {servers}" if servers else "", reason, OUTAGE_SECONDS,
+        )
 
     def ended(self) -> None:
-        if self.since is not None:
-            log.warning("Kafka answers again, after %.0fs: going on", time.monotonic() - self.since)
-            self.since = None
+        with self.lock:
+            if self.since is None:
+                return
+            since, self.since, self.ended_at = self.since, None, time.monotonic()
+        log.warning("Kafka answers again, after %.0fs: going on", self.ended_at - since)
 
 
 OUTAGE = Outage()  # per process: the clients of a stage share the one cluster
@@ -247,7 +262,7 @@ class LagProbe:
 
 def offset_range(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     """Per partition of ``topic``: (log start offset, end offset)."""
-    metadata = consumer.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
+    metadata = retrying(consumer.list_topics, topic, timeout=TIMEOUT).topics.get(topic)
     if metadata is None or metadata.error is not None:
         raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
     return {
@@ -403,19 +418,20 @@ class BoundedRead:
 
 
 def retrying(call, *args, **kwargs):
-    """call(), again while Kafka answers with a retriable error (a broker restarting, a
-    coordinator still loading on a fresh broker, a leader moving), for up to OUTAGE_SECONDS."""
+    """call(), again while Kafka does not answer or answers with a retriable error (a broker
+    restarting, a coordinator still loading on a fresh broker, a leader moving), for up to
+    OUTAGE_SECONDS."""
     give_up = time.monotonic() + OUTAGE_SECONDS
     while True:
         try:
             result = call(*args, **kwargs)
         except KafkaException as exc:
             error = exc.args[0]
-            transient = error.retriable() or error.code() == KafkaError.NOT_COORDINATOR
+            transient = error.retriable() or error.code() in UNREACHABLE | {KafkaError.NOT_COORDINATOR}
             if not transient or time.monotonic() > give_up:
                 raise
             if error.code() in UNREACHABLE:
-                OUTAGE.began(error)
+                OUTAGE.began(error.str())
             else:
                 log.info("retrying after a transient Kafka error: %s", error.str())
             time.sleep(0.5)
@@ -447,38 +463,120 @@ def produce_all(producer: Producer, topic: str, records: list[tuple[bytes | None
             produce(producer, topic, key, value)
 
 
-@contextmanager
-def transaction(producer: Producer, consumer: Consumer | None = None, source: BoundedRead | None = None):
-    """One Kafka transaction: what the block produces and, with a consumer, the positions the
-    source has read up to commit together or not at all. A commit that Kafka cannot take yet
-    (a broker restarting) is tried again for up to OUTAGE_SECONDS; any other failure aborts it
-    and raises (so the task fails, and its retry continues from what was committed).
+class Transactions:
+    """A stage's transactional producer, one transaction a batch (its unit of work): what
+    ``send(producer)`` produces and, with a consumer, the positions its source has read up to
+    commit together or not at all.
 
-    Sending the offsets is not tried again: after a broker restart, librdkafka's second call
-    blocks for good (confluentinc/librdkafka#5456), so failing at once is the faster way back."""
-    producer.begin_transaction()
-    try:
-        yield
-        with deadline(OUTAGE_SECONDS + 2 * TIMEOUT, "committing a transaction"):
-            if consumer is not None and source is not None:
-                producer.send_offsets_to_transaction(source.positions(), consumer.consumer_group_metadata(), TIMEOUT)
-            retrying(producer.commit_transaction, TIMEOUT)
-    except BaseException:
+    Through a broker outage of up to OUTAGE_SECONDS a stage goes on by itself. A commit that
+    Kafka cannot take yet is tried again. A transaction that cannot have committed (its offsets
+    failed to go in, or Kafka says to abort it) is sent again, ``send`` called anew, on a new
+    producer of the same transactional id: its registration fences the old producer and aborts
+    what that left open. (After a failed send of offsets librdkafka cannot go on with the old
+    one: a second send blocks for good and an abort is refused, confluentinc/librdkafka#5456.)
+    Anything else aborts and raises, so the task fails and its retry continues from what was
+    committed; a commit that may have gone through is never sent again.
+
+    :param make: builds a producer of the stage's transactional id, transactions initialised.
+    """
+
+    def __init__(self, make: Callable[[], Producer]) -> None:
+        self._make = make
+        self.producer, self._stuck = make(), False
+
+    def run(
+        self, send: Callable[[Producer], None], consumer: Consumer | None = None, source: BoundedRead | None = None,
+    ) -> None:
+        give_up = time.monotonic() + OUTAGE_SECONDS
+        with deadline(OUTAGE_SECONDS + 3 * TIMEOUT, "a transaction"):
+            while not self._attempt(send, consumer, source, give_up):
+                pass
+
+    def _attempt(self, send, consumer: Consumer | None, source: BoundedRead | None, give_up: float) -> bool:
+        """One try of the transaction: True once it has committed, False to send it again."""
+        producer = self.producer
+        producer.begin_transaction()
+        committing = False
         try:
-            producer.abort_transaction(TIMEOUT)
-        except KafkaException as exc:  # a fenced or fatal producer cannot abort; the raise below matters
+            send(producer)
+            if consumer is not None and source is not None:
+                positions, group = source.positions(), consumer.consumer_group_metadata()
+                bound = TIMEOUT + OUTAGE_NOTICE_SECONDS
+                self._waiting(producer.send_offsets_to_transaction, positions, group, TIMEOUT, bound=bound)
+            committing = True
+            self._waiting(retrying, producer.commit_transaction, TIMEOUT)
+            return True
+        except KafkaException as exc:
+            error = exc.args[0]
+            if (not committing or error.txn_requires_abort()) and self._renewed(error, give_up):
+                return False
+            self._abort()
+            raise
+        except BaseException:
+            self._abort()
+            raise
+
+    def _waiting(self, call: Callable, *args, bound: float | None = None):
+        """``call(*args)`` on a thread of its own, so that the stage says at once when Kafka does
+        not answer (a client's own errors arrive only once its call returns), and, with ``bound``,
+        gives the call up as timed out after that many seconds: librdkafka's send of offsets can
+        block past its timeout, for good, once the group coordinator has restarted
+        (confluentinc/librdkafka#5456, #5511). The thread is then left to it, and the producer is
+        not used again."""
+        outcome: list = []
+
+        def run() -> None:
+            try:
+                outcome.append((True, call(*args)))
+            except BaseException as exc:
+                outcome.append((False, exc))
+
+        thread = threading.Thread(target=run, name="kafka-transaction-call", daemon=True)
+        thread.start()
+        thread.join(OUTAGE_NOTICE_SECONDS)
+        if not outcome:
+            OUTAGE.began(f"a transaction call has waited {OUTAGE_NOTICE_SECONDS:.0f}s")
+            thread.join(None if bound is None else bound - OUTAGE_NOTICE_SECONDS)
+        if not outcome:
+            self._stuck = True
+            error = KafkaError(KafkaError._TIMED_OUT, f"no answer within {bound:.0f}s", retriable=True)
+            raise KafkaException(error)
+        done, value = outcome[0]
+        if not done:
+            raise value
+        return value
+
+    def _renewed(self, error: KafkaError, give_up: float) -> bool:
+        """A new producer in place of one whose open transaction cannot commit, if the error may
+        pass (a fatal one, such as being fenced by another attempt of the stage, does not)."""
+        may_pass = error.retriable() or error.txn_requires_abort()
+        if error.fatal() or not may_pass or time.monotonic() > give_up:
+            return False
+        if error.code() in UNREACHABLE and not self._stuck:  # stuck, the client is at fault, not Kafka
+            OUTAGE.began(error.str())
+        log.info("the transaction did not go through (%s): sending it again on a new producer", error.str())
+        if not self._stuck:  # a stuck one is busy in its call's thread: left as it is
+            self.producer.purge()
+        self.producer, self._stuck = self._make(), False
+        return True
+
+    def _abort(self) -> None:
+        if self._stuck:
+            return
+        try:
+            self.producer.abort_transaction(TIMEOUT)
+        except KafkaException as exc:  # a fenced or fatal producer cannot abort; the raise after it matters
             log.warning("aborting the transaction failed too: %s", exc)
-        raise
 
 
 @contextmanager
 def deadline(seconds: float, what: str):
     """Exit the process if the block is still running after ``seconds``.
 
-    librdkafka can block in send_offsets_to_transaction past its own timeout when the group
-    coordinator goes away, e.g. a broker restart (confluentinc/librdkafka#5456, open in 2.16).
-    A blocked C call cannot be interrupted, so the process ends instead: the task fails, Airflow
-    retries it, and the retry's producer fences this one and aborts its open transaction.
+    The last guard against a Kafka client call that blocks past its own timeout (as librdkafka's
+    send_offsets_to_transaction can, confluentinc/librdkafka#5456): a blocked C call cannot be
+    interrupted, so the process ends instead. The task fails, Airflow retries it, and the
+    retry's producer fences this one and aborts its open transaction.
     """
     def give_up() -> None:
         log.critical("%s did not finish within %.0fs (the Kafka client is stuck); exiting so the task is retried", what, seconds)

@@ -22,8 +22,8 @@ from include.pipeline import (
 )
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.kafka_io import (
-    TIMEOUT, BoundedRead, Follow, Kafka, Progress, create_topics as create, produce, produce_all, retrying,
-    transaction,
+    TIMEOUT, BoundedRead, Follow, Kafka, Progress, Transactions, create_topics as create, produce, produce_all,
+    retrying,
 )
 from include.pipeline.metrics_store import MetricsStore
 from include.pipeline.orders import Order, parse
@@ -71,8 +71,12 @@ def _ready(kafka: Kafka, stage: str) -> None:
 
 def _transactional_producer(kafka: Kafka, stage: str, follow: bool = False) -> Producer:
     producer = kafka.producer(transactional_id=group(stage), follow=follow)
-    access.init_transactions(kafka, producer)
+    retrying(access.init_transactions, kafka, producer)  # a broker may be coming back (Transactions)
     return producer
+
+
+def _transactions(kafka: Kafka, stage: str, follow: bool = False) -> Transactions:
+    return Transactions(lambda: _transactional_producer(kafka, stage, follow))
 
 
 def generate(
@@ -86,18 +90,18 @@ def generate(
     if follow is None and not (start and end and start < end):
         raise ValueError(f"generate needs a non-empty time range, got [{start}, {end})")
     _ready(kafka, "generate")
-    producer = _transactional_producer(kafka, "generate", follow is not None)
+    txns = _transactions(kafka, "generate", follow is not None)
     progress = Progress(f"generate -> {settings.ORDERS}")
     if follow is not None:
-        _generate_following(producer, rate, invalid_ratio, seed, follow, progress)
+        _generate_following(txns, rate, invalid_ratio, seed, follow, progress)
     else:
-        _generate_bounded(producer, orders, start, end, rate, invalid_ratio, seed, progress)
+        _generate_bounded(txns, orders, start, end, rate, invalid_ratio, seed, progress)
     progress.done()
     return {"generated": progress.count, "seconds": round(progress.seconds, 3)}
 
 
 def _generate_bounded(
-    producer: Producer, orders: int, start: datetime, end: datetime, rate: float, invalid_ratio: float,
+    txns: Transactions, orders: int, start: datetime, end: datetime, rate: float, invalid_ratio: float,
     seed: int | str | None, progress: Progress,
 ) -> None:
     # Throttled, a chunk is a tenth of a second of records, so the rate holds at that scale.
@@ -105,21 +109,27 @@ def _generate_bounded(
     chunks = generator.chunks(orders, start, end, invalid_ratio, seed, size)
     chunk = next(chunks, [])
     while chunk and not shutdown.requested():
-        slice_started, slice_sent = time.monotonic(), 0
-        with transaction(producer):
-            while chunk and slice_sent < GENERATE_TXN_RECORDS and not shutdown.requested() and (
+        slice_started, sent = time.monotonic(), []
+
+        def send(producer: Producer) -> None:
+            nonlocal chunk
+            for again in sent:  # a transaction sent anew (Transactions) first has what it had
+                produce_all(producer, settings.ORDERS, again)
+            while chunk and sum(map(len, sent)) < GENERATE_TXN_RECORDS and not shutdown.requested() and (
                 time.monotonic() - slice_started < GENERATE_TXN_SECONDS
             ):
                 produce_all(producer, settings.ORDERS, chunk)
-                slice_sent += len(chunk)
+                sent.append(chunk)
                 progress.add(len(chunk))
                 if rate > 0:
                     _throttle(progress.count, rate, progress.started)
                 chunk = next(chunks, [])
 
+        txns.run(send)
+
 
 def _generate_following(
-    producer: Producer, rate: float, invalid_ratio: float, seed: int | str | None, follow: Follow,
+    txns: Transactions, rate: float, invalid_ratio: float, seed: int | str | None, follow: Follow,
     progress: Progress,
 ) -> None:
     """Every interval, one transaction of the orders due by then (up to GENERATE_TXN_RECORDS:
@@ -131,9 +141,8 @@ def _generate_following(
         if due > 0:
             # A fixed seed would draw the same order ids every interval: each interval gets its own.
             interval_seed = None if seed is None else f"{seed}:{progress.count}"
-            with transaction(producer):
-                for chunk in generator.chunks(due, last, now, invalid_ratio, interval_seed):
-                    produce_all(producer, settings.ORDERS, chunk)
+            chunks = list(generator.chunks(due, last, now, invalid_ratio, interval_seed))
+            txns.run(lambda producer: _send_orders(producer, chunks))
             progress.add(due)
             follow.committed("generate", 0, due)
             last = now
@@ -146,15 +155,22 @@ def _throttle(sent: int, rate: float, started: float) -> None:
         time.sleep(ahead)
 
 
+def _send_orders(producer: Producer, chunks: list[list[tuple[bytes, bytes]]]) -> None:
+    for chunk in chunks:
+        produce_all(producer, settings.ORDERS, chunk)
+
+
 @contextmanager
-def transactional_stage(kafka: Kafka, stage: str, follow: bool = False) -> Iterator[tuple[Consumer, Producer]]:
-    """The consumer and transactional producer of a consume-transform-produce stage. The fixed
+def transactional_stage(
+    kafka: Kafka, stage: str, follow: bool = False,
+) -> Iterator[tuple[Consumer, Transactions]]:
+    """The consumer and transactions of a consume-transform-produce stage. The fixed
     transactional id fences a zombie attempt of the same stage (a killed task's or process's
     producer) and aborts its open transaction before this attempt reads anything."""
     _ready(kafka, stage)
-    producer = _transactional_producer(kafka, stage, follow)
+    txns = _transactions(kafka, stage, follow)
     with closing(kafka.consumer(group(stage), follow=follow)) as consumer:
-        yield consumer, producer
+        yield consumer, txns
 
 
 def _send(producer: Producer, topic: str, records: list[steps.Outgoing]) -> None:
@@ -176,13 +192,16 @@ def process(kafka: Kafka, follow: Follow | None = None) -> dict:
     reasons: Counter[str] = Counter()
     valid = 0
     progress = Progress(f"process {settings.ORDERS} -> {settings.PROCESSED}")
-    with transactional_stage(kafka, "process", follow is not None) as (consumer, producer):
+    with transactional_stage(kafka, "process", follow is not None) as (consumer, txns):
         source = BoundedRead(consumer, settings.ORDERS, follow=follow)
         for batch in source:
-            with transaction(producer, consumer, source):
-                out = steps.process(batch, datetime.now(timezone.utc).isoformat())
+            out = steps.process(batch, datetime.now(timezone.utc).isoformat())
+
+            def send(producer: Producer) -> None:
                 _send(producer, settings.PROCESSED, out.valid)
                 _dead_letter(producer, batch, out.rejected)
+
+            txns.run(send, consumer, source)
             valid += len(out.valid)
             reasons.update(rejection.reason for rejection in out.rejected)
             progress.add(len(batch))
@@ -209,22 +228,24 @@ def analyze(
     reasons: Counter[str] = Counter()
     metrics_written = 0
     progress = Progress(f"analyze {settings.PROCESSED} -> {settings.METRICS}")
-    with transactional_stage(kafka, "analyze", follow is not None) as (consumer, producer):
+    with transactional_stage(kafka, "analyze", follow is not None) as (consumer, txns):
         analyzer = restore_analyzer(kafka, Analyzer.create(grace_seconds, dedup_horizon_seconds))
         before = replace(analyzer.ledger)
         stale = analyzer.expire()  # what a run that died before its last step left behind
         expire_at = time.monotonic() + EXPIRE_SECONDS
         source = BoundedRead(consumer, settings.PROCESSED, follow=follow)
         for batch in source:
-            with transaction(producer, consumer, source):
-                out = steps.analyze(analyzer, batch)
+            out = steps.analyze(analyzer, batch)
+            if follow is not None and time.monotonic() >= expire_at:
+                out.state += stale + analyzer.expire()
+                stale, expire_at = [], time.monotonic() + EXPIRE_SECONDS
+
+            def send(producer: Producer) -> None:
                 _send(producer, settings.METRICS, out.metrics)
                 _dead_letter(producer, batch, out.rejected)
-                if follow is not None and time.monotonic() >= expire_at:
-                    out.state += stale + analyzer.expire()
-                    stale, expire_at = [], time.monotonic() + EXPIRE_SECONDS
-                for key, value in out.state:
-                    produce(producer, settings.ANALYZE_STATE, key, value)
+                _send_state(producer, out.state)
+
+            txns.run(send, consumer, source)
             metrics_written += len(out.metrics)
             reasons.update(rejection.reason for rejection in out.rejected)
             progress.add(len(batch))
@@ -232,9 +253,7 @@ def analyze(
                 follow.committed("analyze", len(batch), len(out.metrics))
         tombstones = stale + analyzer.expire()
         if tombstones:
-            with transaction(producer):
-                for key, value in tombstones:
-                    produce(producer, settings.ANALYZE_STATE, key, value)
+            txns.run(lambda producer: _send_state(producer, tombstones))
     progress.done()
     rejected = sum(reasons.values())
     return {
@@ -247,6 +266,11 @@ def analyze(
         "ledger_before": before.to_json(), "ledger_after": analyzer.ledger.to_json(),
         "open_windows": len(analyzer.windows.aggregates), "remembered_order_ids": len(analyzer.seen),
     }
+
+
+def _send_state(producer: Producer, records: list[tuple[bytes, bytes | None]]) -> None:
+    for key, value in records:
+        produce(producer, settings.ANALYZE_STATE, key, value)
 
 
 def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
@@ -403,10 +427,10 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
                 if (message.partition(), message.offset()) not in rejected
                 and type(order := parse(message.value())) is Order and low_s <= order.window_start < high_s
             )
-    producer = _transactional_producer(kafka, "replay")
-    with transaction(producer):
-        for key, aggregate in sorted(windows.aggregates.items()):
-            produce(producer, settings.METRICS, key_bytes(key), codec.encode(metric(key, aggregate)))
+    records = [
+        (key_bytes(key), codec.encode(metric(key, aggregate))) for key, aggregate in sorted(windows.aggregates.items())
+    ]
+    _transactions(kafka, "replay").run(lambda producer: produce_all(producer, settings.METRICS, records))
     log.info("replay [%s, %s): %d records read, %d windows republished", start, end, read, len(windows.aggregates))
     return {
         "range": [start.isoformat(), end.isoformat()], "read": read, "skipped_rejected": len(rejected),

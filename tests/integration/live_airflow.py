@@ -34,11 +34,14 @@ class LiveAirflow:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        """`scripts/airflow standalone` in a session of its own; call ``wait_until_ready`` next."""
+        """`scripts/airflow standalone` in a session of its own, with SIGINT's default action as a
+        terminal gives it (pytest-xdist's workers ignore SIGINT, and a child inherits that, so
+        bash could not trap Ctrl-C); call ``wait_until_ready`` next."""
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [str(ROOT / "scripts/airflow"), "standalone"], env=self.env, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
 
     def processes(self) -> list[psutil.Process]:
@@ -54,9 +57,10 @@ class LiveAirflow:
         return found
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, within: float = 30) -> list[psutil.Process]:
-        """Stop it as Ctrl-C in a terminal or a service manager does: ``sig`` to its process group
-        (SIGKILL: to every one of its processes, as a crash would). Returns what still runs after
-        ``within`` seconds (nothing, when it stops as it should); those are then killed."""
+        """Stop it as Ctrl-C in a terminal (SIGINT) or a service manager (SIGTERM) does: ``sig`` to
+        its process group (SIGKILL: to every one of its processes, as a crash would). Returns what
+        still runs after ``within`` seconds (nothing, when it stops as it should); those are then
+        killed."""
         if sig == signal.SIGKILL:
             for proc in self.processes():
                 proc.kill()

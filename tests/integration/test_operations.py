@@ -1,7 +1,9 @@
 """Operations through a real Airflow (`scripts/airflow standalone`, driven through the REST API)
-and a real broker: standalone stopped or killed in the middle of a run, started again, a run
-marked failed. Afterwards no process of it is left, no transaction is left open, and the next
-runs end with the metrics of every counted order, each order processed or dead-lettered once.
+and a real broker: standalone stopped or killed in the middle of a run, started again, a stage's
+supervisor killed, a run marked failed, the broker stopped for a while, the API server frozen so
+that no heartbeat is answered. Afterwards no process of it is left, no transaction is left open,
+and the next runs end with the metrics of every counted order, each order processed or
+dead-lettered once.
 
 One Airflow and one broker for the module; each test leaves Airflow running, so each also runs
 alone.
@@ -18,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 import psutil
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import CoordinatorNotAvailableError
 
 from include.pipeline import settings
 from tests.integration.conftest import Pipeline
@@ -31,6 +34,12 @@ STREAM, BOUNDED = "kafka_pipeline_stream", "kafka_pipeline"
 STAGES = ("generate", "process", "analyze", "sink")
 STOP_WITHIN = 30  # seconds: standalone stopped, nothing of it runs any more
 MARKED_FAILED_WITHIN = 15  # seconds: a run marked failed, none of its stage tasks runs any more
+OUTAGE = 30  # seconds the broker is stopped in the middle of a stream run
+# The API server frozen, a task's supervisor gives up after 3 failed heartbeats, each retried by
+# its client: about 2.5 minutes (README, "Operations"), then it stops the task.
+HEARTBEATS_LOST_WITHIN = 200
+WENT = "does not answer"  # the stage's one line when Kafka goes (kafka_io.Outage) ...
+CAME_BACK = "Kafka answers again"  # ... and when it comes back
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +83,17 @@ def wait_for_stages(
 
 
 def group_committed(pipeline: Pipeline, stage: str, topic: str) -> int:
+    group = f"kafka-pipeline-{stage}"
     admin = KafkaAdminClient(**pipeline.client)
     try:
-        group = f"kafka-pipeline-{stage}"
-        offsets = admin.list_group_offsets(group).get(group, {})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                offsets = admin.list_group_offsets(group).get(group, {})
+                break
+            except CoordinatorNotAvailableError:  # a fresh broker creates its offsets topic first
+                assert time.monotonic() < deadline, f"no coordinator for {group} after 60s"
+                time.sleep(0.5)
     finally:
         admin.close()
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
@@ -91,6 +107,29 @@ def orders_end(pipeline: Pipeline) -> int:
         return sum(consumer.end_offsets(tps).values())
     finally:
         consumer.close()
+
+
+def free_logical_date(airflow) -> str:
+    """The latest complete hour no stream run has yet (an earlier one if an earlier test took
+    it): a run of the latest interval keeps the scheduler from adding one when unpaused."""
+    taken = {run["logical_date"] for run in airflow.runs(STREAM)}
+    latest = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    while any(taken_at and datetime.fromisoformat(taken_at) == latest for taken_at in taken):
+        latest -= timedelta(hours=1)
+    return latest.isoformat()
+
+
+def stream_run(airflow, pipeline, conf: dict) -> str:
+    """A stream run triggered and streaming: its four stages running, analyze 500 orders on."""
+    before = group_committed(pipeline, "analyze", settings.PROCESSED)
+    run_id = airflow.trigger(STREAM, conf, logical_date=free_logical_date(airflow))
+    airflow.set_paused(STREAM, False)
+    wait_for_stages(airflow, STREAM, run_id, STAGES)
+    deadline = time.monotonic() + 120
+    while group_committed(pipeline, "analyze", settings.PROCESSED) < before + 500:
+        assert time.monotonic() < deadline, airflow.tasks(STREAM, run_id)
+        time.sleep(1)
+    return run_id
 
 
 def restart(airflow) -> None:
@@ -139,24 +178,22 @@ def assert_every_order_once_and_the_metrics_exact(pipeline: Pipeline) -> None:
     assert pipeline.metrics_lines() == expected_metrics(counted(processed, dead))
 
 
-def test_standalone_stopped_mid_stream_run_leaves_nothing_running_and_the_next_runs_end_exact(live):
+def test_standalone_stopped_with_ctrl_c_mid_stream_run_leaves_nothing_and_the_next_runs_end_exact(live):
     airflow, pipeline = live
-    latest = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    run_id = airflow.trigger(STREAM, {"duration_seconds": 900, "rate": 100}, logical_date=latest.isoformat())
-    airflow.set_paused(STREAM, False)  # the run is of the latest interval: the scheduler adds none
-    wait_for_stages(airflow, STREAM, run_id, STAGES)
-    deadline = time.monotonic() + 120
-    while group_committed(pipeline, "analyze", settings.PROCESSED) < 500:  # the stages are streaming
-        assert time.monotonic() < deadline, airflow.tasks(STREAM, run_id)
-        time.sleep(1)
+    run_id = stream_run(airflow, pipeline, {"duration_seconds": 900, "rate": 100})
 
-    assert airflow.stop(signal.SIGTERM, within=STOP_WITHIN) == []  # as Ctrl-C does
+    assert airflow.stop(signal.SIGINT, within=STOP_WITHIN) == []  # Ctrl-C in the terminal it runs in
     assert open_transactions(pipeline) == {}
 
-    # Started again, the scheduler runs the stream's stages again (the next try); marked failed,
-    # as a user stops a stream run, every one of them ends, whichever try.
+    # Started again, the scheduler runs the stream's stages again (the next try). A stage whose
+    # supervisor dies stops by itself; marked failed, as a user stops a stream run, every other
+    # one ends, whichever try.
     restart(airflow)
     pids = wait_for_stages(airflow, STREAM, run_id, STAGES, try_at_least=2)
+    orphan = psutil.Process(pids.pop("generate"))
+    orphan.parent().kill()
+    _, alive = psutil.wait_procs([orphan], timeout=MARKED_FAILED_WITHIN)
+    assert alive == [], "generate ran on without its supervisor"
     airflow.api("PATCH", f"/dags/{STREAM}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
     _, alive = psutil.wait_procs([psutil.Process(pid) for pid in pids.values()], timeout=MARKED_FAILED_WITHIN)
     assert alive == []
@@ -167,10 +204,12 @@ def test_standalone_stopped_mid_stream_run_leaves_nothing_running_and_the_next_r
     assert_every_order_once_and_the_metrics_exact(pipeline)
 
 
-def test_standalone_killed_mid_bounded_run_then_started_again_ends_exact(live):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_standalone_stopped_or_killed_mid_bounded_run_then_started_again_ends_exact(live, sig):
+    """SIGTERM to its group, as a service manager stops it; SIGKILL to every process, as a crash."""
     airflow, pipeline = live
     airflow.set_paused(STREAM, True)
-    run_id = airflow.trigger(BOUNDED, {"orders": 400_000, "seed": 11})
+    run_id = airflow.trigger(BOUNDED, {"orders": 400_000, "seed": int(sig)})
     airflow.set_paused(BOUNDED, False)
     wait_for_stages(airflow, BOUNDED, run_id, ["process"], timeout=300)
     before = group_committed(pipeline, "process", settings.ORDERS)  # process has not committed yet
@@ -179,12 +218,60 @@ def test_standalone_killed_mid_bounded_run_then_started_again_ends_exact(live):
         assert time.monotonic() < deadline, airflow.tasks(BOUNDED, run_id)
         time.sleep(0.1)
 
-    assert airflow.stop(signal.SIGKILL) == []  # every process of it, as a crash would
-    assert done < orders_end(pipeline), "process finished before it was killed: give it more orders"
+    assert airflow.stop(sig, within=STOP_WITHIN) == []
+    assert done < orders_end(pipeline), "process finished before it was stopped: give it more orders"
+    if sig == signal.SIGTERM:
+        assert open_transactions(pipeline) == {}  # each stage committed or aborted its batch
     restart(airflow)
     run = airflow.wait_for_run(BOUNDED, run_id, timeout=300)
     assert run["state"] == "success", airflow.tasks(BOUNDED, run_id)
-    assert airflow.tasks(BOUNDED, run_id)["process"][1] >= 2  # the killed try, then the one that finished
+    assert airflow.tasks(BOUNDED, run_id)["process"][1] >= 2  # the stopped try, then the one that finished
     drain(airflow)
     assert open_transactions(pipeline) == {}
+    assert_every_order_once_and_the_metrics_exact(pipeline)
+
+
+def test_broker_stopped_for_30s_mid_stream_run_the_stream_goes_on_and_the_run_ends_exact(live):
+    airflow, pipeline = live
+    airflow.set_paused(BOUNDED, True)
+    run_id = stream_run(airflow, pipeline, {"duration_seconds": 120, "rate": 100})
+    pipeline.broker("down")
+    time.sleep(OUTAGE)
+    pipeline.broker("up")
+    run = airflow.wait_for_run(STREAM, run_id, timeout=300)
+    airflow.set_paused(STREAM, True)
+    tasks = airflow.tasks(STREAM, run_id)
+    assert run["state"] == "success", tasks  # reconcile said yes
+    assert {task: tries for task, (_, tries) in tasks.items() if task in STAGES} == dict.fromkeys(STAGES, 1)
+    for stage in STAGES:  # each stage saw the outage, said so once, and once when it ended
+        log = airflow.task_log(STREAM, run_id, stage)
+        assert (log.count(WENT), log.count(CAME_BACK)) == (1, 1), f"{stage}:\n{log}"
+    assert open_transactions(pipeline) == {}
+    drain(airflow)
+    assert_every_order_once_and_the_metrics_exact(pipeline)
+
+
+def test_a_frozen_api_server_stops_the_stream_stages_once_their_heartbeats_fail(live):
+    airflow, pipeline = live
+    airflow.set_paused(BOUNDED, True)
+    run_id = stream_run(airflow, pipeline, {"duration_seconds": 900, "rate": 100})
+    stages = [psutil.Process(pid) for pid in wait_for_stages(airflow, STREAM, run_id, STAGES).values()]
+    api_server = [p for p in airflow.processes() if "api_server" in " ".join(p.cmdline())]
+    assert api_server, [p.cmdline() for p in airflow.processes()]
+    for process in api_server:
+        process.suspend()
+    try:
+        _, alive = psutil.wait_procs(stages, timeout=HEARTBEATS_LOST_WITHIN)
+    finally:
+        for process in api_server:
+            process.resume()
+    assert alive == [], "a stage ran on with no heartbeat answered"
+    assert open_transactions(pipeline) == {}
+    airflow.api("PATCH", f"/dags/{STREAM}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
+    airflow.set_paused(STREAM, True)
+    deadline = time.monotonic() + 60  # a retry that started meanwhile is stopped too
+    while any(state == "running" for state, _ in airflow.tasks(STREAM, run_id).values()):
+        assert time.monotonic() < deadline, airflow.tasks(STREAM, run_id)
+        time.sleep(1)
+    drain(airflow)
     assert_every_order_once_and_the_metrics_exact(pipeline)

@@ -258,8 +258,11 @@ def wait_for_line(log: Path, *texts: str, timeout: float = 120) -> str:
 
 
 def standalone_triggerer(airflow) -> psutil.Process:
-    children = psutil.Process(airflow.process.pid).children()  # a zombie: scripts/airflow's start-up loop
-    return next(p for p in children if p.status() != psutil.STATUS_ZOMBIE and "triggerer" in p.cmdline())
+    """Standalone's triggerer component (scripts/airflow runs standalone as its child), not the
+    trigger runner that component starts (a triggerer process too, its child)."""
+    tree = psutil.Process(airflow.process.pid).children(recursive=True)
+    tree = [p for p in tree if p.status() != psutil.STATUS_ZOMBIE]
+    return next(p for p in tree if "triggerer" in p.cmdline() and "triggerer" not in p.parent().cmdline())
 
 
 def stop(process: psutil.Process) -> None:

@@ -1,0 +1,132 @@
+"""kafka_io.Transactions against a fake producer: which failures send a transaction again on a
+new producer (those after which it cannot have committed) and which fail the stage."""
+
+import threading
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from include.pipeline.kafka_io import Outage, Transactions
+
+
+class FakeProducer:
+    """Records its calls; ``fail`` maps a call's name to the errors it raises, one per call."""
+
+    def __init__(self, fail: dict[str, list[KafkaError]]) -> None:
+        self.fail, self.calls, self.sent = fail, [], []
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fail.get(name):
+            raise KafkaException(self.fail[name].pop(0))
+
+    def begin_transaction(self):
+        self._call("begin")
+
+    def send_offsets_to_transaction(self, positions, metadata, timeout):
+        self._call("send_offsets")
+        if self.fail.get("block"):
+            self.fail["block"].wait()  # past its timeout, as librdkafka's can
+
+    def commit_transaction(self, timeout):
+        self._call("commit")
+
+    def abort_transaction(self, timeout):
+        self._call("abort")
+
+    def purge(self):
+        self._call("purge")
+
+
+class Source:
+    def positions(self):
+        return []
+
+
+class Consumer:
+    def consumer_group_metadata(self):
+        return None
+
+
+TRANSPORT = KafkaError(KafkaError._TRANSPORT, "broker transport failure", retriable=True)
+ABORTABLE = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
+FENCED = KafkaError(KafkaError._FENCED, "fenced by a newer producer", fatal=True)
+TIMED_OUT = KafkaError(KafkaError._TIMED_OUT, "timed out", retriable=True)
+
+
+def run(producers: list[FakeProducer]) -> list[str]:
+    """Transactions.run of one batch over ``producers`` (each new one the next); the records
+    each producer was given to send, by producer."""
+    made = iter(producers)
+    txns = Transactions(lambda: next(made))
+    txns.run(lambda producer: producer.sent.append("batch"), Consumer(), Source())
+    return [producer.sent for producer in producers]
+
+
+def test_a_batch_whose_offsets_failed_to_go_in_is_sent_again_on_a_new_producer():
+    first, second = FakeProducer({"send_offsets": [TRANSPORT]}), FakeProducer({})
+    assert run([first, second]) == [["batch"], ["batch"]]
+    assert first.calls == ["begin", "send_offsets", "purge"]  # no abort: librdkafka refuses it then
+    assert second.calls == ["begin", "send_offsets", "commit"]
+
+
+def test_a_send_of_offsets_stuck_past_its_timeout_is_given_up_and_the_batch_sent_again(monkeypatch):
+    monkeypatch.setattr("include.pipeline.kafka_io.TIMEOUT", 0.2)
+    monkeypatch.setattr("include.pipeline.kafka_io.OUTAGE_NOTICE_SECONDS", 0.1)
+    stuck = threading.Event()
+    first, second = FakeProducer({"block": stuck}), FakeProducer({})
+    try:
+        assert run([first, second]) == [["batch"], ["batch"]]
+    finally:
+        stuck.set()
+    assert first.calls == ["begin", "send_offsets"]  # left in its call: no purge, no abort
+    assert second.calls == ["begin", "send_offsets", "commit"]
+
+
+def test_a_commit_kafka_says_to_abort_is_sent_again_on_a_new_producer():
+    first, second = FakeProducer({"commit": [ABORTABLE]}), FakeProducer({})
+    assert run([first, second]) == [["batch"], ["batch"]]
+    assert second.calls == ["begin", "send_offsets", "commit"]
+
+
+def test_a_commit_kafka_cannot_take_yet_is_tried_again_not_sent_again():
+    producer = FakeProducer({"commit": [TIMED_OUT, TIMED_OUT]})
+    assert run([producer]) == [["batch"]]
+    assert producer.calls == ["begin", "send_offsets", "commit", "commit", "commit"]
+
+
+def test_a_fenced_producer_fails_the_stage_without_fencing_the_other_attempt():
+    producer = FakeProducer({"send_offsets": [FENCED]})
+    with pytest.raises(KafkaException) as failed:
+        run([producer])  # a second producer would be a StopIteration
+    assert failed.value.args[0].code() == KafkaError._FENCED
+    assert producer.calls == ["begin", "send_offsets", "abort"]
+
+
+def test_a_failure_in_the_batch_itself_aborts_and_raises():
+    producer = FakeProducer({})
+    txns = Transactions(lambda: producer)
+
+    def send(_):
+        raise ValueError("a bug in the step")
+
+    with pytest.raises(ValueError):
+        txns.run(send, Consumer(), Source())
+    assert producer.calls == ["begin", "abort"]
+
+
+def test_an_outage_is_one_line_when_it_begins_and_one_when_it_ends(caplog, monkeypatch):
+    clock = iter([100.0, 101.0, 130.0, 131.0, 145.0]).__next__
+    monkeypatch.setattr("include.pipeline.kafka_io.time.monotonic", clock)
+    outage = Outage()
+    outage.began("1/1 brokers are down")  # 100.0
+    outage.began("connection refused")  # 101.0: already down, no line
+    outage.ended()  # 130.0
+    outage.ended()  # over: no line
+    outage.began("connection refused")  # 131.0: an error queued while it was down, not a new outage
+    outage.began("1/1 brokers are down")  # 145.0: a new outage
+    assert [record.getMessage() for record in caplog.records] == [
+        "Kafka does not answer (1/1 brokers are down): waiting for it, up to 60s within a transaction",
+        "Kafka answers again, after 30s: going on",
+        "Kafka does not answer (1/1 brokers are down): waiting for it, up to 60s within a transaction",
+    ]
