@@ -87,22 +87,36 @@ def child(what: str, n: int, store_url: str, profile: str | None) -> None:
 
 def baseline(kafka, what: str) -> int:
     """Raw bytes through the same client, settings and bounded read as the stages, no parsing."""
-    from include.pipeline.kafka_io import BoundedRead, produce, transaction
+    from include.pipeline.kafka_io import BoundedRead, produce
 
     group = f"bench-{what}"
     with closing(kafka.consumer(group)) as consumer:
         if what == "consume":
             return sum(len(batch) for batch in BoundedRead(consumer, settings.ORDERS))
-        producer = kafka.producer(transactional_id=group)
-        producer.init_transactions(30)
+        txns = transactions(kafka, group)
         count = 0
         source = BoundedRead(consumer, settings.ORDERS)
         for batch in source:
-            with transaction(producer, consumer, source):
+
+            def send(producer) -> None:
                 for message in batch:
                     produce(producer, COPY_TOPIC, message.key(), message.value())
+
+            txns.run(send, consumer, source)
             count += len(batch)
         return count
+
+
+def transactions(kafka, transactional_id: str):
+    """The stages' unit of work (kafka_io.Transactions) on a producer of its own."""
+    from include.pipeline.kafka_io import Transactions
+
+    def make():
+        producer = kafka.producer(transactional_id=transactional_id)
+        producer.init_transactions(30)
+        return producer
+
+    return Transactions(make)
 
 
 def reconcile_at(store) -> int:
@@ -270,16 +284,16 @@ def publish_run(kafka) -> None:
     from decimal import Decimal
 
     from include.pipeline import codec
-    from include.pipeline.kafka_io import produce, transaction
+    from include.pipeline.kafka_io import produce_all
     from include.pipeline.windows import Aggregate, key_bytes, metric
 
-    producer = kafka.producer(transactional_id="bench-history")
-    producer.init_transactions(30)
-    with transaction(producer):
-        for start in range(NOW - 60 * (RUN_WINDOWS // 2), NOW + 60 * (RUN_WINDOWS // 2), 60):
-            for product_id in settings.PRODUCTS:
-                key = (start, product_id)
-                produce(producer, settings.METRICS, key_bytes(key), codec.encode(metric(key, Aggregate(4, Decimal("41.00")))))
+    keys = [
+        (start, product_id)
+        for start in range(NOW - 60 * (RUN_WINDOWS // 2), NOW + 60 * (RUN_WINDOWS // 2), 60)
+        for product_id in settings.PRODUCTS
+    ]
+    records = [(key_bytes(key), codec.encode(metric(key, Aggregate(4, Decimal("41.00"))))) for key in keys]
+    transactions(kafka, "bench-history").run(lambda producer: produce_all(producer, settings.METRICS, records))
 
 
 def rate(step: dict, n: int) -> float:
