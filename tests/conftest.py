@@ -9,7 +9,7 @@ os.environ.setdefault("KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
 # The files that take longest go first, so that the workers end together.
 LONGEST_FIRST = [  # measured: .ci/run with --durations=60, setup + calls + teardown
-    "integration/test_operations.py",  # 661 s
+    "integration/test_operations.py",  # about 1,200 s (6 tests since; 661 s with 2)
     "integration/test_faults_rerun.py",  # 621 s
     "integration/test_faults_crash.py",  # 526 s (+ its SIGTERM test since)
     "integration/test_metrics_postgres.py",  # 503 s
