@@ -474,8 +474,10 @@ class Transactions:
     producer of the same transactional id: its registration fences the old producer and aborts
     what that left open. (After a failed send of offsets librdkafka cannot go on with the old
     one: a second send blocks for good and an abort is refused, confluentinc/librdkafka#5456.)
-    Anything else aborts and raises, so the task fails and its retry continues from what was
-    committed; a commit that may have gone through is never sent again.
+    A commit still in doubt once Kafka has had OUTAGE_SECONDS to answer is settled on a new
+    producer too: its registration completes or aborts the transaction, and the group's committed
+    offsets say which; only one that did not commit is sent again. Anything else aborts and
+    raises, so the task fails and its retry continues from what was committed.
 
     :param make: builds a producer of the stage's transactional id, transactions initialised.
     """
@@ -510,6 +512,12 @@ class Transactions:
             error = exc.args[0]
             if (not committing or error.txn_requires_abort()) and self._renewed(error, give_up):
                 return False
+            if committing and source is not None and error.retriable() and not error.fatal():
+                # A commit that may or may not have gone through: the new producer's registration
+                # settles it (the coordinator completes or aborts it), the group's offsets say which.
+                self._stuck = True  # the old producer is left as it is, its commit pending
+                self._renewed(error, math.inf)
+                return self._committed(consumer, source)
             self._abort()
             raise
         except BaseException:
@@ -545,6 +553,15 @@ class Transactions:
         if not done:
             raise value
         return value
+
+    @staticmethod
+    def _committed(consumer: Consumer, source: BoundedRead) -> bool:
+        """Whether the group's committed offsets are the batch's: its transaction committed."""
+        positions = {tp.partition: tp.offset for tp in source.positions()}
+        committed = retrying(consumer.committed, source.positions(), timeout=TIMEOUT)
+        done = all(positions[tp.partition] == tp.offset for tp in committed)
+        log.info("the transaction in doubt has %s", "committed" if done else "not committed: sending it again")
+        return done
 
     def _renewed(self, error: KafkaError, give_up: float) -> bool:
         """A new producer in place of one whose open transaction cannot commit, if the error may

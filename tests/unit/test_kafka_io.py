@@ -4,7 +4,7 @@ new producer (those after which it cannot have committed) and which fail the sta
 import threading
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from include.pipeline.kafka_io import Outage, Transactions
 
@@ -130,3 +130,32 @@ def test_an_outage_is_one_line_when_it_begins_and_one_when_it_ends(caplog, monke
         "Kafka answers again, after 30s: going on",
         "Kafka does not answer (1/1 brokers are down): waiting for it, up to 60s within a transaction",
     ]
+
+
+class CommittedSource:
+    def positions(self):
+        return [TopicPartition("orders", 0, 120)]
+
+
+class GroupAt:
+    """A consumer whose group has committed ``offset`` on orders[0]."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def consumer_group_metadata(self):
+        return None
+
+    def committed(self, partitions, timeout):
+        return [TopicPartition(tp.topic, tp.partition, self.offset) for tp in partitions]
+
+
+@pytest.mark.parametrize("group_at, sent_again", [(120, False), (100, True)], ids=["went-through", "did-not"])
+def test_a_commit_in_doubt_is_settled_by_the_groups_offsets(monkeypatch, group_at, sent_again):
+    monkeypatch.setattr("include.pipeline.kafka_io.OUTAGE_SECONDS", 0.1)
+    first, second = FakeProducer({"commit": [TIMED_OUT] * 5}), FakeProducer({})
+    made = iter([first, second])
+    txns = Transactions(lambda: next(made))
+    txns.run(lambda producer: producer.sent.append("batch"), GroupAt(group_at), CommittedSource())
+    assert "abort" not in first.calls and "purge" not in first.calls  # left as it is, its commit pending
+    assert second.sent == (["batch"] if sent_again else [])
