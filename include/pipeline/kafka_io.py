@@ -515,8 +515,7 @@ class Transactions:
             if committing and source is not None and error.retriable() and not error.fatal():
                 # A commit that may or may not have gone through: the new producer's registration
                 # settles it (the coordinator completes or aborts it), the group's offsets say which.
-                self._stuck = True  # the old producer is left as it is, its commit pending
-                self._renewed(error, math.inf)
+                self._renewed(error, math.inf, purge=False)  # the old one's commit is pending
                 return self._committed(consumer, source)
             self._abort()
             raise
@@ -563,7 +562,7 @@ class Transactions:
         log.info("the transaction in doubt has %s", "committed" if done else "not committed: sending it again")
         return done
 
-    def _renewed(self, error: KafkaError, give_up: float) -> bool:
+    def _renewed(self, error: KafkaError, give_up: float, purge: bool = True) -> bool:
         """A new producer in place of one whose open transaction cannot commit, if the error may
         pass (a fatal one, such as being fenced by another attempt of the stage, does not)."""
         may_pass = error.retriable() or error.txn_requires_abort()
@@ -572,7 +571,7 @@ class Transactions:
         if error.code() in UNREACHABLE and not self._stuck:  # stuck, the client is at fault, not Kafka
             OUTAGE.began(error.str())
         log.info("the transaction did not go through (%s): sending it again on a new producer", error.str())
-        if not self._stuck:  # a stuck one is busy in its call's thread: left as it is
+        if purge and not self._stuck:  # a stuck one is busy in its call's thread: left as it is
             self.producer.purge()
         self.producer, self._stuck = self._make(), False
         return True
