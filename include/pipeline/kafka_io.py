@@ -176,7 +176,7 @@ class Outage:
     def __init__(self) -> None:
         self.since: float | None = None
         self.ended_at = -math.inf
-        self.lock = threading.Lock()  # began() also comes from a timer (Transactions)
+        self.lock = threading.Lock()  # began() also comes from a transaction call's thread (Transactions)
 
     def began(self, reason: str, servers: str = "") -> None:
         with self.lock:
@@ -556,9 +556,10 @@ class Transactions:
     @staticmethod
     def _committed(consumer: Consumer, source: BoundedRead) -> bool:
         """Whether the group's committed offsets are the batch's: its transaction committed."""
-        positions = {tp.partition: tp.offset for tp in source.positions()}
-        committed = retrying(consumer.committed, source.positions(), timeout=TIMEOUT)
-        done = all(positions[tp.partition] == tp.offset for tp in committed)
+        positions = source.positions()
+        batch_ends = {tp.partition: tp.offset for tp in positions}
+        committed = retrying(consumer.committed, positions, timeout=TIMEOUT)
+        done = all(batch_ends[tp.partition] == tp.offset for tp in committed)
         log.info("the transaction in doubt has %s", "committed" if done else "not committed: sending it again")
         return done
 
