@@ -25,7 +25,7 @@ from kafka.errors import CoordinatorNotAvailableError
 from include.pipeline import settings
 from tests.integration.conftest import Pipeline
 from tests.integration.expected import counted, expected_metrics
-from tests.integration.live_airflow import live_stack
+from tests.integration.live_airflow import FINISHED, live_stack
 
 pytestmark = pytest.mark.integration
 
@@ -119,8 +119,23 @@ def free_logical_date(airflow) -> str:
     return latest.isoformat()
 
 
+def pause_stream(airflow) -> None:
+    """The stream DAG paused and every run of it ended, its tasks stopped. An hour that goes by
+    while it is unpaused adds a scheduled run, which streams for most of an hour by default: it
+    would hold the DAG's one active run and the pool's slots from what a test runs next."""
+    airflow.set_paused(STREAM, True)
+    going = [run["dag_run_id"] for run in airflow.runs(STREAM) if run["state"] not in FINISHED]
+    for run_id in going:
+        airflow.api("PATCH", f"/dags/{STREAM}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
+    deadline = time.monotonic() + 60  # a retry that started meanwhile is stopped too
+    while any(state == "running" for run_id in going for state, _ in airflow.tasks(STREAM, run_id).values()):
+        assert time.monotonic() < deadline, {run_id: airflow.tasks(STREAM, run_id) for run_id in going}
+        time.sleep(1)
+
+
 def stream_run(airflow, pipeline, conf: dict) -> str:
     """A stream run triggered and streaming: its four stages running, analyze 500 orders on."""
+    pause_stream(airflow)
     before = group_committed(pipeline, "analyze", settings.PROCESSED)
     run_id = airflow.trigger(STREAM, conf, logical_date=free_logical_date(airflow))
     airflow.set_paused(STREAM, False)
@@ -197,7 +212,7 @@ def test_standalone_stopped_with_ctrl_c_mid_stream_run_leaves_nothing_and_the_ne
     airflow.api("PATCH", f"/dags/{STREAM}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
     _, alive = psutil.wait_procs([psutil.Process(pid) for pid in pids.values()], timeout=MARKED_FAILED_WITHIN)
     assert alive == []
-    airflow.set_paused(STREAM, True)
+    pause_stream(airflow)
     assert open_transactions(pipeline) == {}
 
     drain(airflow)
@@ -208,7 +223,7 @@ def test_standalone_stopped_with_ctrl_c_mid_stream_run_leaves_nothing_and_the_ne
 def test_standalone_stopped_or_killed_mid_bounded_run_then_started_again_ends_exact(live, sig):
     """SIGTERM to its group, as a service manager stops it; SIGKILL to every process, as a crash."""
     airflow, pipeline = live
-    airflow.set_paused(STREAM, True)
+    pause_stream(airflow)
     run_id = airflow.trigger(BOUNDED, {"orders": 400_000, "seed": int(sig)})
     airflow.set_paused(BOUNDED, False)
     wait_for_stages(airflow, BOUNDED, run_id, ["process"], timeout=300)
@@ -239,7 +254,7 @@ def test_broker_stopped_for_30s_mid_stream_run_the_stream_goes_on_and_the_run_en
     time.sleep(OUTAGE)
     pipeline.broker("up")
     run = airflow.wait_for_run(STREAM, run_id, timeout=300)
-    airflow.set_paused(STREAM, True)
+    pause_stream(airflow)
     tasks = airflow.tasks(STREAM, run_id)
     assert run["state"] == "success", tasks  # reconcile said yes
     assert {task: tries for task, (_, tries) in tasks.items() if task in STAGES} == dict.fromkeys(STAGES, 1)
@@ -267,11 +282,6 @@ def test_a_frozen_api_server_stops_the_stream_stages_once_their_heartbeats_fail(
             process.resume()
     assert alive == [], "a stage ran on with no heartbeat answered"
     assert open_transactions(pipeline) == {}
-    airflow.api("PATCH", f"/dags/{STREAM}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
-    airflow.set_paused(STREAM, True)
-    deadline = time.monotonic() + 60  # a retry that started meanwhile is stopped too
-    while any(state == "running" for state, _ in airflow.tasks(STREAM, run_id).values()):
-        assert time.monotonic() < deadline, airflow.tasks(STREAM, run_id)
-        time.sleep(1)
+    pause_stream(airflow)  # marks the run failed: its retries that started meanwhile stop too
     drain(airflow)
     assert_every_order_once_and_the_metrics_exact(pipeline)
