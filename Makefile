@@ -5,7 +5,7 @@ VENV ?= .venv
 DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
-.PHONY: install lock kafka-up kafka-down run produce stream acls test test-unit test-integration test-faults test-airflow \
+.PHONY: install lock kafka-up kafka-down run produce stream acls lint test test-unit test-integration test-faults test-airflow \
   test-stream test-clusters bench bench-latency clean
 
 install: $(VENV)/.installed
@@ -61,6 +61,10 @@ PRINCIPAL ?= User:pipeline
 acls: install
 	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.access $(if $(APPLY),apply $(if $(ADMIN_CONFIG),--admin-config "$(ADMIN_CONFIG)"),print) \
 	  --principal "$(PRINCIPAL)" $(if $(DAG),--dag $(DAG))
+
+# Style, import order and docstrings (ruff, configured in pyproject.toml); CI runs it first.
+lint: install
+	$(VENV)/bin/ruff check .
 
 test: install
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

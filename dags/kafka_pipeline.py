@@ -6,11 +6,9 @@ Wiring only: the stage logic lives in include/pipeline, the Kafka plumbing and t
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
-from kafka_stages.pipeline import CONSUME_PARAMS, GENERATE_PARAMS, pipeline_tasks
+from kafka_stages.pipeline import CONSUME_PARAMS, DAG_ARGS, GENERATE_PARAMS, RETRIES, pipeline_tasks
 
 with DAG(
     dag_id="kafka_pipeline",
@@ -19,11 +17,8 @@ with DAG(
     # A data-interval timetable: each run covers the previous hour, and generated orders get
     # event times inside it.
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,  # stages continue from committed offsets and window state
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-    render_template_as_native_obj=True,
+    **DAG_ARGS,
+    default_args=RETRIES,
     tags=["kafka", "orders", "example"],
     params={**GENERATE_PARAMS, **CONSUME_PARAMS},
 ):

@@ -8,19 +8,18 @@ The watcher only reads offsets; the stages own them. Unpause the DAG to start wa
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 from airflow.sdk import DAG, Asset, AssetWatcher
 
-from include.pipeline import settings, stages
-from kafka_stages.pipeline import CONSUME_PARAMS, pipeline_tasks
+from include.pipeline import settings
+from include.pipeline.topology import PROCESS
+from kafka_stages.pipeline import CONSUME_PARAMS, DAG_ARGS, RETRIES, pipeline_tasks
 from kafka_stages.triggers import ConsumerLagTrigger
 
 orders = Asset(
     name="kafka_orders",
     uri=f"kafka://{settings.bootstrap_servers().split(',')[0]}/{settings.ORDERS}",
     watchers=[AssetWatcher(name="orders_lag", trigger=ConsumerLagTrigger(
-        groups={settings.ORDERS: stages.INPUTS[settings.ORDERS]},
+        groups={PROCESS.input: PROCESS.group},
         min_records=settings.on_orders_min_records(),
         max_wait_seconds=settings.on_orders_max_wait_seconds(),
     ))],
@@ -31,11 +30,8 @@ with DAG(
     description="The kafka_pipeline stages, run when orders arrive instead of on the clock",
     doc_md=__doc__,
     schedule=[orders],
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-    render_template_as_native_obj=True,
+    **DAG_ARGS,
+    default_args=RETRIES,
     tags=["kafka", "orders", "event-driven"],
     params=CONSUME_PARAMS,
 ):

@@ -6,28 +6,32 @@ Its Kafka tasks share the kafka_pipeline pool with the other DAGs' stages.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from airflow.sdk import DAG, Param
 
 from include.pipeline import stages
 from kafka_stages.operators import CheckParamsOperator
-from kafka_stages.pipeline import SINK_PARAMS, sink_task, stage_task
+from kafka_stages.pipeline import DAG_ARGS, SINK_PARAMS, sink_task, stage_task
 
 with DAG(
     dag_id="kafka_pipeline_replay",
     description="Rebuild product metrics of a past time range from processed-orders",
     doc_md=__doc__,
     schedule=None,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    render_template_as_native_obj=True,
+    **DAG_ARGS,
     tags=["kafka", "orders", "replay"],
     params={
-        "start": Param("2026-01-05T09:00:00+00:00", type="string", format="date-time", description="First window start (inclusive)"),
-        "end": Param("2026-01-05T10:00:00+00:00", type="string", format="date-time", description="Last window start (exclusive)"),
-        "allow_partial": Param(False, type="boolean", description="Replay even if retention already deleted part of processed-orders"),
+        "start": Param(
+            "2026-01-05T09:00:00+00:00", type="string", format="date-time",
+            description="First window start (inclusive)",
+        ),
+        "end": Param(
+            "2026-01-05T10:00:00+00:00", type="string", format="date-time",
+            description="Last window start (exclusive)",
+        ),
+        "allow_partial": Param(
+            False, type="boolean",
+            description="Replay even if retention already deleted part of processed-orders",
+        ),
         **SINK_PARAMS,
     },
 ) as dag:

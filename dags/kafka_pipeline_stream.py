@@ -10,22 +10,17 @@ Wiring only: the stage logic lives in include/pipeline, the tasks in plugins/kaf
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
-from kafka_stages.pipeline import STREAM_PARAMS, stream_tasks
+from kafka_stages.pipeline import DAG_ARGS, RETRIES, STREAM_PARAMS, stream_tasks
 
 with DAG(
     dag_id="kafka_pipeline_stream",
     description="Order events streaming through Kafka: sub-second metrics per product, handed over hourly",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,  # a run hands over to the next
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-    render_template_as_native_obj=True,
+    **DAG_ARGS,
+    default_args=RETRIES,
     tags=["kafka", "orders", "streaming"],
     params=STREAM_PARAMS,
 ):

@@ -20,14 +20,19 @@ class LazyApp:
         self.module, self.app = module, None
 
     async def __call__(self, scope, receive, send) -> None:
+        """Serves a request, making the app first on the first one."""
         if self.app is None:
             self.app = import_module(self.module).create_app()
         await self.app(scope, receive, send)
 
 
 class OrderMetricsPlugin(AirflowPlugin):
+    """Mounts the Order metrics page on the api-server and gives it a button in the navigation."""
+
     name = "order_metrics"
-    fastapi_apps = [{"app": LazyApp("kafka_stages.metrics_page"), "url_prefix": PREFIX, "name": "Order metrics"}]
+    fastapi_apps = [{
+        "app": LazyApp("kafka_stages.metrics_page"), "url_prefix": PREFIX, "name": "Order metrics",
+    }]
     external_views = [{
         "name": "Order metrics", "href": f"{PREFIX}/", "url_route": "order-metrics", "destination": "nav",
         "nav_top_level": True,  # a button of its own in the navigation, not under "Plugins"

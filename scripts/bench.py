@@ -38,12 +38,12 @@ from confluent_kafka.admin import NewTopic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from include.pipeline import settings  # noqa: E402
+from include.pipeline import settings, topology  # noqa: E402
 from scripts.kafka.local import throwaway_broker  # noqa: E402
 
 START = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
 END = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
-STAGES = ("generate", "process", "analyze", "sink")
+STAGES = topology.names(topology.PIPELINE)
 COPY_TOPIC = "bench-copy"  # where the consume -> produce baseline writes
 BASELINE_FOR = {"generate": None, "process": "consume_produce", "analyze": "consume", "sink": "consume"}
 
@@ -51,7 +51,7 @@ BASELINE_FOR = {"generate": None, "process": "consume_produce", "analyze": "cons
 def child(what: str, n: int, store_url: str, profile: str | None) -> None:
     """Run one measured step in this (fresh) process; print {seconds, records, peak_rss_mb}."""
     from include.pipeline import stages
-    from include.pipeline.kafka_io import Kafka
+    from include.pipeline.kafka_io.client import Kafka
     from include.pipeline.metrics_store import MetricsStore
 
     kafka = Kafka.from_env()
@@ -60,14 +60,13 @@ def child(what: str, n: int, store_url: str, profile: str | None) -> None:
         profiler.enable()
     started = time.perf_counter()
     if what == "generate":
-        result = stages.generate(kafka, n, START, END, invalid_ratio=0.0, seed=1)
-        records = result["generated"]
+        records = stages.generate(kafka, n, START, END, invalid_ratio=0.0, seed=1).generated
     elif what == "process":
-        records = stages.process(kafka)["read"]
+        records = stages.process(kafka).read
     elif what == "analyze":
-        records = stages.analyze(kafka)["read"]
+        records = stages.analyze(kafka).read
     elif what == "sink":
-        records = stages.sink(kafka, MetricsStore(store_url, "bench"))["read"]
+        records = stages.sink(kafka, MetricsStore(store_url, "bench")).read
     elif what == "reconcile":
         records = reconcile_at(MetricsStore(store_url, "bench"))
     elif what == "page":
@@ -87,7 +86,8 @@ def child(what: str, n: int, store_url: str, profile: str | None) -> None:
 
 def baseline(kafka, what: str) -> int:
     """Raw bytes through the same client, settings and bounded read as the stages, no parsing."""
-    from include.pipeline.kafka_io import BoundedRead, produce
+    from include.pipeline.kafka_io.reading import BoundedRead
+    from include.pipeline.kafka_io.writing import produce
 
     group = f"bench-{what}"
     with closing(kafka.consumer(group)) as consumer:
@@ -109,7 +109,7 @@ def baseline(kafka, what: str) -> int:
 
 def transactions(kafka, transactional_id: str):
     """The stages' unit of work (kafka_io.Transactions) on a producer of its own."""
-    from include.pipeline.kafka_io import Transactions
+    from include.pipeline.kafka_io.writing import Transactions
 
     def make():
         producer = kafka.producer(transactional_id=transactional_id)
@@ -123,24 +123,24 @@ def reconcile_at(store) -> int:
     """What the reconcile task does after a sink: the sink's totals against the analyze ledger
     (here made equal to them; the stages' other counts are zero). Returns the rows covered."""
     from include.pipeline import reconcile
+    from include.pipeline.results import AnalyzeResult, ProcessResult, RunResults, SinkResult
+    from include.pipeline.windows import Ledger
 
     totals = store.totals()
-    ledger = {"count": totals.order_count, "revenue": str(totals.total_revenue), "revenue_cents": str(totals.total_revenue)}
-    nothing = {"topic": "-", "partitions": {}, "lost": 0}
-    results = {
-        "process": {"input": nothing, "read": 0, "valid": 0, "invalid": 0,
-                    "written": {settings.PROCESSED: 0, settings.DLQ: 0}},
-        "analyze": {"input": nothing, "read": 0, "counted": 0, "counted_revenue": "0", "invalid": 0, "late": 0,
-                    "duplicate": 0, "written": {settings.METRICS: 0, settings.DLQ: 0},
-                    "ledger_before": ledger, "ledger_after": ledger},
-        "sink": {"input": nothing, "read": 0, "metrics": totals.rows, "order_count": totals.order_count,
-                 "total_revenue": str(totals.total_revenue), "store": store.name, "rows_changed": 0, "export": None},
-    }
+    ledger = Ledger(totals.order_count, totals.total_revenue, totals.total_revenue)
+    results = RunResults(
+        process=ProcessResult(), analyze=AnalyzeResult(ledger_before=ledger, ledger_after=ledger),
+        sink=SinkResult(
+            metrics=totals.rows, order_count=totals.order_count, total_revenue=totals.total_revenue,
+            store=store.name,
+        ),
+    )
     reconcile.reconcile("bench", results)
     return totals.rows
 
 
 def measure(env: dict, what: str, n: int, store: str, profiles: Path | None = None) -> dict:
+    """One step in a fresh process (this script with --child): its seconds, records and peak RSS."""
     profile = ["--profile-to", str(profiles / f"{what}.txt")] if profiles else []
     result = subprocess.run(
         [sys.executable, __file__, "--child", what, "--n", str(n), "--store", store, *profile],
@@ -151,10 +151,13 @@ def measure(env: dict, what: str, n: int, store: str, profiles: Path | None = No
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run_series(env: dict, n: int, work: Path, with_baselines: bool, profiles: Path | None = None) -> tuple[dict, dict]:
+def run_series(
+    env: dict, n: int, work: Path, with_baselines: bool, profiles: Path | None = None,
+) -> tuple[dict, dict]:
     """Fresh topics (a fresh broker), then the baselines and the stages over n orders."""
     from include.pipeline import stages
-    from include.pipeline.kafka_io import TIMEOUT, Kafka, retrying
+    from include.pipeline.kafka_io.client import TIMEOUT, Kafka
+    from include.pipeline.kafka_io.errors import retrying
 
     kafka = Kafka({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
     stages.create_topics(kafka)
@@ -186,7 +189,7 @@ NOW = int(END.timestamp())  # history ends here; the run updates its last 100 wi
 def sink_history(env: dict, work: Path, sizes: tuple[int, ...] = HISTORY_SIZES) -> dict:
     """The sink's seconds and peak RSS over stores of HISTORY_SIZES rows, on both engines."""
     from include.pipeline import stages
-    from include.pipeline.kafka_io import Kafka
+    from include.pipeline.kafka_io.client import Kafka
     from scripts.postgres.local import PASSWORD, throwaway_postgres
 
     report: dict = {"reconcile_seconds": {}}
@@ -201,11 +204,14 @@ def sink_history(env: dict, work: Path, sizes: tuple[int, ...] = HISTORY_SIZES) 
                 else:
                     with postgres.connect() as admin:
                         admin.execute(f"CREATE DATABASE history_{size} OWNER metrics")
-                    url = f"postgresql+psycopg://metrics:{PASSWORD}@127.0.0.1:{postgres.port}/history_{size}"
+                    url = (
+                        f"postgresql+psycopg://metrics:{PASSWORD}@127.0.0.1:{postgres.port}/history_{size}"
+                    )
                 fill(kafka, url, size)
                 run_env = {**kafka_env, "PIPELINE_OUTPUT_DIR": str(work / f"output-{engine}-{size}")}
                 steps = []
-                for _ in range(HISTORY_REPEATS):  # the median of a few: one run is at the mercy of the machine
+                # The median of a few: one run is at the mercy of the machine.
+                for _ in range(HISTORY_REPEATS):
                     publish_run(kafka)
                     step = measure(run_env, "sink", RUN_WINDOWS * 5, url)
                     if step["records"] != RUN_WINDOWS * 5:
@@ -220,8 +226,9 @@ def sink_history(env: dict, work: Path, sizes: tuple[int, ...] = HISTORY_SIZES) 
                     "seconds": round(step["seconds"], 3), "peak_rss_mb": step["peak_rss_mb"],
                     "page_seconds": round(page_seconds, 3),
                 }
-                print(f"sink_history {engine} {size:>9,} rows: {step['seconds']:.3f} s, {step['peak_rss_mb']} MB; "
-                      f"page (metrics, default range) {page_seconds:.3f} s", flush=True)
+                print(f"sink_history {engine} {size:>9,} rows: {step['seconds']:.3f} s, "
+                      f"{step['peak_rss_mb']} MB; page (metrics, default range) {page_seconds:.3f} s",
+                      flush=True)
             report["reconcile_seconds"][engine] = round(measure(run_env, "reconcile", 0, url)["seconds"], 3)
     return report
 
@@ -231,7 +238,7 @@ def fill(kafka, url: str, size: int) -> None:
     database's own bulk path; the store's totals, cluster and offsets (the topic's end) to match."""
     from decimal import Decimal
 
-    from include.pipeline import sink
+    from include.pipeline import store_changes
     from include.pipeline.metrics_store import MetricsStore
 
     store = MetricsStore(url, "bench")
@@ -244,7 +251,19 @@ def fill(kafka, url: str, size: int) -> None:
         for start in range(NOW - 60 * (size // len(settings.PRODUCTS)), NOW, 60)
         for product_id, name in settings.PRODUCTS.items()
     )
-    columns = "window_start, window_end, product_id, product_name, order_count, total_revenue, avg_order_value, updated_at"
+    columns = (
+        "window_start, window_end, product_id, product_name, order_count, total_revenue, avg_order_value, "
+        "updated_at"
+    )
+    bulk_insert(store, columns, rows)
+    ends = metrics_topic_ends(kafka)
+    with store.transaction(cluster) as txn:
+        txn.totals = store_changes.Totals(size, 3 * size, Decimal(30 * size))
+        txn.set_offsets(settings.METRICS, ends)
+
+
+def bulk_insert(store, columns: str, rows) -> None:
+    """``rows`` into product_metrics in one transaction, by the database's own bulk path."""
     raw = store.engine.raw_connection()
     try:
         if store.engine.dialect.name == "sqlite":
@@ -262,21 +281,20 @@ def fill(kafka, url: str, size: int) -> None:
         # map, hint bits (else the first reads after a bulk load pay for them).
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE product_metrics")
+
+
+def metrics_topic_ends(kafka) -> dict[int, int]:
+    """The end offset of each partition of product-metrics, once the new topic has its leaders."""
     with closing(kafka.consumer("bench-history")) as consumer:
-        for _ in range(60):  # new topics: until their leaders are elected
+        for _ in range(60):
             try:
-                ends = {
+                return {
                     p: consumer.get_watermark_offsets(TopicPartition(settings.METRICS, p), timeout=30)[1]
                     for p in range(settings.PARTITIONS)
                 }
-                break
             except KafkaException:
                 time.sleep(0.5)
-        else:
-            sys.exit("bench: product-metrics has no leaders after 30 s")
-    with store.transaction(cluster) as txn:
-        txn.totals = sink.Totals(size, 3 * size, Decimal(30 * size))
-        txn.set_offsets(settings.METRICS, ends)
+    sys.exit("bench: product-metrics has no leaders after 30 s")
 
 
 def publish_run(kafka) -> None:
@@ -284,7 +302,7 @@ def publish_run(kafka) -> None:
     from decimal import Decimal
 
     from include.pipeline import codec
-    from include.pipeline.kafka_io import produce_all
+    from include.pipeline.kafka_io.writing import produce_all
     from include.pipeline.windows import Aggregate, key_bytes, metric
 
     keys = [
@@ -293,7 +311,9 @@ def publish_run(kafka) -> None:
         for product_id in settings.PRODUCTS
     ]
     records = [(key_bytes(key), codec.encode(metric(key, Aggregate(4, Decimal("41.00"))))) for key in keys]
-    transactions(kafka, "bench-history").run(lambda producer: produce_all(producer, settings.METRICS, records))
+    transactions(kafka, "bench-history").run(
+        lambda producer: produce_all(producer, settings.METRICS, records)
+    )
 
 
 def rate(step: dict, n: int) -> float:
@@ -301,7 +321,8 @@ def rate(step: dict, n: int) -> float:
     return n / step["seconds"]
 
 
-def main() -> int:
+def arguments() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="orders (default 1,000,000)")
     parser.add_argument("--child")
@@ -318,80 +339,103 @@ def main() -> int:
     )
     parser.add_argument("--profile-to")
     args = parser.parse_args()
+    if not args.child and args.n < 10:
+        parser.error("--n must be at least 10")
+    return args
+
+
+def main() -> int:
+    """Run the benchmark (all of it, the sink_history part alone, or the stages under cProfile)
+    and write its report; with --child, one measured step of it."""
+    args = arguments()
     if args.child:
         child(args.child, args.n, args.store, args.profile_to)
         return 0
-    if args.n < 10:
-        parser.error("--n must be at least 10")
-
     n, small = args.n, args.n // 10
     sizes = tuple(int(size) for size in args.history_sizes.split(","))
-    report: dict = {"n": n}
     with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp:
         work = Path(tmp)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_OUTPUT_DIR": str(work / "output"), "KAFKA_HEAP": "1g"}
+        env = {
+            **os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_OUTPUT_DIR": str(work / "output"),
+            "KAFKA_HEAP": "1g",
+        }
         env.pop("AIRFLOW_CONN_KAFKA_DEFAULT", None)
-
         if args.profile:
-            profiles = settings.output_dir() / "profiles"
-            profiles.mkdir(parents=True, exist_ok=True)
-            with throwaway_broker(work / "kafka-profile", env) as kafka_env:
-                run_series(kafka_env, n, work, with_baselines=False, profiles=profiles)
-            for stage in STAGES:
-                print(f"{profiles / stage}.txt")
+            profile(env, n, work)
             return 0
-
         if args.sink_history_only:
             report = {"sink_history": sink_history(env, work, sizes)}
             write(report, render_history(report["sink_history"], sizes))
             return 0
-
         with throwaway_broker(work / "kafka-n", env) as kafka_env:
             big, baselines = run_series(kafka_env, n, work, with_baselines=True)
         with throwaway_broker(work / "kafka-small", env) as kafka_env:
             smaller, _ = run_series(kafka_env, small, work, with_baselines=False)
-
-        report["baseline"] = {
-            what: {"orders_per_s": round(rate(step, n)), "peak_rss_mb": step["peak_rss_mb"]}
-            for what, step in baselines.items()
-        }
-        report["stages"] = {}
-        for stage in STAGES:
-            step = big[stage]
-            base = BASELINE_FOR[stage]
-            report["stages"][stage] = {
-                "orders_per_s": round(rate(step, n)),
-                "records_read": step["records"],
-                "seconds": round(step["seconds"], 2),
-                "ratio": round(rate(step, n) / report["baseline"][base]["orders_per_s"], 2) if base else None,
-                "peak_rss_mb": step["peak_rss_mb"],
-                "peak_rss_mb_small": smaller[stage]["peak_rss_mb"],
-            }
-        report["stage_seconds_process_analyze_sink"] = round(sum(big[s]["seconds"] for s in STAGES[1:]), 2)
-
+        report = stage_report(n, big, smaller, baselines)
         if not args.skip_dag:
-            with throwaway_broker(work / "kafka-dag", {**env, "AIRFLOW_HOME": str(work / "airflow")}) as kafka_env:
-                started = time.perf_counter()
-                result = subprocess.run(
-                    [str(ROOT / "scripts/airflow"), "dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00",
-                     "--conf", json.dumps({"orders": n, "invalid_ratio": 0.0, "seed": 1})],
-                    env=kafka_env, capture_output=True, text=True,
-                )
-                dag_seconds = time.perf_counter() - started
-            if result.returncode != 0 or "state=success" not in result.stdout + result.stderr:
-                sys.exit("bench: the DAG run failed:\n" + (result.stdout + result.stderr)[-3000:])
-            # Each stage logs "<what>: <count> in <seconds>s"; the rest of the wall time is Airflow.
-            stage_seconds = sum(float(s) for s in re.findall(r": \d+ in ([0-9.]+)s \(", result.stdout + result.stderr))
-            report["dag_seconds"] = round(dag_seconds, 1)
-            report["dag_stage_seconds"] = round(stage_seconds, 1)
-            report["dag_airflow_overhead_seconds"] = round(dag_seconds - stage_seconds, 1)
+            report.update(dag_run(env, work, n))
         report["sink_history"] = sink_history(env, work, sizes)
-
     write(report, render(report) + "\n\n" + render_history(report["sink_history"], sizes))
     return 0
 
 
+def profile(env: dict, n: int, work: Path) -> None:
+    """Each stage once under cProfile; its top functions to output/profiles/<stage>.txt."""
+    profiles = settings.output_dir() / "profiles"
+    profiles.mkdir(parents=True, exist_ok=True)
+    with throwaway_broker(work / "kafka-profile", env) as kafka_env:
+        run_series(kafka_env, n, work, with_baselines=False, profiles=profiles)
+    for stage in STAGES:
+        print(f"{profiles / stage}.txt")
+
+
+def stage_report(n: int, big: dict, smaller: dict, baselines: dict) -> dict:
+    """The report's baselines and stages: rates, ratios to their baseline, peak memory at N and N/10."""
+    report: dict = {"n": n}
+    report["baseline"] = {
+        what: {"orders_per_s": round(rate(step, n)), "peak_rss_mb": step["peak_rss_mb"]}
+        for what, step in baselines.items()
+    }
+    report["stages"] = {}
+    for stage in STAGES:
+        step = big[stage]
+        base = BASELINE_FOR[stage]
+        report["stages"][stage] = {
+            "orders_per_s": round(rate(step, n)),
+            "records_read": step["records"],
+            "seconds": round(step["seconds"], 2),
+            "ratio": round(rate(step, n) / report["baseline"][base]["orders_per_s"], 2) if base else None,
+            "peak_rss_mb": step["peak_rss_mb"],
+            "peak_rss_mb_small": smaller[stage]["peak_rss_mb"],
+        }
+    report["stage_seconds_process_analyze_sink"] = round(sum(big[s]["seconds"] for s in STAGES[1:]), 2)
+    return report
+
+
+def dag_run(env: dict, work: Path, n: int) -> dict:
+    """A whole kafka_pipeline run of ``n`` orders (airflow dags test): its seconds, the stages'
+    share of them, and Airflow's."""
+    with throwaway_broker(work / "kafka-dag", {**env, "AIRFLOW_HOME": str(work / "airflow")}) as kafka_env:
+        started = time.perf_counter()
+        result = subprocess.run(
+            [str(ROOT / "scripts/airflow"), "dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00",
+             "--conf", json.dumps({"orders": n, "invalid_ratio": 0.0, "seed": 1})],
+            env=kafka_env, capture_output=True, text=True,
+        )
+        dag_seconds = time.perf_counter() - started
+    if result.returncode != 0 or "state=success" not in result.stdout + result.stderr:
+        sys.exit("bench: the DAG run failed:\n" + (result.stdout + result.stderr)[-3000:])
+    # Each stage logs "<what>: <count> in <seconds>s" (progress.Progress.done); the rest is Airflow.
+    output = result.stdout + result.stderr
+    stage_seconds = sum(float(s) for s in re.findall(r": \d+ in ([0-9.]+)s \(", output))
+    return {
+        "dag_seconds": round(dag_seconds, 1), "dag_stage_seconds": round(stage_seconds, 1),
+        "dag_airflow_overhead_seconds": round(dag_seconds - stage_seconds, 1),
+    }
+
+
 def write(report: dict, text: str) -> None:
+    """Write the report to bench.json in the output directory and print the table."""
     out = settings.output_dir() / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -400,37 +444,49 @@ def write(report: dict, text: str) -> None:
 
 
 def render_history(history: dict, sizes: tuple[int, ...]) -> str:
+    """The sink_history table: the sink's seconds and peak RSS at each store size, the largest
+    against the empty one, then the page's and reconcile's seconds."""
     big, empty = str(sizes[-1]), str(sizes[0])
-    lines = ["sink applying 1,000 window records onto a store of N rows (target at the largest: <= 1.5x the seconds, "
-             "<= 1.2x the peak RSS of the empty store)",
-             f"{'engine':<12}" + "".join(f"{f'{size:,} rows':>22}" for size in sizes) + f"{'x seconds':>11}{'x RSS':>8}"]
+    lines = ["sink applying 1,000 window records onto a store of N rows (target at the largest: "
+             "<= 1.5x the seconds, <= 1.2x the peak RSS of the empty store)",
+             f"{'engine':<12}" + "".join(f"{f'{size:,} rows':>22}" for size in sizes)
+             + f"{'x seconds':>11}{'x RSS':>8}"]
     for engine in ("sqlite", "postgresql"):
         row = history[engine]
-        cells = "".join(f"{row[str(size)]['seconds']:>10.3f} s {row[str(size)]['peak_rss_mb']:>6} MB" for size in sizes)
+        cells = "".join(
+            f"{row[str(size)]['seconds']:>10.3f} s {row[str(size)]['peak_rss_mb']:>6} MB" for size in sizes
+        )
         lines.append(f"{engine:<12}{cells}{row[big]['seconds'] / row[empty]['seconds']:>11.2f}"
                      f"{row[big]['peak_rss_mb'] / row[empty]['peak_rss_mb']:>8.2f}")
     for engine in ("sqlite", "postgresql"):
-        page = ", ".join(f"{size:,} rows {history[engine][str(size)]['page_seconds']:.3f} s" for size in sizes)
+        page = ", ".join(
+            f"{size:,} rows {history[engine][str(size)]['page_seconds']:.3f} s" for size in sizes
+        )
         lines.append(f"Order metrics page, the default 3 hours of metrics, {engine}: {page}")
-    lines.append(f"reconcile at {sizes[-1]:,} rows: " + ", ".join(f"{e} {s:.3f} s" for e, s in history["reconcile_seconds"].items()))
+    lines.append(f"reconcile at {sizes[-1]:,} rows: "
+                 + ", ".join(f"{e} {s:.3f} s" for e, s in history["reconcile_seconds"].items()))
     return "\n".join(lines)
 
 
 def render(report: dict) -> str:
+    """The main table: orders per second and peak RSS of the baselines and each stage (at N and
+    N/10), each stage's ratio to its baseline, then the task and whole-DAG times."""
     n = report["n"]
     lines = [f"N = {n:,} orders ({os.cpu_count()} cores)", "",
              f"{'step':<22}{'orders/s':>12}{'ratio':>8}{'peak MB':>10}{'peak MB N/10':>14}"]
     for what, row in report["baseline"].items():
-        lines.append(f"{'baseline ' + what:<22}{row['orders_per_s']:>12,}{'':>8}{row['peak_rss_mb']:>10}{'':>14}")
+        lines.append(f"{'baseline ' + what:<22}{row['orders_per_s']:>12,}"
+                     f"{'':>8}{row['peak_rss_mb']:>10}{'':>14}")
     for stage, row in report["stages"].items():
         ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
-        lines.append(f"{stage:<22}{row['orders_per_s']:>12,}{ratio:>8}{row['peak_rss_mb']:>10}{row['peak_rss_mb_small']:>14}")
+        lines.append(f"{stage:<22}{row['orders_per_s']:>12,}{ratio:>8}"
+                     f"{row['peak_rss_mb']:>10}{row['peak_rss_mb_small']:>14}")
     lines.append("")
     lines.append(f"process + analyze + sink task time: {report['stage_seconds_process_analyze_sink']} s")
     if "dag_seconds" in report:
         lines.append(
-            f"whole DAG run (dags test): {report['dag_seconds']} s, of which stages {report['dag_stage_seconds']} s "
-            f"and Airflow {report['dag_airflow_overhead_seconds']} s"
+            f"whole DAG run (dags test): {report['dag_seconds']} s, of which stages "
+            f"{report['dag_stage_seconds']} s and Airflow {report['dag_airflow_overhead_seconds']} s"
         )
     return "\n".join(lines)
 

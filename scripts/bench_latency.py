@@ -27,6 +27,8 @@ TARGET_P99_MS = {50: 1000, 5_000: 1000}  # the targets; 50,000 a second is repor
 
 
 def measure(rate: int, seconds: float, warmup: float, work: Path) -> dict:
+    """The stream supervisor at ``rate`` orders a second on a throwaway broker, for ``warmup`` and
+    then ``seconds`` seconds; returns the summary it writes (latency, lag at the end, stages)."""
     env = {**os.environ, "PIPELINE_OUTPUT_DIR": str(work / "output")}
     summary = work / "summary.json"
     with throwaway_broker(work / "kafka", env) as env:
@@ -41,6 +43,8 @@ def measure(rate: int, seconds: float, warmup: float, work: Path) -> dict:
 
 
 def main() -> int:
+    """Measure each rate, write output/latency.json and print the table; returns 1 if a p99 misses
+    its target."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", type=int, nargs="+", default=list(RATES))
     parser.add_argument("--seconds", type=float, default=60)
@@ -67,6 +71,8 @@ def main() -> int:
 
 
 def render(report: dict, summaries: dict[int, dict], seconds: float) -> list[str]:
+    """The report as a Markdown table, a row per rate: orders generated a second, the latency
+    percentiles, the orders measured and the lag at the end."""
     lines = [
         "| orders/s | generated/s | p50 ms | p95 ms | p99 ms | max ms | orders measured | lag at end |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -17,13 +17,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from include.pipeline import generator, settings, stages  # noqa: E402
-from include.pipeline.kafka_io import TIMEOUT, Kafka, Progress, produce_all  # noqa: E402
+from include.pipeline.kafka_io.client import TIMEOUT, Kafka  # noqa: E402
+from include.pipeline.kafka_io.writing import produce_all  # noqa: E402
+from include.pipeline.progress import Progress  # noqa: E402
 
 
 def main() -> int:
+    """Create the missing topics, then produce the orders; returns 1 if Kafka is out of reach or
+    misconfigured, or if some orders were not delivered."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=10_000, help="how many (default 10000)")
-    parser.add_argument("--invalid-ratio", type=float, default=0.05, help="share deliberately invalid (default 0.05)")
+    parser.add_argument(
+        "--invalid-ratio", type=float, default=0.05, help="share deliberately invalid (default 0.05)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="makes the orders reproducible")
     args = parser.parse_args()
     if args.orders < 0 or not 0 <= args.invalid_ratio <= 1:
@@ -44,7 +50,8 @@ def main() -> int:
         print(f"{len(producer)} orders were not delivered within {TIMEOUT:.0f}s", file=sys.stderr)
         return 1
     print(f"{progress.count} orders produced to {settings.ORDERS} at {kafka.config['bootstrap.servers']}; "
-          f"the last at {datetime.now(timezone.utc):%H:%M:%S.%f} UTC ({time.monotonic() - progress.started:.1f}s)")
+          f"the last at {datetime.now(timezone.utc):%H:%M:%S.%f} UTC "
+          f"({time.monotonic() - progress.started:.1f}s)")
     return 0
 
 

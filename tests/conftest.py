@@ -1,7 +1,14 @@
-"""For every test: the test brokers' JVM, and the order `make test`'s pytest-xdist workers
-(--dist loadfile --no-loadscope-reorder) take the files in."""
+"""For every test: a throwaway Airflow home for the tests that import Airflow, the test brokers'
+JVM, and the order `make test`'s pytest-xdist workers (--dist loadfile --no-loadscope-reorder)
+take the files in."""
 
 import os
+import tempfile
+
+# Airflow reads its settings at import: the DAG and plugin tests get a home of their own (the
+# integration tests give each Airflow process its own).
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 # The tests start dozens of brokers that each carry little: the JVM's first JIT tier alone halves
 # the CPU a start costs (the suite is CPU-bound on 2 cores). The benchmark keeps the default.

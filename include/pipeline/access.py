@@ -15,18 +15,25 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Iterable
 
 import msgspec
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import (
-    AclBinding, AclBindingFilter, AclOperation, AclPermissionType, ResourcePatternType, ResourceType,
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    ResourcePatternType,
+    ResourceType,
 )
 
-from include.pipeline import settings
-from include.pipeline.kafka_io import TIMEOUT, Kafka, Misconfigured
+from include.pipeline import settings, topology
+from include.pipeline.kafka_io.client import TIMEOUT, Kafka
+from include.pipeline.kafka_io.errors import Misconfigured
 
 README = "README.md, \"Kafka ACLs\""
-PREFIX = f"{settings.GROUP_PREFIX}-"
+PREFIX = topology.group("")  # every group and transactional id of the pipeline starts with it
 
 
 class Grant(msgspec.Struct, frozen=True, order=True):
@@ -38,7 +45,9 @@ class Grant(msgspec.Struct, frozen=True, order=True):
     prefixed: bool = False
 
     def __str__(self) -> str:
-        names = f"{self.resource}s prefixed {self.name!r}" if self.prefixed else f"{self.resource} {self.name!r}"
+        names = (
+            f"{self.resource}s prefixed {self.name!r}" if self.prefixed else f"{self.resource} {self.name!r}"
+        )
         return f"{self.operation} on {names}"
 
 
@@ -50,8 +59,8 @@ class AccessDenied(Misconfigured):
         super().__init__(
             f"Kafka denies {principal} {', '.join(map(str, missing))}: grant "
             f"{'it' if len(missing) == 1 else 'them'} (the ACL list: {README}; "
-            f"`make acls PRINCIPAL={principal if principal.startswith('User:') else 'User:<name>'}` prints it, "
-            "with APPLY=1 applies it)"
+            f"`make acls PRINCIPAL={principal if principal.startswith('User:') else 'User:<name>'}` "
+            "prints it, with APPLY=1 applies it)"
         )
 
 
@@ -61,40 +70,56 @@ def _topics(operation: str, *names: str) -> tuple[Grant, ...]:
 
 GROUPS = Grant("group", PREFIX, "Read", prefixed=True)
 TRANSACTIONS = Grant("transactional-id", PREFIX, "Write", prefixed=True)
-# What each stage (and the Order metrics page) does with which resource.
-STAGES: dict[str, tuple[Grant, ...]] = {
+
+
+def _grants(stage: topology.Stage) -> tuple[Grant, ...]:
+    """What a stage of the topology does with which resource."""
+    return (
+        *_topics("Read", *stage.topics_read), *_topics("Write", *stage.outputs),
+        *((GROUPS,) if stage.topics_read else ()), *((TRANSACTIONS,) if stage.transactional else ()),
+    )
+
+
+# Who needs which ACLs: the stages, the task that creates the topics, and the Order metrics page.
+GRANTS: dict[str, tuple[Grant, ...]] = {
     "create_topics": _topics("Create", *settings.TOPIC_CONFIGS),  # only while a topic is missing
-    "generate": (*_topics("Write", settings.ORDERS), TRANSACTIONS),
-    "process": (*_topics("Read", settings.ORDERS), *_topics("Write", settings.PROCESSED, settings.DLQ), GROUPS, TRANSACTIONS),
-    "analyze": (
-        *_topics("Read", settings.PROCESSED, settings.ANALYZE_STATE),
-        *_topics("Write", settings.METRICS, settings.ANALYZE_STATE, settings.DLQ), GROUPS, TRANSACTIONS,
-    ),
-    "sink": (*_topics("Read", settings.METRICS), GROUPS),
-    "replay": (*_topics("Read", settings.PROCESSED, settings.DLQ), *_topics("Write", settings.METRICS), GROUPS, TRANSACTIONS),
+    **{name: _grants(stage) for name, stage in topology.STAGES.items()},
     "metrics_page": (*_topics("Read", settings.DLQ), GROUPS),
 }
+_PIPELINE, _CONSUMING = topology.names(topology.PIPELINE), topology.names(topology.CONSUMING)
 USERS: dict[str, tuple[str, ...]] = {
-    "kafka_pipeline": ("create_topics", "generate", "process", "analyze", "sink"),
-    "kafka_pipeline_on_orders": ("create_topics", "process", "analyze", "sink"),
-    "kafka_pipeline_stream": ("create_topics", "generate", "process", "analyze", "sink"),
-    "kafka_pipeline_replay": ("replay", "sink"),
+    "kafka_pipeline": ("create_topics", *_PIPELINE),
+    "kafka_pipeline_on_orders": ("create_topics", *_CONSUMING),
+    "kafka_pipeline_stream": ("create_topics", *_PIPELINE),
+    "kafka_pipeline_replay": (topology.REPLAY.name, topology.SINK.name),
     "metrics_page": ("metrics_page",),
 }
 
 
 def needs(*stages: str) -> list[Grant]:
     """The ACLs of these stages, each once, in a stable order."""
-    return sorted({grant for stage in stages for grant in STAGES[stage]})
+    return sorted({grant for stage in stages for grant in GRANTS[stage]})
 
 
 def principal(kafka: Kafka) -> str:
+    """Who the client is to Kafka, for messages: ``User:`` and its SASL username, when it has one."""
     user = kafka.config.get("sasl.username")
     return f"User:{user}" if user else "this client's principal"
 
 
 _OPERATIONS = {"Create": AclOperation.CREATE, "Read": AclOperation.READ, "Write": AclOperation.WRITE}
-_RESOURCES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP, "transactional-id": ResourceType.TRANSACTIONAL_ID}
+_RESOURCES = {
+    "topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
+    "transactional-id": ResourceType.TRANSACTIONAL_ID,
+}
+
+
+def ready(kafka: Kafka, stages: Iterable[str] = ()) -> None:
+    """Fail fast, before anything is read or written: the cluster answers and takes the
+    credentials (``Kafka.check``), and the principal holds the ACLs ``stages`` need."""
+    kafka.check()
+    if stages:
+        check(kafka, tuple(stages))
 
 
 def check(kafka: Kafka, stages: tuple[str, ...]) -> None:
@@ -139,7 +164,7 @@ _COORDINATOR_NOT_READY = {
 
 def _missing_on_group(kafka: Kafka, grants: list[Grant]) -> list[Grant]:
     # The prefix's first group stands for all of them: an ACL on the prefix covers each alike.
-    group = f"{PREFIX}process"
+    group = topology.PROCESS.group
 
     def describe():
         admins, ends = [], time.monotonic() + TIMEOUT
@@ -147,7 +172,9 @@ def _missing_on_group(kafka: Kafka, grants: list[Grant]) -> list[Grant]:
             # (librdkafka 2.16) while the offsets topic is made. Each stays referenced: a collected
             # client cancels its futures.
             admins.append(admin := kafka.admin())
-            futures = admin.describe_consumer_groups([group], request_timeout=5, include_authorized_operations=True)
+            futures = admin.describe_consumer_groups(
+                [group], request_timeout=5, include_authorized_operations=True,
+            )
             try:
                 return futures[group].result()
             except KafkaException as exc:
@@ -200,24 +227,36 @@ def revoke(admin_kafka: Kafka, principal_name: str, grants: list[Grant]) -> None
 
 def table() -> str:
     """The README's table: one row per ACL, with who needs it."""
-    users = {grant: [u for u, stages in USERS.items() if grant in needs(*stages)] for grant in needs(*STAGES)}
+    users = {grant: [u for u, stages in USERS.items() if grant in needs(*stages)] for grant in needs(*GRANTS)}
     rows = ["| Resource | Pattern | Operation | Needed by (stages) | DAGs |", "|---|---|---|---|---|"]
     for grant, who in users.items():
-        stages = [stage for stage, grants in STAGES.items() if grant in grants and stage != "metrics_page"]
-        dags = ", ".join(u if u == "metrics_page" else u.removeprefix("kafka_pipeline").lstrip("_") or "hourly" for u in who)
+        stages = [stage for stage, grants in GRANTS.items() if grant in grants and stage != "metrics_page"]
+        dags = ", ".join(
+            u if u == "metrics_page" else u.removeprefix("kafka_pipeline").lstrip("_") or "hourly"
+            for u in who
+        )
         pattern = f"prefix `{grant.name}`" if grant.prefixed else f"`{grant.name}`"
-        rows.append(f"| {grant.resource} | {pattern} | {grant.operation} | {', '.join(stages) or '-'} | {dags} |")
+        rows.append(
+            f"| {grant.resource} | {pattern} | {grant.operation} | {', '.join(stages) or '-'} | {dags} |"
+        )
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.pipeline.access", description=__doc__.splitlines()[0])
+    """The command line: print or apply a principal's ACLs, or print the README's table."""
+    parser = argparse.ArgumentParser(
+        prog="python -m include.pipeline.access", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("action", choices=("print", "apply", "table"))
     parser.add_argument("--principal", default="User:pipeline", help="e.g. User:pipeline (default)")
-    parser.add_argument("--dag", choices=sorted(USERS), help="only what this DAG (or the page) needs; default all")
-    parser.add_argument("--admin-config", type=Path, help="apply: a JSON librdkafka config of a user allowed to alter ACLs")
+    parser.add_argument(
+        "--dag", choices=sorted(USERS), help="only what this DAG (or the page) needs; default all"
+    )
+    parser.add_argument(
+        "--admin-config", type=Path, help="apply: a JSON librdkafka config of a user allowed to alter ACLs"
+    )
     args = parser.parse_args(argv)
-    grants = needs(*USERS[args.dag]) if args.dag else needs(*STAGES)
+    grants = needs(*USERS[args.dag]) if args.dag else needs(*GRANTS)
     if args.action == "table":
         print(table())
     elif args.action == "print":
@@ -231,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             parser.error(f"--admin-config: {exc}")
         try:
-            admin.check()
+            ready(admin)
             apply(admin, args.principal, grants)
         except (ConnectionError, ValueError, KafkaException) as exc:  # no traceback for a wrong config
             print(f"granting {args.principal} its ACLs failed: {exc}", file=sys.stderr)

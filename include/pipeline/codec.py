@@ -19,6 +19,7 @@ def decode(raw: bytes) -> Any:
 
 
 def encode(obj: Any) -> bytes:
+    """JSON bytes; a Decimal is written as an exact JSON number."""
     return _encoder.encode(obj)
 
 

@@ -15,11 +15,15 @@ from decimal import Decimal
 
 import msgspec
 
-from include.pipeline import dead_letters, reconcile, settings
-from include.pipeline.kafka_io import BoundedRead, Kafka, LagProbe, offset_range
+from include.pipeline import access, dead_letters, reconcile, settings
+from include.pipeline.kafka_io.admin import offset_range
+from include.pipeline.kafka_io.client import Kafka
+from include.pipeline.kafka_io.lag_probe import LagProbe
+from include.pipeline.kafka_io.reading import BoundedRead
 from include.pipeline.lag import lag
 from include.pipeline.metrics_store import MetricsStore
-from include.pipeline.stages import INPUTS, group
+from include.pipeline.reasons import Reason
+from include.pipeline.topology import CONSUMING, INPUTS, group
 
 DEFAULT_RANGE = timedelta(hours=3)
 MAX_RANGE = timedelta(days=7)
@@ -33,6 +37,8 @@ class RangeError(ValueError):
 
 
 class TimeRange(msgspec.Struct, frozen=True):
+    """The range of event time shown: the windows starting in [start, end)."""
+
     start: datetime
     end: datetime
 
@@ -48,6 +54,8 @@ class Series(msgspec.Struct):
 
 
 class WindowRow(msgspec.Struct):
+    """One product's totals in one window: a row of the table of the newest windows."""
+
     window_start: datetime
     product_id: str
     product_name: str
@@ -57,6 +65,8 @@ class WindowRow(msgspec.Struct):
 
 
 class MetricsView(msgspec.Struct):
+    """The metrics of a range: its totals, a chart series per product, and its newest windows."""
+
     start: datetime
     end: datetime
     newest_window: datetime | None  # of the whole store; None when it has no rows
@@ -67,6 +77,8 @@ class MetricsView(msgspec.Struct):
 
 
 class RunRow(msgspec.Struct):
+    """One run, from its manifest: reconciled or not (and why not), and its counts."""
+
     dag_id: str
     run_id: str
     reconciled_at: datetime | None
@@ -82,6 +94,8 @@ class RunRow(msgspec.Struct):
 
 
 class DeadLetterRow(msgspec.Struct):
+    """One record of orders-dlq: why it was dead-lettered, where from, and its key and value as text."""
+
     partition: int
     offset: int
     timestamp: datetime | None
@@ -94,12 +108,16 @@ class DeadLetterRow(msgspec.Struct):
 
 
 class DeadLettersView(msgspec.Struct):
+    """Dead letters by reason over the recent runs, and the newest of them."""
+
     runs: int  # the recent runs the counts are over
     by_reason: dict[str, int]
     newest: list[DeadLetterRow]  # newest first
 
 
 class LagRow(msgspec.Struct):
+    """One consuming stage's lag on its input topic."""
+
     stage: str
     group: str
     topic: str
@@ -123,7 +141,9 @@ def parse_range(start: str | None, end: str | None, newest_window: int | None, n
         raise RangeError(f"end ({high.isoformat()}) must be after start ({low.isoformat()})")
     if high - low > MAX_RANGE:
         days = (high - low) / timedelta(days=1)
-        raise RangeError(f"a range is at most {MAX_RANGE.days} days, got {days:.4g} days: narrow start and end")
+        raise RangeError(
+            f"a range is at most {MAX_RANGE.days} days, got {days:.4g} days: narrow start and end"
+        )
     return TimeRange(low, high)
 
 
@@ -133,7 +153,9 @@ def _time(name: str, text: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise RangeError(f"{name} must be an ISO 8601 time such as 2026-01-05T10:00:00Z, got {text!r}") from None
+        raise RangeError(
+            f"{name} must be an ISO 8601 time such as 2026-01-05T10:00:00Z, got {text!r}"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
@@ -154,11 +176,14 @@ def metrics(store: MetricsStore, start: str | None = None, end: str | None = Non
         by_window[row.window_start].append(WindowRow(
             when, row.product_id, row.product_name, row.order_count, row.total_revenue, row.avg_order_value,
         ))
-    newest_rows = [row for start_s in sorted(by_window, reverse=True)[:NEWEST_WINDOWS] for row in by_window[start_s]]
+    newest_rows = [
+        row for start_s in sorted(by_window, reverse=True)[:NEWEST_WINDOWS] for row in by_window[start_s]
+    ]
     return MetricsView(
         start=span.start, end=span.end,
         newest_window=None if newest is None else datetime.fromtimestamp(newest, timezone.utc),
-        orders=sum(row.order_count for row in rows), revenue=sum((row.total_revenue for row in rows), Decimal("0.00")),
+        orders=sum(row.order_count for row in rows),
+        revenue=sum((row.total_revenue for row in rows), Decimal("0.00")),
         series=sorted(series.values(), key=lambda s: s.product_id), newest=newest_rows,
     )
 
@@ -174,9 +199,9 @@ def runs(limit: int) -> list[RunRow]:
     return [
         RunRow(
             dag_id=m.dag_id, run_id=m.run_id, reconciled_at=m.reconciled_at, reconciled=m.reconciled,
-            problems=m.problems, generated=m.summary.generated, valid=m.summary.valid, invalid=m.summary.invalid,
-            invalid_reasons=m.summary.invalid_reasons, late=m.summary.late, duplicate=m.summary.duplicate,
-            counted=m.summary.counted,
+            problems=m.problems, generated=m.summary.generated, valid=m.summary.valid,
+            invalid=m.summary.invalid, invalid_reasons=m.summary.invalid_reasons, late=m.summary.late,
+            duplicate=m.summary.duplicate, counted=m.summary.counted,
         )
         for m in reconcile.recent(limit)
     ]
@@ -185,7 +210,9 @@ def runs(limit: int) -> list[RunRow]:
 def dead_letter_view(kafka: Kafka, recent_runs: list[RunRow], newest: int) -> DeadLettersView:
     """Dead letters by reason over ``recent_runs``, and the newest ``newest`` records of orders-dlq."""
     letters = newest_dead_letters(kafka, newest)
-    return DeadLettersView(len(recent_runs), reason_counts(recent_runs), [dead_letter_row(d) for d in letters])
+    return DeadLettersView(
+        len(recent_runs), reason_counts(recent_runs), [dead_letter_row(d) for d in letters]
+    )
 
 
 def reason_counts(recent_runs: list[RunRow]) -> dict[str, int]:
@@ -193,7 +220,7 @@ def reason_counts(recent_runs: list[RunRow]) -> dict[str, int]:
     by_reason: Counter[str] = Counter()
     for run in recent_runs:
         by_reason.update(run.invalid_reasons)
-        by_reason.update({"late": run.late, "duplicate": run.duplicate})
+        by_reason.update({Reason.LATE: run.late, Reason.DUPLICATE: run.duplicate})
     return {reason: n for reason, n in sorted(by_reason.items()) if n}
 
 
@@ -201,7 +228,7 @@ def newest_dead_letters(kafka: Kafka, count: int) -> list[dead_letters.DeadLette
     """The newest ``count`` records of orders-dlq. A bounded read from assigned offsets: no group
     joined, nothing committed. Transaction markers take offsets too, so it reads back from the
     end of each partition, further each time, until ``count`` records or the start."""
-    kafka.check()
+    access.ready(kafka)
     with closing(kafka.consumer(DEAD_LETTER_READER, quiet=True)) as consumer:
         bounds = offset_range(consumer, settings.DLQ)
         ends = {p: high for p, (_, high) in bounds.items()}
@@ -214,11 +241,14 @@ def newest_dead_letters(kafka: Kafka, count: int) -> list[dead_letters.DeadLette
             if all(per_partition[p] >= count or starts[p] == low for p, (low, _) in bounds.items()):
                 break
             back *= 2
-    letters.sort(key=lambda d: (d.timestamp or datetime.min.replace(tzinfo=timezone.utc), d.partition, d.offset))
+    letters.sort(
+        key=lambda d: (d.timestamp or datetime.min.replace(tzinfo=timezone.utc), d.partition, d.offset)
+    )
     return letters[::-1][:count]
 
 
 def dead_letter_row(letter: dead_letters.DeadLetter) -> DeadLetterRow:
+    """A dead letter as the page shows it: key and value as text, the value cut to ``VALUE_CHARS``."""
     def text(raw: bytes | None, limit: int | None = None) -> str | None:
         if raw is None:
             return None
@@ -228,18 +258,20 @@ def dead_letter_row(letter: dead_letters.DeadLetter) -> DeadLetterRow:
     return DeadLetterRow(
         partition=letter.partition, offset=letter.offset, timestamp=letter.timestamp, key=text(letter.key),
         value=text(letter.value, VALUE_CHARS), value_bytes=len(letter.value or b""), reason=letter.reason,
-        detail=letter.detail, source=f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}",
+        detail=letter.detail,
+        source=f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}",
     )
 
 
 def lags(kafka: Kafka) -> list[LagRow]:
     """Each consuming stage's lag on its input topic."""
-    kafka.check()
+    access.ready(kafka)
     probe = LagProbe(kafka, INPUTS, quiet=True)
     try:
         ends, committed, starts = probe.offsets()
     finally:
         probe.close()
     per_topic = lag(ends, committed, starts)
-    stage_of = {topic: group_id.removeprefix(f"{settings.GROUP_PREFIX}-") for topic, group_id in INPUTS.items()}
-    return [LagRow(stage_of[topic], group_id, topic, per_topic.get(topic, 0)) for topic, group_id in INPUTS.items()]
+    return [
+        LagRow(stage.name, stage.group, stage.input, per_topic.get(stage.input, 0)) for stage in CONSUMING
+    ]

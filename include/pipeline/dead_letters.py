@@ -13,7 +13,7 @@ import msgspec
 from confluent_kafka import Message, Producer
 
 from include.pipeline import settings
-from include.pipeline.kafka_io import produce
+from include.pipeline.kafka_io.writing import produce
 
 REASON, DETAIL = "reason", "detail"
 SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET = "source.topic", "source.partition", "source.offset"
@@ -54,9 +54,9 @@ def read(message: Message) -> DeadLetter:
     return DeadLetter(
         partition=message.partition(), offset=message.offset(),
         timestamp=datetime.fromtimestamp(ms / 1000, timezone.utc) if kind and ms >= 0 else None,
-        key=message.key(), value=message.value(), reason=headers.get(REASON, ""), detail=headers.get(DETAIL, ""),
-        source_topic=headers.get(SOURCE_TOPIC, ""), source_partition=_int(headers.get(SOURCE_PARTITION)),
-        source_offset=_int(headers.get(SOURCE_OFFSET)),
+        key=message.key(), value=message.value(), reason=headers.get(REASON, ""),
+        detail=headers.get(DETAIL, ""), source_topic=headers.get(SOURCE_TOPIC, ""),
+        source_partition=_int(headers.get(SOURCE_PARTITION)), source_offset=_int(headers.get(SOURCE_OFFSET)),
     )
 
 

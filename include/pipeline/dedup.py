@@ -24,10 +24,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-FINGERPRINT = np.dtype("S16")
-EVENT_US = np.dtype("<i8")
-SEGMENT_KEY = b"orders:"
-SEGMENT_IDS = 20_000  # ids per changelog record: 480 KB, under the broker's 1 MB default
+from include.pipeline import state_codec
+from include.pipeline.state_codec import EVENT_US, FINGERPRINT, Record
+
 SPILL_IDS = 1 << 16  # ids held in memory before they go to a file (1.5 MB)
 BLOCK = 256  # ids per block of a file: one 4 KB read
 MERGE_CHUNK = 1 << 14  # ids read at a time when files merge
@@ -37,6 +36,7 @@ PROBES = 7
 
 
 def fingerprint(order_id: str) -> bytes:
+    """The 16-byte fingerprint an order id is remembered by."""
     return blake2b(order_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
@@ -50,6 +50,7 @@ class Run:
 
     @classmethod
     def of(cls, keys: np.ndarray, event_us: np.ndarray) -> Run:
+        """A run of these entries, sorted."""
         order = np.argsort(keys, kind="stable")
         return cls(keys[order], event_us[order])
 
@@ -57,9 +58,11 @@ class Run:
         return len(self.keys)
 
     def contains(self, query: np.ndarray) -> np.ndarray:
+        """Which of ``query`` are in the run."""
         return _found(self.keys, query)
 
     def merge(self, other: Run) -> Run:
+        """Both runs as one, in order."""
         # Linear: each of other's keys goes where searchsorted says, self's fill the rest.
         slots = np.searchsorted(self.keys, other.keys) + np.arange(len(other))
         rest = np.ones(len(self) + len(other), dtype=bool)
@@ -98,7 +101,8 @@ class SpilledRun:
                     continue
                 chunk.keys.tofile(keys)
                 chunk.event_us.tofile(times)
-                fences.append(chunk.keys[-run.size % BLOCK::BLOCK].copy())  # not a view: it would keep the chunk
+                # A copy, not a view: a view would keep the whole chunk in memory.
+                fences.append(chunk.keys[-run.size % BLOCK::BLOCK].copy())
                 for first in range(0, len(chunk), BLOOM_CHUNK):  # bounds the probes' memory
                     probes = _probes(chunk.keys[first:first + BLOOM_CHUNK], run.bits).ravel()
                     np.bitwise_or.at(run.bloom, probes >> 3, np.left_shift(1, probes & 7, dtype=np.uint8))
@@ -108,6 +112,7 @@ class SpilledRun:
         return run
 
     def chunks(self) -> Iterator[Run]:
+        """The run read back in order, MERGE_CHUNK entries at a time."""
         with open(self.keys_path, "rb") as keys, open(self.times_path, "rb") as times:
             for first in range(0, self.size, MERGE_CHUNK):
                 n = min(MERGE_CHUNK, self.size - first)
@@ -132,6 +137,7 @@ class SpilledRun:
         return found
 
     def delete(self) -> None:
+        """Remove its files."""
         self.keys_path.unlink()
         self.times_path.unlink()
 
@@ -164,18 +170,16 @@ class SeenOrders:
             found |= spilled.contains(query, probes[spilled.bits], self.cutoff_us)
         return found
 
-    def add(self, fingerprints: list[bytes], event_us: list[int]) -> list[tuple[bytes, bytes]]:
+    def add(self, fingerprints: list[bytes], event_us: list[int]) -> list[Record]:
         """Remember newly counted ids; returns the changelog records that save them."""
         if not fingerprints:
             return []
         keys = np.array(fingerprints, dtype=FINGERPRINT)
         times = np.array(event_us, dtype=EVENT_US)
         self._push(Run.of(keys, times))
-        records = []
-        for start in range(0, len(keys), SEGMENT_IDS):
-            value = keys[start:start + SEGMENT_IDS].tobytes() + times[start:start + SEGMENT_IDS].tobytes()
-            key = SEGMENT_KEY + blake2b(value, digest_size=16).hexdigest().encode()
-            self.segments[key] = int(times[start:start + SEGMENT_IDS].max())
+        records: list[Record] = []
+        for key, value, newest in state_codec.segment_records(keys, times):
+            self.segments[key] = newest
             records.append((key, value))
         return records
 
@@ -195,16 +199,18 @@ class SeenOrders:
     # Restoring reads the changelog twice: first which segments are live, then only those, so
     # the ids are never all in memory as raw records.
 
-    def note(self, key: bytes, value: bytes | None) -> None:
-        if value is None:
-            self._live.discard(key)
+    def note(self, segment: state_codec.Segment) -> None:
+        """Restoring, first pass: whether a segment is live (no later tombstone)."""
+        if segment.value is None:
+            self._live.discard(segment.key)
         else:
-            self._live.add(key)
+            self._live.add(segment.key)
 
-    def load(self, key: bytes, value: bytes) -> None:
-        if key in self._live and key not in self.segments:
-            keys, event_us = _decode(value)
-            self.segments[key] = int(event_us.max())
+    def load(self, segment: state_codec.Segment) -> None:
+        """Restoring, second pass: the ids of a live segment."""
+        if segment.key in self._live and segment.key not in self.segments:
+            keys, event_us = state_codec.segment_ids(segment.value)
+            self.segments[segment.key] = int(event_us.max())
             self._push(Run.of(keys, event_us))
 
     def _push(self, run: Run) -> None:
@@ -263,9 +269,3 @@ def _probes(keys: np.ndarray, bits: int) -> np.ndarray:
     halves = np.ascontiguousarray(keys).view(np.uint64).reshape(-1, 2)
     step = halves[:, 1:] | np.uint64(1)
     return (halves[:, :1] + step * np.arange(PROBES, dtype=np.uint64)) & np.uint64(bits - 1)
-
-
-def _decode(value: bytes) -> tuple[np.ndarray, np.ndarray]:
-    n = len(value) // (FINGERPRINT.itemsize + EVENT_US.itemsize)
-    split = n * FINGERPRINT.itemsize
-    return np.frombuffer(value, FINGERPRINT, n), np.frombuffer(value, EVENT_US, n, offset=split)

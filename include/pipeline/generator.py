@@ -85,9 +85,12 @@ def chunks(
         n = min(CHUNK, count - first)
         product = rng.choice(len(products), n, p=weights / weights.sum())
         cents = (low[product] + rng.random(n) * (high[product] - low[product] + 1)).astype(np.int64).tolist()
-        user = (USERS * (1.0 - (1.0 - rng.random(n)) ** (1 / 3))).astype(np.int64).tolist()  # Beta(1, 3): loyal few
+        # Beta(1, 3): loyal few
+        user = (USERS * (1.0 - (1.0 - rng.random(n)) ** (1 / 3))).astype(np.int64).tolist()
         at_us = start_us + (np.arange(first, first + n) * step_us + rng.random(n) * step_us).astype(np.int64)
-        timestamps = np.datetime_as_string(np.minimum(at_us, end_us - 1).astype("datetime64[us]"), unit="ms").tolist()
+        timestamps = np.datetime_as_string(
+            np.minimum(at_us, end_us - 1).astype("datetime64[us]"), unit="ms"
+        ).tolist()
         invalid = np.flatnonzero(rng.random(n) < invalid_ratio).tolist() if invalid_ratio else []
         order_ids = _uuids(rng, n)
         user_ids = [users[u] for u in user]
@@ -121,7 +124,10 @@ def _uuids(rng: np.random.Generator, n: int) -> list[str]:
 
 def _seed(seed: int | str | None) -> int | None:
     # numpy takes integers only: a string seed (a run id) is hashed to one, stably.
-    return seed if seed is None or isinstance(seed, int) else int.from_bytes(sha256(seed.encode()).digest()[:16], "big")
+    return (
+        seed if seed is None or isinstance(seed, int)
+        else int.from_bytes(sha256(seed.encode()).digest()[:16], "big")
+    )
 
 
 def _epoch_us(moment: datetime) -> int:

@@ -1,6 +1,6 @@
 """Consumer lag, observed: how many committed records of a topic a consumer group has not
 committed past yet, and when a backlog is worth a run. Plain Python; the offsets come from
-``kafka_io.LagProbe`` (read without joining a group or committing anything).
+``kafka_io.lag_probe.LagProbe`` (read without joining a group or committing anything).
 
 Lag is counted per partition as end offset (the last stable offset, what read_committed readers
 see) minus the group's committed offset (the partition's start when the group has none).
@@ -22,10 +22,12 @@ class LagReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: str  # MIN_RECORDS, MAX_WAIT, GAVE_UP (nothing arrived in time) or LOOKED (one look)
 
     def to_payload(self) -> dict:
+        """The report in JSON types: a trigger event's payload, or the sensor's XCom."""
         return msgspec.to_builtins(self)
 
     @classmethod
     def from_payload(cls, payload: dict) -> LagReport:
+        """The report back from its payload."""
         return msgspec.convert(payload, cls)
 
 
@@ -39,10 +41,12 @@ class Memory(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     signalled: dict[str, dict[int, int]]  # topic -> partition -> the end offset signalled up to
 
     def to_payload(self) -> dict:
+        """The memory in JSON types, as a watcher's asset state store keeps it."""
         return msgspec.to_builtins(self, str_keys=True)
 
     @classmethod
     def from_payload(cls, payload: dict) -> Memory:
+        """The memory back from its payload."""
         return msgspec.convert(payload, cls, str_keys=True)
 
 

@@ -26,14 +26,33 @@ from typing import Iterable, Iterator
 
 import sqlalchemy.exc
 from sqlalchemy import (
-    BigInteger, CheckConstraint, Column, Connection, DateTime, Engine, Index, Integer, MetaData, Numeric,
-    PrimaryKeyConstraint, String, Table, Text, TypeDecorator, create_engine, event, func, inspect, select, update,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateColumn
 
-from include.pipeline import settings, sink
+from include.pipeline import metrics_json, settings, store_changes
 from include.pipeline.windows import LedgerMark, Metric, WindowKey
 
 log = logging.getLogger(__name__)
@@ -53,12 +72,15 @@ class Money(TypeDecorator):
     cache_ok = True
 
     def load_dialect_impl(self, dialect):
+        """The column's type on this database: TEXT on SQLite, NUMERIC elsewhere."""
         return dialect.type_descriptor(Text() if dialect.name == "sqlite" else Numeric(asdecimal=True))
 
     def process_bind_param(self, value, dialect):
+        """The value to write: the decimal's text on SQLite, the decimal elsewhere."""
         return str(value) if value is not None and dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
+        """The value read, as a Decimal."""
         return None if value is None else Decimal(value)
 
 
@@ -113,6 +135,8 @@ class StoreRefused(ValueError):
 
 @dataclass
 class Opened:
+    """What ``open`` found: whether the store is new, and the offsets the sink goes on from."""
+
     new: bool  # no transaction has written rows yet: the store starts from scratch or an import
     offsets: dict[int, int]  # product-metrics partition -> next offset
 
@@ -128,6 +152,7 @@ class MetricsStore:
 
     @classmethod
     def default(cls, read_only: bool = False) -> MetricsStore:
+        """The embedded SQLite store in the output directory, for when there is no metrics_db connection."""
         url = URL.create("sqlite", database=str(settings.metrics_db_path()))
         return cls(url, "no 'metrics_db' connection: the default", read_only)
 
@@ -163,21 +188,38 @@ class MetricsStore:
     def _check_cluster(self, stored: str | None, cluster_id: str) -> None:
         if stored is not None and stored != cluster_id:
             raise StoreRefused(
-                f"the metrics store {self.name} ({self.origin}) holds the metrics of Kafka cluster {stored}, and "
-                f"this run reads cluster {cluster_id}: nothing was written. Give each cluster its own store: "
+                f"the metrics store {self.name} ({self.origin}) holds the metrics of Kafka cluster {stored}, "
+                f"and this run reads cluster {cluster_id}: nothing was written. "
+                "Give each cluster its own store: "
                 "another metrics_db connection, or another PIPELINE_OUTPUT_DIR for the default SQLite store"
             )
 
     @contextmanager
-    def transaction(self, cluster_id: str) -> Iterator[StoreTransaction]:
-        """One database transaction: rows, offsets and totals commit together or not at all."""
+    def transaction(
+        self, cluster_id: str, read_from: dict[int, int] | None = None, imports: Path | None = None,
+    ) -> Iterator[StoreTransaction]:
+        """One database transaction: rows, offsets and totals commit together or not at all.
+
+        :param read_from: the product-metrics offsets the caller read on from; when the store's
+            are not those any more, another sink wrote to it meanwhile, and nothing is written.
+        :param imports: an old metrics.json, imported by the first transaction of a new store
+            (one that no transaction has written to yet); ``txn.imported`` counts its lines.
+        """
         with self.errors(), self.engine.begin() as conn:
             txn = StoreTransaction(conn, self._insert)
             self._check_cluster(txn.cluster_id, cluster_id)
+            if read_from is not None and txn.offsets(settings.METRICS) != read_from:
+                raise RuntimeError(
+                    f"the offsets in the metrics store {self.name} moved while this sink ran: another sink "
+                    "writes to it. Run one sink per store (the kafka_pipeline pool does)"
+                )
+            if imports is not None and txn.cluster_id is None:
+                txn.imported = txn.import_metrics(metrics_json.read_lines(imports))
+                log.info("imported %d lines of %s into %s", txn.imported, imports, self.name)
             yield txn
             txn.finish(cluster_id)
 
-    def totals(self) -> sink.Totals:
+    def totals(self) -> store_changes.Totals:
         """The all-runs totals and the analyze ledger they add up to, as the last transaction
         left them."""
         with self.errors(), self.engine.connect() as conn:
@@ -189,7 +231,7 @@ class MetricsStore:
         with self.errors(), self.engine.connect() as conn:
             newest = conn.execute(select(func.max(product_metrics.c.window_start))).scalar()
             since = (newest if newest is not None else 0) - days * DAY_SECONDS
-            return sink.write_lines(path, self._rows_since(conn, since))
+            return metrics_json.write_lines(path, self._rows_since(conn, since))
 
     def newest_window(self) -> int | None:
         """The start of the newest window in the store (None: no rows yet). The primary key's
@@ -225,7 +267,8 @@ class MetricsStore:
         try:
             cursor.execute(
                 "SELECT window_start, window_end, product_id, product_name, order_count, "
-                "CAST(total_revenue AS TEXT), CAST(avg_order_value AS TEXT) "  # text: the drivers' fastest path
+                # text: the drivers' fastest path
+                "CAST(total_revenue AS TEXT), CAST(avg_order_value AS TEXT) "
                 f"FROM product_metrics WHERE window_start > {'%s' if postgres else '?'} "
                 "ORDER BY window_start, product_id", (since,),
             )
@@ -259,8 +302,8 @@ class MetricsStore:
         if code in ("25006", "42501") or "readonly database" in text:
             fix = ("make the file and its folder writable" if sqlite_file
                    else "grant the login CREATE on the schema and INSERT, UPDATE, SELECT on its tables")
-            return StoreRefused(f"{where} is read-only for this pipeline: {text}. To fix: {fix}, or point the "
-                                "metrics_db connection at a writable database")
+            return StoreRefused(f"{where} is read-only for this pipeline: {text}. To fix: {fix}, "
+                                "or point the metrics_db connection at a writable database")
         if isinstance(exc, sqlalchemy.exc.OperationalError) and (not code or code[:2] in ("08", "57")):
             fix = ("make its folder exist and be writable" if sqlite_file
                    else "start it, or fix the connection's host and port")
@@ -278,6 +321,7 @@ class StoreTransaction:
         self.cluster_id = info.kafka_cluster_id
         self.totals = _totals(info)
         self.now = _now()
+        self.imported = 0  # lines of an old metrics.json this transaction imported
 
     def current(self, keys: set[WindowKey]) -> dict[WindowKey, Metric]:
         """The rows of these keys. Looked up by window (a list of (window, product) pairs takes
@@ -292,9 +336,9 @@ class StoreTransaction:
                     rows[metric.key] = metric
         return rows
 
-    def apply(self, records: list[Metric]) -> sink.Changes:
+    def apply(self, records: list[Metric]) -> store_changes.Changes:
         """Upsert what the records change (the newest per key wins), totals moved to match."""
-        changes = sink.changes(records, self.current({r.key for r in records}), self.totals)
+        changes = store_changes.changes(records, self.current({r.key for r in records}), self.totals)
         if changes.upserts:
             statement = self._insert(product_metrics)
             self.conn.execute(
@@ -319,31 +363,35 @@ class StoreTransaction:
         return lines
 
     def offsets(self, topic: str) -> dict[int, int]:
+        """Per partition of ``topic``, the next offset the rows do not include yet."""
         return _offsets(self.conn, topic)
 
     def set_offsets(self, topic: str, offsets: dict[int, int]) -> None:
+        """Moves the offsets of ``topic`` on with the rows: the sink resumes from them, exactly."""
         if offsets:
             statement = self._insert(sink_offsets)
             self.conn.execute(
                 statement.on_conflict_do_update(
-                    index_elements=["topic", "partition"], set_={"next_offset": statement.excluded.next_offset}
+                    index_elements=["topic", "partition"],
+                    set_={"next_offset": statement.excluded.next_offset}
                 ),
                 [{"topic": topic, "partition": p, "next_offset": o} for p, o in offsets.items()],
             )
 
     def finish(self, cluster_id: str) -> None:
+        """Writes the totals, the ledger and the cluster the rows come from, as the transaction left them."""
         t, ledger = self.totals, self.totals.ledger
         self.conn.execute(update(store_info).values(
-            kafka_cluster_id=cluster_id, rows=t.rows, order_count=t.order_count, total_revenue=t.total_revenue,
-            ledger_count=None if ledger is None else ledger.count,
+            kafka_cluster_id=cluster_id, rows=t.rows, order_count=t.order_count,
+            total_revenue=t.total_revenue, ledger_count=None if ledger is None else ledger.count,
             ledger_revenue_cents=None if ledger is None else ledger.revenue_cents, updated_at=self.now,
         ))
 
 
-def _totals(info) -> sink.Totals:
+def _totals(info) -> store_changes.Totals:
     """The totals of the metrics_store row ``info``."""
     ledger = None if info.ledger_count is None else LedgerMark(info.ledger_count, info.ledger_revenue_cents)
-    return sink.Totals(info.rows, info.order_count, info.total_revenue, ledger)
+    return store_changes.Totals(info.rows, info.order_count, info.total_revenue, ledger)
 
 
 def _migrate_from_1(conn: Connection) -> None:
@@ -361,7 +409,9 @@ def _fields(metric: Metric) -> dict:
 
 def _offsets(conn, topic: str) -> dict[int, int]:
     columns = sink_offsets.c
-    return dict(conn.execute(select(columns.partition, columns.next_offset).where(columns.topic == topic)).all())
+    return dict(conn.execute(
+        select(columns.partition, columns.next_offset).where(columns.topic == topic)
+    ).all())
 
 
 def _now() -> datetime:
@@ -374,7 +424,8 @@ def _engine(url: URL, read_only: bool) -> Engine:
         return create_engine(url, connect_args={"connect_timeout": 10, **read_only_args})
     if read_only:  # plain deferred transactions: a reader takes no lock the sink waits for
         return create_engine(
-            "sqlite://", creator=lambda: sqlite3.connect(f"file:{url.database}?mode=ro", uri=True, timeout=30),
+            "sqlite://",
+            creator=lambda: sqlite3.connect(f"file:{url.database}?mode=ro", uri=True, timeout=30),
         )
     if url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)

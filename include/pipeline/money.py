@@ -18,6 +18,7 @@ def total(amounts: Iterable[Decimal], start: Decimal = Decimal(0)) -> Decimal:
 
 
 def subtract(a: Decimal, b: Decimal) -> Decimal:
+    """a - b, exactly."""
     return EXACT.subtract(a, b)
 
 

@@ -1,7 +1,8 @@
 """The order contract: validate raw Kafka values, enrich the valid ones.
 
-``parse`` never raises on bad input: it returns a ``Rejected`` with a short reason code (the
-``reason`` header of the dead-letter record) and a sentence that names what to fix.
+``parse`` never raises on bad input: it returns a ``Rejected`` with a reason code
+(``reasons.Reason``: the ``reason`` header of the dead-letter record) and a sentence that names
+what to fix.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 import msgspec
 
 from include.pipeline import codec
+from include.pipeline.reasons import Reason
 from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -29,6 +31,8 @@ MICROSECOND = timedelta(microseconds=1)
 
 
 class Order(msgspec.Struct, frozen=True):
+    """An order that keeps the contract, as ``parse`` reads it from a record's value."""
+
     order_id: str
     user_id: str
     product_id: str
@@ -38,6 +42,7 @@ class Order(msgspec.Struct, frozen=True):
 
     @property
     def event_time(self) -> datetime:
+        """When the order happened, in UTC."""
         return EPOCH + timedelta(microseconds=self.event_us)
 
     @property
@@ -47,7 +52,9 @@ class Order(msgspec.Struct, frozen=True):
 
 
 class Rejected(msgspec.Struct, frozen=True):
-    reason: str
+    """A value that breaks the contract: its reason code, and a sentence that names what to fix."""
+
+    reason: Reason
     detail: str
 
 
@@ -71,12 +78,15 @@ _wire = msgspec.json.Decoder(_Wire)
 
 
 def parse(value: bytes | None) -> Order | Rejected:
+    """The order in a record's value, or why there is none; it never raises on bad input."""
     if value is None:
-        return Rejected("tombstone", "the record has no value (null tombstone)")
+        return Rejected(Reason.TOMBSTONE, "the record has no value (null tombstone)")
     if not value:
-        return Rejected("empty", "the record value is empty")
+        return Rejected(Reason.EMPTY, "the record value is empty")
     if len(value) > MAX_ORDER_BYTES:
-        return Rejected("too_large", f"the value has {len(value)} bytes; an order has at most {MAX_ORDER_BYTES}")
+        return Rejected(
+            Reason.TOO_LARGE, f"the value has {len(value)} bytes; an order has at most {MAX_ORDER_BYTES}",
+        )
     try:
         wire = _wire.decode(value)
         amount = codec.decode(wire.amount)
@@ -89,37 +99,40 @@ def _parse_slowly(value: bytes) -> Order | Rejected:
     try:
         doc = codec.decode(value)
     except UnicodeDecodeError as exc:
-        return Rejected("bad_utf8", f"the value is not valid UTF-8: {exc}")
+        return Rejected(Reason.BAD_UTF8, f"the value is not valid UTF-8: {exc}")
     except codec.DecodeError as exc:
-        return Rejected("invalid_json", f"the value is not valid JSON: {exc}")
+        return Rejected(Reason.INVALID_JSON, f"the value is not valid JSON: {exc}")
     if not isinstance(doc, dict):
-        return Rejected("not_an_object", f"the value is JSON {type(doc).__name__}, not an object")
+        return Rejected(Reason.NOT_AN_OBJECT, f"the value is JSON {type(doc).__name__}, not an object")
     for field in REQUIRED:
         if field not in doc:
-            return Rejected("missing_field", f"{field} is missing")
+            return Rejected(Reason.MISSING_FIELD, f"{field} is missing")
     return _order(*(doc[field] for field in REQUIRED))
 
 
 def _order(order_id: Any, user_id: Any, product_id: Any, amount: Any, timestamp: Any) -> Order | Rejected:
     if not isinstance(order_id, str) or not order_id:
-        return Rejected("invalid_order_id", f"order_id must be a non-empty string, got {_show(order_id)}")
+        return Rejected(
+            Reason.INVALID_ORDER_ID, f"order_id must be a non-empty string, got {_show(order_id)}",
+        )
     if not isinstance(user_id, str) or not user_id:
-        return Rejected("invalid_user_id", f"user_id must be a non-empty string, got {_show(user_id)}")
+        return Rejected(Reason.INVALID_USER_ID, f"user_id must be a non-empty string, got {_show(user_id)}")
     if not isinstance(product_id, str) or product_id not in PRODUCTS:
         return Rejected(
-            "unknown_product", f"product_id must be one of {', '.join(PRODUCTS)}, got {_show(product_id)}"
+            Reason.UNKNOWN_PRODUCT,
+            f"product_id must be one of {', '.join(PRODUCTS)}, got {_show(product_id)}",
         )
     if isinstance(amount, bool) or not isinstance(amount, (int, Decimal)):
-        return Rejected("invalid_amount", f"amount must be a JSON number, got {_show(amount)}")
+        return Rejected(Reason.INVALID_AMOUNT, f"amount must be a JSON number, got {_show(amount)}")
     exact = Decimal(amount)
     if not exact.is_finite() or exact > MAX_AMOUNT:
-        return Rejected("invalid_amount", f"amount must be finite, got {_show(amount)}")
+        return Rejected(Reason.INVALID_AMOUNT, f"amount must be finite, got {_show(amount)}")
     if exact < MIN_AMOUNT:
-        return Rejected("invalid_amount", f"amount must be greater than 0, got {_show(amount)}")
+        return Rejected(Reason.INVALID_AMOUNT, f"amount must be greater than 0, got {_show(amount)}")
     event_time = parse_timestamp(timestamp)
     if event_time is None:
         return Rejected(
-            "invalid_timestamp",
+            Reason.INVALID_TIMESTAMP,
             f"timestamp must be an ISO-8601 date and time string, got {_show(timestamp)}",
         )
     return Order(order_id, user_id, product_id, exact, timestamp, (event_time - EPOCH) // MICROSECOND)
@@ -154,6 +167,7 @@ class Processed(msgspec.Struct):
 
 
 def enrich(order: Order, processed_at: str) -> bytes:
+    """The processed-orders record of a valid order: with its product's name and ``processed_at``."""
     return codec.encode(Processed(
         order.order_id, order.user_id, order.product_id, PRODUCTS[order.product_id], order.amount,
         order.timestamp, processed_at,

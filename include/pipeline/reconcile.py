@@ -8,59 +8,97 @@ import re
 import sys
 from collections import Counter
 from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 
-from include.pipeline import settings, stage_summary
+from include.pipeline import settings, stage_summary, topology
+from include.pipeline.results import (
+    AnalyzeResult,
+    Export,
+    GenerateResult,
+    ProcessResult,
+    RunResults,
+    SinkResult,
+    run_results,
+)
+from include.pipeline.windows import Ledger
 
 log = logging.getLogger(__name__)
 
 # generate is optional: a run of kafka_pipeline_on_orders works through what others produced.
-REQUIRED = ("process", "analyze", "sink")
+REQUIRED = topology.names(topology.CONSUMING)
 
 
-def check(results: dict[str, dict | None]) -> list[str]:
+class Problems(list):
+    """The discrepancies found so far, each a line."""
+
+    def expect(self, what: str, actual, expected) -> None:
+        """Note ``what`` when ``actual`` is not ``expected``."""
+        if actual != expected:
+            self.append(f"{what}: {actual} != {expected}")
+
+
+def check(results: dict[str, dict | None] | RunResults) -> list[str]:
     """The discrepancies between the stages' counts; empty when everything adds up."""
-    missing = [stage for stage in REQUIRED if not results.get(stage)]
+    results = run_results(results)
+    missing = [stage for stage in REQUIRED if getattr(results, stage) is None]
     if missing:
         return [f"no result from {', '.join(missing)} in this run: reconcile needs every stage to have run"]
-    process, analyze, sink = results["process"], results["analyze"], results["sink"]
-    problems = []
+    problems = Problems()
+    for stage in REQUIRED:
+        problems.expect(
+            f"{stage}: records deleted by retention before they were read",
+            getattr(results, stage).input.lost, 0,
+        )
+    _check_process(results.process, problems)
+    _check_analyze(results.analyze, problems)
+    _check_sink(results.sink, results.analyze.ledger_after, problems)
+    return list(problems)
 
-    def expect(what: str, actual, expected) -> None:
-        if actual != expected:
-            problems.append(f"{what}: {actual} != {expected}")
 
-    for stage in ("process", "analyze", "sink"):
-        expect(f"{stage}: records deleted by retention before they were read", results[stage]["input"]["lost"], 0)
-    expect("process: read != valid + invalid", process["read"], process["valid"] + process["invalid"])
-    expect("process: written to processed-orders != valid", process["written"][settings.PROCESSED], process["valid"])
-    expect("process: dead-lettered != invalid", process["written"][settings.DLQ], process["invalid"])
-    rejected = analyze["invalid"] + analyze["late"] + analyze["duplicate"]
-    expect("analyze: read != counted + invalid + late + duplicate", analyze["read"], analyze["counted"] + rejected)
-    expect("analyze: dead-lettered != invalid + late + duplicate", analyze["written"][settings.DLQ], rejected)
-    before, after = analyze["ledger_before"], analyze["ledger_after"]
-    expect("analyze: orders added to the ledger != counted", after["count"] - before["count"], analyze["counted"])
-    expect(
-        "analyze: revenue added to the ledger != revenue of the orders counted",
-        Decimal(after["revenue"]) - Decimal(before["revenue"]), Decimal(analyze["counted_revenue"]),
+def _check_process(process: ProcessResult, problems: Problems) -> None:
+    problems.expect("process: read != valid + invalid", process.read, process.valid + process.invalid)
+    problems.expect(
+        "process: written to processed-orders != valid",
+        process.written.get(settings.PROCESSED, 0), process.valid,
     )
+    dead = process.written.get(settings.DLQ, 0)
+    problems.expect("process: dead-lettered != invalid", dead, process.invalid)
+
+
+def _check_analyze(analyze: AnalyzeResult, problems: Problems) -> None:
+    problems.expect(
+        "analyze: read != counted + invalid + late + duplicate",
+        analyze.read, analyze.counted + analyze.rejected,
+    )
+    problems.expect(
+        "analyze: dead-lettered != invalid + late + duplicate",
+        analyze.written.get(settings.DLQ, 0), analyze.rejected,
+    )
+    before, after = analyze.ledger_before, analyze.ledger_after
+    added = after.count - before.count
+    problems.expect("analyze: orders added to the ledger != counted", added, analyze.counted)
+    problems.expect(
+        "analyze: revenue added to the ledger != revenue of the orders counted",
+        after.revenue - before.revenue, analyze.counted_revenue,
+    )
+
+
+def _check_sink(sink: SinkResult, analyzed: Ledger, problems: Problems) -> None:
     # The store's totals against the analyze ledger the sink kept with them, both read at one point
     # (the store's offsets), whatever ran between this run's analyze and sink (another run's stages,
     # while a sink waited for its retry). Without one (an older store, only replayed records
     # applied): this run's analyze ledger.
-    ledger = sink.get("ledger") or after
-    if ledger["count"] < after["count"]:  # the store misses records this run's analyze wrote
+    ledger = sink.ledger or analyzed.mark()
+    if ledger.count < analyzed.count:  # the store misses records this run's analyze wrote
         problems.append("sink: the store's ledger is behind this run's analyze (orders counted, all runs): "
-                        f"{ledger['count']} < {after['count']}")
-    expect("sink: orders in the metrics != orders counted, all runs", sink["order_count"], ledger["count"])
-    expect(
+                        f"{ledger.count} < {analyzed.count}")
+    problems.expect("sink: orders in the metrics != orders counted, all runs", sink.order_count, ledger.count)
+    problems.expect(
         "sink: revenue in the metrics != revenue counted (in cents per window), all runs",
-        Decimal(sink["total_revenue"]), Decimal(ledger["revenue_cents"]),
+        sink.total_revenue, ledger.revenue_cents,
     )
-    return problems
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -78,7 +116,7 @@ class Summary(msgspec.Struct, kw_only=True):
     metrics_rows: int = 0
     rows_changed: int = 0
     store: str | None = None
-    export: dict | None = None  # path, days, lines; None when metrics_json_days is 0
+    export: Export | None = None  # None when metrics_json_days is 0
 
 
 class Manifest(msgspec.Struct, kw_only=True):
@@ -90,27 +128,30 @@ class Manifest(msgspec.Struct, kw_only=True):
     problems: list[str]
     reconciled_at: datetime | None = None
     summary: Summary
-    stages: dict[str, dict | None] = {}
+    stages: RunResults = msgspec.field(default_factory=RunResults)
 
 
-def summarize(results: dict[str, dict | None]) -> Summary:
-    def get(stage: str, field: str, default=0):
-        return (results.get(stage) or {}).get(field, default)
-
-    reasons = Counter(get("process", "reasons", {}))
-    reasons.update({r: n for r, n in get("analyze", "reasons", {}).items() if r not in ("late", "duplicate")})
+def summarize(results: dict[str, dict | None] | RunResults) -> Summary:
+    """The run in numbers, for the manifest; a stage without a result counts nothing."""
+    results = run_results(results)
+    generate, process = results.generate or GenerateResult(), results.process or ProcessResult()
+    analyze, sink = results.analyze or AnalyzeResult(), results.sink or SinkResult()
+    reasons = Counter(process.reasons)
+    reasons.update(analyze.invalid_reasons)
     return Summary(
-        generated=get("generate", "generated"), processed=get("process", "read"), valid=get("process", "valid"),
-        invalid=get("process", "invalid") + get("analyze", "invalid"), invalid_reasons=dict(sorted(reasons.items())),
-        counted=get("analyze", "counted"), late=get("analyze", "late"), duplicate=get("analyze", "duplicate"),
-        windows_updated=get("analyze", "written", {}).get(settings.METRICS, 0),
-        metrics_rows=get("sink", "metrics"), rows_changed=get("sink", "rows_changed"),
-        store=get("sink", "store", None), export=get("sink", "export", None),
+        generated=generate.generated, processed=process.read, valid=process.valid,
+        invalid=process.invalid + analyze.invalid, invalid_reasons=dict(sorted(reasons.items())),
+        counted=analyze.counted, late=analyze.late, duplicate=analyze.duplicate,
+        windows_updated=analyze.metrics_written, metrics_rows=sink.metrics, rows_changed=sink.rows_changed,
+        store=sink.store, export=sink.export,
     )
 
 
-def reconcile(run_id: str, results: dict[str, dict | None], dag_id: str = "kafka_pipeline") -> Manifest:
+def reconcile(
+    run_id: str, results: dict[str, dict | None] | RunResults, dag_id: str = "kafka_pipeline",
+) -> Manifest:
     """Write the manifest of the run (output/runs/<run_id>.json), whether it adds up or not."""
+    results = run_results(results)
     problems = check(results)
     manifest = Manifest(
         run_id=run_id, dag_id=dag_id, reconciled=not problems, problems=problems,
@@ -128,8 +169,8 @@ def failure(manifest: Manifest) -> str | None:
         return None
     hint = ""
     if any(problem.startswith("sink:") for problem in manifest.problems):
-        hint = ("\nIf rows of the metrics store were deleted or edited, or product-metrics lost records, rebuild "
-                "the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay).")
+        hint = ("\nIf rows of the metrics store were deleted or edited, or product-metrics lost records, "
+                "rebuild the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay).")
     return (f"run {manifest.run_id} does not reconcile (manifest: {manifest_path(manifest.run_id)}):\n  "
             + "\n  ".join(manifest.problems) + hint)
 
@@ -156,10 +197,12 @@ def _mtime(path: Path) -> float:
 
 
 def manifest_path(run_id: str) -> Path:
+    """Where the run's manifest is written: in output/runs/, named after the run id made file-safe."""
     return settings.runs_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)}.json"
 
 
 def render(manifest: Manifest) -> str:
+    """The manifest in a few lines to read: the run's counts, whether it reconciled, and its problems."""
     s = manifest.summary
     by_reason = stage_summary.wrap("  invalid, by why  : ", stage_summary.counts(s.invalid_reasons))
     lines = [
@@ -176,10 +219,10 @@ def render(manifest: Manifest) -> str:
     return "\n".join(lines + [f"    {problem}" for problem in manifest.problems])
 
 
-def _export(export: dict | None) -> str:
+def _export(export: Export | None) -> str:
     if not export:
         return "not written (metrics_json_days is 0)"
-    return f"{export['lines']} lines, the last {export['days']} days of windows, in {export['path']}"
+    return f"{export.lines} lines, the last {export.days} days of windows, in {export.path}"
 
 
 def latest() -> int:

@@ -46,14 +46,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def bootstrap_servers() -> str:
+    """The brokers to reach without a config file: KAFKA_BOOTSTRAP_SERVERS, else the local one."""
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
 
 
 def output_dir() -> Path:
+    """Where the pipeline writes its files: PIPELINE_OUTPUT_DIR, else output/ in the project."""
     return Path(os.environ.get("PIPELINE_OUTPUT_DIR", PROJECT_ROOT / "output"))
 
 
 def metrics_path() -> Path:
+    """The metrics.json export."""
     return output_dir() / "metrics.json"
 
 
@@ -63,6 +66,7 @@ def metrics_db_path() -> Path:
 
 
 def runs_dir() -> Path:
+    """The folder of the run manifests."""
     return output_dir() / "runs"
 
 

@@ -37,10 +37,12 @@ def request(reason: str) -> None:
 
 
 def requested() -> bool:
+    """Whether a stop was requested: a stage asks between batches."""
     return _requested.is_set()
 
 
 def reason() -> str | None:
+    """Why the stop was requested (the first reason given); None while none was."""
     return _reason[0] if _reason else None
 
 

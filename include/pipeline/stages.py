@@ -1,7 +1,7 @@
-"""The stages: the Kafka edge around the per-batch steps (``steps``, ``sink.changes``). Each
+"""The stages: the Kafka edge around the per-batch steps (``steps``, ``store_changes.changes``). Each
 reads what is new in its input topic, one transaction per batch, and returns its counts and
 input offset ranges (the task's XCom; reconcile checks them and keeps the manifest). Bounded by
-default (the Airflow tasks); with ``follow`` (``kafka_io.Follow``) the same stage runs
+default (the Airflow tasks); with ``follow`` (``kafka_io.reading.Follow``) the same stage runs
 continuously, committing every ``follow.interval`` seconds or full batch."""
 
 from __future__ import annotations
@@ -9,26 +9,55 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from contextlib import closing, contextmanager
-from dataclasses import replace
+from contextlib import closing
 from datetime import datetime, timezone
-from typing import Iterator
+from pathlib import Path
+from typing import Callable
 
 import msgspec
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer, TopicPartition
 
 from include.pipeline import (
-    access, codec, dead_letters, generator, money, settings, shutdown, sink as sink_file, steps, telemetry,
+    access,
+    codec,
+    dead_letters,
+    generator,
+    money,
+    settings,
+    shutdown,
+    steps,
+    telemetry,
+    topology,
 )
 from include.pipeline.analyzer import Analyzer
-from include.pipeline.kafka_io import (
-    TIMEOUT, BoundedRead, Follow, Kafka, Progress, Transactions, create_topics as create, produce, produce_all,
-    retrying,
-)
+from include.pipeline.kafka_io.admin import create_topics as create
+from include.pipeline.kafka_io.client import TIMEOUT, Kafka
+from include.pipeline.kafka_io.errors import retrying
+from include.pipeline.kafka_io.reading import BoundedRead, Follow
+from include.pipeline.kafka_io.writing import Transactions, produce, produce_all
 from include.pipeline.metrics_store import MetricsStore
 from include.pipeline.orders import Order, parse
+from include.pipeline.progress import Progress
+from include.pipeline.results import (
+    AnalyzeResult,
+    CreateTopicsResult,
+    Export,
+    GenerateResult,
+    InputRanges,
+    ProcessResult,
+    ReplayResult,
+    SinkResult,
+)
+from include.pipeline.store_changes import Changes
+from include.pipeline.topology import ANALYZE, GENERATE, PROCESS, REPLAY, SINK, Stage
 from include.pipeline.windows import (
-    LedgerMark, Metric, TumblingWindows, decode_metric, key_bytes, ledger_of, metric,
+    LedgerMark,
+    Metric,
+    TumblingWindows,
+    decode_metric,
+    key_bytes,
+    ledger_of,
+    metric,
 )
 
 log = logging.getLogger(__name__)
@@ -42,62 +71,49 @@ RESTORE_BATCH = 16
 EXPIRE_SECONDS = 60.0
 
 
-def group(stage: str) -> str:
-    return f"{settings.GROUP_PREFIX}-{stage}"
-
-
-# The consuming stages' inputs as topic -> consumer group: what is left there is work to do.
-INPUTS = {settings.ORDERS: group("process"), settings.PROCESSED: group("analyze"), settings.METRICS: group("sink")}
-
-
-def create_topics(kafka: Kafka, stages: tuple[str, ...] | list[str] = ()) -> dict:
+def create_topics(kafka: Kafka, stages: tuple[str, ...] | list[str] = ()) -> CreateTopicsResult:
     """Create the topics that are missing (replicated up to 3 times, as the cluster allows), then
     check that the principal holds the ACLs ``stages`` need: a run lacking one fails here, in its
     first task, not in the stage that needs it."""
-    kafka.check()
+    access.ready(kafka)
     created, denied = create(kafka.admin(), settings.PARTITIONS)
     if denied:
-        raise access.AccessDenied(access.principal(kafka), [access.Grant("topic", name, "Create") for name in denied])
+        grants = [access.Grant("topic", name, "Create") for name in denied]
+        raise access.AccessDenied(access.principal(kafka), grants)
     log.info("topics created: %s", created or "none, all exist")
     access.check(kafka, tuple(stages))
-    return {"created": created}
+    return CreateTopicsResult(created=created)
 
 
-def _ready(kafka: Kafka, stage: str) -> None:
-    """Fail fast: the cluster answers, takes the credentials and grants what ``stage`` needs."""
-    kafka.check()
-    access.check(kafka, (stage,))
-
-
-def _transactional_producer(kafka: Kafka, stage: str, follow: bool = False) -> Producer:
-    producer = kafka.producer(transactional_id=group(stage), follow=follow)
+def _transactional_producer(kafka: Kafka, stage: Stage, follow: bool = False) -> Producer:
+    producer = kafka.producer(transactional_id=stage.transactional_id, follow=follow)
     retrying(access.init_transactions, kafka, producer)  # a broker may be coming back (Transactions)
     return producer
 
 
-def _transactions(kafka: Kafka, stage: str, follow: bool = False) -> Transactions:
+def _transactions(kafka: Kafka, stage: Stage, follow: bool = False) -> Transactions:
     return Transactions(lambda: _transactional_producer(kafka, stage, follow))
 
 
 def generate(
-    kafka: Kafka, orders: int = 0, start: datetime | None = None, end: datetime | None = None, rate: float = 0,
-    invalid_ratio: float = 0.0, seed: int | str | None = None, follow: Follow | None = None,
-) -> dict:
+    kafka: Kafka, orders: int = 0, start: datetime | None = None, end: datetime | None = None,
+    rate: float = 0, invalid_ratio: float = 0.0, seed: int | str | None = None, follow: Follow | None = None,
+) -> GenerateResult:
     """Produce ``orders`` order events with event times over [start, end); following, ``rate``
     orders a second, with event times of the moment, until told to stop or finish."""
     if follow is not None and rate <= 0:
         raise ValueError(f"a continuous generate needs a rate above 0 (orders a second), got {rate}")
     if follow is None and not (start and end and start < end):
         raise ValueError(f"generate needs a non-empty time range, got [{start}, {end})")
-    _ready(kafka, "generate")
-    txns = _transactions(kafka, "generate", follow is not None)
+    access.ready(kafka, [GENERATE.name])
+    txns = _transactions(kafka, GENERATE, follow is not None)
     progress = Progress(f"generate -> {settings.ORDERS}")
     if follow is not None:
         _generate_following(txns, rate, invalid_ratio, seed, follow, progress)
     else:
         _generate_bounded(txns, orders, start, end, rate, invalid_ratio, seed, progress)
     progress.done()
-    return {"generated": progress.count, "seconds": round(progress.seconds, 3)}
+    return GenerateResult(generated=progress.count, seconds=round(progress.seconds, 3))
 
 
 def _generate_bounded(
@@ -144,7 +160,7 @@ def _generate_following(
             chunks = list(generator.chunks(due, last, now, invalid_ratio, interval_seed))
             txns.run(lambda producer: _send_orders(producer, chunks))
             progress.add(due)
-            follow.committed("generate", 0, due)
+            follow.committed(GENERATE.name, 0, due)
             last = now
         time.sleep(max(0.0, follow.interval - (time.monotonic() - tick)))
 
@@ -160,17 +176,69 @@ def _send_orders(producer: Producer, chunks: list[list[tuple[bytes, bytes]]]) ->
         produce_all(producer, settings.ORDERS, chunk)
 
 
-@contextmanager
-def transactional_stage(
-    kafka: Kafka, stage: str, follow: bool = False,
-) -> Iterator[tuple[Consumer, Transactions]]:
-    """The consumer and transactions of a consume-transform-produce stage. The fixed
-    transactional id fences a zombie attempt of the same stage (a killed task's or process's
-    producer) and aborts its open transaction before this attempt reads anything."""
-    _ready(kafka, stage)
-    txns = _transactions(kafka, stage, follow)
-    with closing(kafka.consumer(group(stage), follow=follow)) as consumer:
-        yield consumer, txns
+class TransformLoop:
+    """The consume-transform-produce loop of process and analyze. On entering, the stage's
+    transactions start: the fixed transactional id fences a zombie attempt of the same stage (a
+    killed task's or process's producer) and aborts its open transaction before this attempt reads
+    anything. ``run(step)`` then turns each batch of the input into outputs with the pure ``step``
+    and commits them (records to the stage's output topic, dead letters, state changes) in one
+    transaction with the batch's offsets.
+
+    :param stage: the stage of the topology (its input, its first output, its ids).
+    :param follow: continuous mode (``kafka_io.reading.Follow``); None: bounded.
+    """
+
+    def __init__(self, kafka: Kafka, stage: Stage, follow: Follow | None = None) -> None:
+        self.kafka, self.stage, self.follow = kafka, stage, follow
+        self.reasons: Counter[str] = Counter()  # dead letters by reason
+        self.written = 0  # records to the output topic
+        self.progress = Progress(f"{stage.name} {stage.input} -> {stage.outputs[0]}")
+
+    def __enter__(self) -> TransformLoop:
+        access.ready(self.kafka, [self.stage.name])
+        following = self.follow is not None
+        self.txns = _transactions(self.kafka, self.stage, following)
+        self.consumer = self.kafka.consumer(self.stage.group, follow=following)
+        self.source = BoundedRead(self.consumer, self.stage.input, follow=self.follow)
+        return self
+
+    def __exit__(self, error_type, *_) -> None:
+        self.consumer.close()
+        if error_type is None:
+            self.progress.done()
+
+    def run(self, step: Callable[[list[Message]], steps.Processed | steps.Analyzed]) -> None:
+        """Each batch of the input through ``step``, its outputs and offsets in one transaction."""
+        output = self.stage.outputs[0]
+        for batch in self.source:
+            out = step(batch)
+
+            def send(producer: Producer) -> None:
+                _send(producer, output, out.records)
+                for r in out.rejected:
+                    dead_letters.send(producer, batch[r.index], r.reason, r.detail)
+                _send_state(producer, out.state)
+
+            self.txns.run(send, self.consumer, self.source)
+            self.written += len(out.records)
+            self.reasons.update(rejection.reason for rejection in out.rejected)
+            self.progress.add(len(batch))
+            if self.follow is not None:
+                self.follow.committed(self.stage.name, len(batch), len(out.records))
+
+    @property
+    def read(self) -> int:
+        """Records read."""
+        return self.progress.count
+
+    @property
+    def input(self) -> InputRanges:
+        """The offsets read, per partition."""
+        return _ranges(self.stage.input, self.source)
+
+    def written_to(self) -> dict[str, int]:
+        """Records written per topic: the output topic's, and the dead letters."""
+        return {self.stage.outputs[0]: self.written, settings.DLQ: sum(self.reasons.values())}
 
 
 def _send(producer: Producer, topic: str, records: list[steps.Outgoing]) -> None:
@@ -182,90 +250,51 @@ def _send(producer: Producer, topic: str, records: list[steps.Outgoing]) -> None
             produce(producer, topic, r.key, r.value, r.headers, r.timestamp)
 
 
-def _dead_letter(producer: Producer, batch: list[Message], rejected: list[steps.Rejection]) -> None:
-    for r in rejected:
-        dead_letters.send(producer, batch[r.index], r.reason, r.detail)
-
-
-def process(kafka: Kafka, follow: Follow | None = None) -> dict:
+def process(kafka: Kafka, follow: Follow | None = None) -> ProcessResult:
     """orders -> processed-orders (valid, enriched) or orders-dlq (anything else, unchanged)."""
-    reasons: Counter[str] = Counter()
-    valid = 0
-    progress = Progress(f"process {settings.ORDERS} -> {settings.PROCESSED}")
-    with transactional_stage(kafka, "process", follow is not None) as (consumer, txns):
-        source = BoundedRead(consumer, settings.ORDERS, follow=follow)
-        for batch in source:
-            out = steps.process(batch, datetime.now(timezone.utc).isoformat())
-
-            def send(producer: Producer) -> None:
-                _send(producer, settings.PROCESSED, out.valid)
-                _dead_letter(producer, batch, out.rejected)
-
-            txns.run(send, consumer, source)
-            valid += len(out.valid)
-            reasons.update(rejection.reason for rejection in out.rejected)
-            progress.add(len(batch))
-            if follow is not None:
-                follow.committed("process", len(batch), len(batch))
-    progress.done()
-    invalid = sum(reasons.values())
-    return {
-        "input": _ranges(settings.ORDERS, source), "read": progress.count, "valid": valid, "invalid": invalid,
-        "reasons": dict(reasons), "written": {settings.PROCESSED: valid, settings.DLQ: invalid},
-    }
+    with TransformLoop(kafka, PROCESS, follow) as loop:
+        loop.run(lambda batch: steps.process(batch, datetime.now(timezone.utc).isoformat()))
+    return ProcessResult(
+        input=loop.input, read=loop.read, valid=loop.written, reasons=dict(loop.reasons),
+        written=loop.written_to(),
+    )
 
 
 def analyze(
     kafka: Kafka, grace_seconds: float = settings.GRACE_SECONDS,
     dedup_horizon_seconds: float = settings.DEDUP_HORIZON_SECONDS, follow: Follow | None = None,
-) -> dict:
+) -> AnalyzeResult:
     """processed-orders -> 1-minute tumbling windows per product -> product-metrics.
 
     Duplicates and late orders go to orders-dlq. The changed windows' totals, the state that
     carries them to the next run (analyze-state) and the consumed offsets commit in one
     transaction per batch.
     """
-    reasons: Counter[str] = Counter()
-    metrics_written = 0
-    progress = Progress(f"analyze {settings.PROCESSED} -> {settings.METRICS}")
-    with transactional_stage(kafka, "analyze", follow is not None) as (consumer, txns):
+    with TransformLoop(kafka, ANALYZE, follow) as loop:
         analyzer = restore_analyzer(kafka, Analyzer.create(grace_seconds, dedup_horizon_seconds))
-        before = replace(analyzer.ledger)
+        before = msgspec.structs.replace(analyzer.ledger)
         stale = analyzer.expire()  # what a run that died before its last step left behind
         expire_at = time.monotonic() + EXPIRE_SECONDS
-        source = BoundedRead(consumer, settings.PROCESSED, follow=follow)
-        for batch in source:
+
+        def step(batch: list[Message]) -> steps.Analyzed:
+            nonlocal stale, expire_at
             out = steps.analyze(analyzer, batch)
             if follow is not None and time.monotonic() >= expire_at:
                 out.state += stale + analyzer.expire()
                 stale, expire_at = [], time.monotonic() + EXPIRE_SECONDS
+            return out
 
-            def send(producer: Producer) -> None:
-                _send(producer, settings.METRICS, out.metrics)
-                _dead_letter(producer, batch, out.rejected)
-                _send_state(producer, out.state)
-
-            txns.run(send, consumer, source)
-            metrics_written += len(out.metrics)
-            reasons.update(rejection.reason for rejection in out.rejected)
-            progress.add(len(batch))
-            if follow is not None:
-                follow.committed("analyze", len(batch), len(out.metrics))
+        loop.run(step)
         tombstones = stale + analyzer.expire()
         if tombstones:
-            txns.run(lambda producer: _send_state(producer, tombstones))
-    progress.done()
-    rejected = sum(reasons.values())
-    return {
-        "input": _ranges(settings.PROCESSED, source), "read": progress.count,
-        "counted": analyzer.ledger.count - before.count,
-        "counted_revenue": str(money.subtract(analyzer.ledger.revenue, before.revenue)),
-        "invalid": rejected - reasons["late"] - reasons["duplicate"],
-        "late": reasons["late"], "duplicate": reasons["duplicate"], "reasons": dict(reasons),
-        "written": {settings.METRICS: metrics_written, settings.DLQ: rejected},
-        "ledger_before": before.to_json(), "ledger_after": analyzer.ledger.to_json(),
-        "open_windows": len(analyzer.windows.aggregates), "remembered_order_ids": len(analyzer.seen),
-    }
+            loop.txns.run(lambda producer: _send_state(producer, tombstones))
+    return AnalyzeResult(
+        input=loop.input, read=loop.read, reasons=dict(loop.reasons), written=loop.written_to(),
+        counted=analyzer.ledger.count - before.count,
+        counted_revenue=money.subtract(analyzer.ledger.revenue, before.revenue),
+        ledger_before=before, ledger_after=msgspec.structs.replace(analyzer.ledger),
+        open_windows=len(analyzer.windows.aggregates), remembered_order_ids=len(analyzer.seen),
+    )
 
 
 def _send_state(producer: Producer, records: list[tuple[bytes, bytes | None]]) -> None:
@@ -274,15 +303,19 @@ def _send_state(producer: Producer, records: list[tuple[bytes, bytes | None]]) -
 
 
 def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
+    """``analyzer`` with the state the analyze-state changelog holds."""
     # Reads from the start and never commits: the group id is only a name here. Two passes (see
     # Analyzer.restore), in small batches: a segment of order ids is a large record.
-    with closing(kafka.consumer(group("analyze-state-reader"))) as consumer:
+    with closing(kafka.consumer(topology.group("analyze-state-reader"))) as consumer:
         first = BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True, batch_size=RESTORE_BATCH)
         for batch in first:
             for message in batch:
                 analyzer.restore(message.key(), message.value())
         upto = {partition: end for partition, (_, end) in first.ranges.items()}
-        for batch in BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True, upto=upto, batch_size=RESTORE_BATCH):
+        again = BoundedRead(
+            consumer, settings.ANALYZE_STATE, from_beginning=True, upto=upto, batch_size=RESTORE_BATCH,
+        )
+        for batch in again:
             for message in batch:
                 analyzer.restore_ids(message.key(), message.value())
     shutdown.check()  # half the state is no state: stop before counting anything against it
@@ -296,7 +329,7 @@ def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
 def sink(
     kafka: Kafka, store: MetricsStore | None = None, metrics_json_days: int = settings.METRICS_JSON_DAYS,
     follow: Follow | None = None,
-) -> dict:
+) -> SinkResult:
     """product-metrics -> the metrics store (upserted by window and product), then the
     metrics.json export of its last ``metrics_json_days`` days (0: no export).
 
@@ -310,67 +343,75 @@ def sink(
     if metrics_json_days < 0:
         raise ValueError(f"metrics_json_days must be 0 (no export) or more, got {metrics_json_days}")
     store = store or MetricsStore.default()
-    _ready(kafka, "sink")
+    access.ready(kafka, [SINK.name])
     cluster = kafka.cluster_id()
     opened = store.open(cluster)
-    legacy = settings.metrics_path() if opened.new and settings.metrics_path().exists() else None
-    counts = Counter()
+    imports = settings.metrics_path() if opened.new and settings.metrics_path().exists() else None
+    inserted = updated = imported = 0
     progress = Progress(f"sink {settings.METRICS} -> {store.name}")
-
-    def commit(batch: list[Message]) -> int:
-        records = [_metric(message) for message in batch]
-        ledgers = [_ledger(message) for message in batch]
-        with store.transaction(cluster) as txn:
-            if txn.offsets(settings.METRICS) != written:
-                raise RuntimeError(
-                    f"the offsets in the metrics store {store.name} moved while this sink ran: another sink writes "
-                    "to it. Run one sink per store (the kafka_pipeline pool does)"
-                )
-            if legacy and not counts["transactions"]:
-                counts["imported"] = txn.import_metrics(sink_file.read_lines(legacy))
-                log.info("imported %d lines of %s into %s", counts["imported"], legacy, store.name)
-            changes = txn.apply(records)
-            txn.totals.note(ledgers)
-            txn.set_offsets(settings.METRICS, source.next)
-        written.update(source.next)
-        counts.update(transactions=1, inserted=changes.inserted, updated=changes.updated)
-        return changes.inserted + changes.updated
-
-    with closing(kafka.consumer(group("sink"), follow=follow is not None)) as consumer:
-        starts = None if legacy else opened.offsets
+    with closing(kafka.consumer(SINK.group, follow=follow is not None)) as consumer:
+        starts = None if imports else opened.offsets
         source = BoundedRead(consumer, settings.METRICS, starts=starts, follow=follow)
-        written = dict(opened.offsets)
+        stored, claimed = opened.offsets, not opened.new
         for batch in source:
-            changed = commit(batch)
+            changes = _store_batch(store, cluster, batch, stored, dict(source.next), imports)
+            stored, claimed = dict(source.next), True
+            inserted, updated = inserted + changes.inserted, updated + changes.updated
+            imported += changes.imported
             progress.add(len(batch))
             if follow is not None:
-                visible_ms = int(time.time() * 1000)  # the new totals are visible to readers from now
-                latencies = telemetry.Latencies()
-                for message in batch:
-                    latencies.add_origins(telemetry.origins(message.headers()), visible_ms)
-                follow.committed("sink", len(batch), changed, latencies)
+                _visible(follow, batch, changes.inserted + changes.updated)
                 if positions := source.positions():  # for Kafka tools to see the lag as it goes
                     consumer.commit(offsets=positions, asynchronous=True)
-        if opened.new and not counts["transactions"]:  # claim the store (and import) even with nothing to read
-            commit([])
+        if not claimed:  # a new store is claimed (and imports) even with nothing to read
+            imported = _store_batch(store, cluster, [], stored, stored, imports).imported
         if positions := source.positions():
             retrying(consumer.commit, offsets=positions, asynchronous=False)
     progress.done()
     totals = store.totals()
-    export = None
+    return SinkResult(
+        input=_ranges(settings.METRICS, source), read=progress.count, store=store.name, imported=imported,
+        rows_inserted=inserted, rows_updated=updated, metrics=totals.rows,
+        order_count=totals.order_count, total_revenue=totals.total_revenue, ledger=totals.ledger,
+        export=export_metrics_json(store, metrics_json_days),
+    )
+
+
+def _store_batch(
+    store: MetricsStore, cluster: str, batch: list[Message], read_from: dict[int, int],
+    read_to: dict[int, int], imports: Path | None,
+) -> Changes:
+    """One sink transaction; returns what it changed (an import included)."""
+    records = [_metric(message) for message in batch]
+    ledgers = [_ledger(message) for message in batch]
+    with store.transaction(cluster, read_from, imports) as txn:
+        changes = txn.apply(records)
+        txn.totals.note(ledgers)
+        txn.set_offsets(settings.METRICS, read_to)
+    changes.imported = txn.imported
+    return changes
+
+
+def _visible(follow: Follow, batch: list[Message], changed: int) -> None:
+    """Report a following sink's batch: its orders' end-to-end latencies end now, as its totals
+    become visible to readers."""
+    visible_ms = int(time.time() * 1000)
+    latencies = telemetry.Latencies()
+    for message in batch:
+        latencies.add_origins(telemetry.origins(message.headers()), visible_ms)
+    follow.committed(SINK.name, len(batch), changed, latencies)
+
+
+def export_metrics_json(store: MetricsStore, days: int) -> Export | None:
+    """Replace metrics.json with the store's last ``days`` days of windows (0: leave it alone)."""
     path = settings.metrics_path()
-    if metrics_json_days:
-        export = {"path": str(path), "days": metrics_json_days, "lines": store.export(path, metrics_json_days)}
-        log.info("exported the last %d days of windows to %s: %d lines", metrics_json_days, path, export["lines"])
-    elif path.exists():
-        log.warning("metrics_json_days is 0: %s was left as it was and is no longer updated", path)
-    return {
-        "input": _ranges(settings.METRICS, source), "read": progress.count, "store": store.name,
-        "imported": counts["imported"], "rows_changed": counts["inserted"] + counts["updated"],
-        "rows_inserted": counts["inserted"], "rows_updated": counts["updated"],
-        "metrics": totals.rows, "order_count": totals.order_count, "total_revenue": str(totals.total_revenue),
-        "ledger": msgspec.to_builtins(totals.ledger), "export": export,
-    }
+    if not days:
+        if path.exists():
+            log.warning("metrics_json_days is 0: %s was left as it was and is no longer updated", path)
+        return None
+    export = Export(path=str(path), days=days, lines=store.export(path, days))
+    log.info("exported the last %d days of windows to %s: %d lines", days, path, export.lines)
+    return export
 
 
 def _metric(message: Message) -> Metric:
@@ -391,7 +432,7 @@ def _where(message: Message) -> str:
     return f"{settings.METRICS} partition {message.partition()} offset {message.offset()}"
 
 
-def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = False) -> dict:
+def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = False) -> ReplayResult:
     """Rebuild the metrics of the windows starting in [start, end) from processed-orders as Kafka
     retains it, and publish them to product-metrics (the sink then upserts them).
 
@@ -399,27 +440,15 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
     dead-lettered (late, duplicate, invalid: orders-dlq names their offsets). Totals replace
     totals downstream, so nothing is counted twice.
     """
-    _ready(kafka, "replay")
-    low_s, high_s = (int((t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()) for t in (start, end))
-    with closing(kafka.consumer(group("analyze"))) as analyzed:
-        partitions = [TopicPartition(settings.PROCESSED, p) for p in range(_partition_count(kafka, settings.PROCESSED))]
-        upto = {tp.partition: max(tp.offset, 0) for tp in retrying(analyzed.committed, partitions, timeout=TIMEOUT)}
-        trimmed = {tp.partition: retrying(analyzed.get_watermark_offsets, tp, timeout=TIMEOUT)[0] for tp in partitions}
-    if any(trimmed.values()) and not allow_partial:
-        raise RuntimeError(
-            f"{settings.PROCESSED} no longer holds its first records (log start offsets {trimmed}): a replay would "
-            "rebuild windows from part of their orders. Pass allow_partial=true to replay what is retained anyway."
-        )
-    rejected = set()
-    with closing(kafka.consumer(group("replay-reader"))) as consumer:
-        for batch in BoundedRead(consumer, settings.DLQ, from_beginning=True):
-            for message in batch:
-                letter = dead_letters.read(message)
-                if letter.source_topic == settings.PROCESSED:
-                    rejected.add((letter.source_partition, letter.source_offset))
+    access.ready(kafka, [REPLAY.name])
+    low_s, high_s = (
+        int((t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()) for t in (start, end)
+    )
+    upto = _analyzed_upto(kafka, allow_partial)
+    rejected = _rejected_by_analyze(kafka)
     windows = TumblingWindows()
     read = 0
-    with closing(kafka.consumer(group("replay-reader"))) as consumer:
+    with closing(kafka.consumer(topology.group("replay-reader"))) as consumer:
         for batch in BoundedRead(consumer, settings.PROCESSED, from_beginning=True, upto=upto):
             read += len(batch)
             windows.add_all(
@@ -428,14 +457,47 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
                 and type(order := parse(message.value())) is Order and low_s <= order.window_start < high_s
             )
     records = [
-        (key_bytes(key), codec.encode(metric(key, aggregate))) for key, aggregate in sorted(windows.aggregates.items())
+        (key_bytes(key), codec.encode(metric(key, aggregate)))
+        for key, aggregate in sorted(windows.aggregates.items())
     ]
-    _transactions(kafka, "replay").run(lambda producer: produce_all(producer, settings.METRICS, records))
-    log.info("replay [%s, %s): %d records read, %d windows republished", start, end, read, len(windows.aggregates))
-    return {
-        "range": [start.isoformat(), end.isoformat()], "read": read, "skipped_rejected": len(rejected),
-        "windows": len(windows.aggregates), "order_count": sum(a.count for a in windows.aggregates.values()),
-    }
+    _transactions(kafka, REPLAY).run(lambda producer: produce_all(producer, settings.METRICS, records))
+    log.info(
+        "replay [%s, %s): %d records read, %d windows republished", start, end, read, len(windows.aggregates),
+    )
+    return ReplayResult(
+        range=(start.isoformat(), end.isoformat()), read=read, skipped_rejected=len(rejected),
+        windows=len(windows.aggregates), order_count=sum(a.count for a in windows.aggregates.values()),
+    )
+
+
+def _analyzed_upto(kafka: Kafka, allow_partial: bool) -> dict[int, int]:
+    """Per partition of processed-orders, the offset analyze has committed up to. Refuses, unless
+    ``allow_partial``, when retention has deleted the topic's first records."""
+    with closing(kafka.consumer(ANALYZE.group)) as analyzed:
+        count = _partition_count(kafka, settings.PROCESSED)
+        partitions = [TopicPartition(settings.PROCESSED, p) for p in range(count)]
+        committed = retrying(analyzed.committed, partitions, timeout=TIMEOUT)
+        starts = [retrying(analyzed.get_watermark_offsets, tp, timeout=TIMEOUT)[0] for tp in partitions]
+    trimmed = {tp.partition: start for tp, start in zip(partitions, starts)}
+    if any(trimmed.values()) and not allow_partial:
+        raise RuntimeError(
+            f"{settings.PROCESSED} no longer holds its first records (log start offsets {trimmed}): a replay "
+            "would rebuild windows from part of their orders. Pass allow_partial=true to replay what is "
+            "retained anyway."
+        )
+    return {tp.partition: max(tp.offset, 0) for tp in committed}
+
+
+def _rejected_by_analyze(kafka: Kafka) -> set[tuple[int, int]]:
+    """The (partition, offset) of each processed-orders record analyze dead-lettered."""
+    rejected = set()
+    with closing(kafka.consumer(topology.group("replay-reader"))) as consumer:
+        for batch in BoundedRead(consumer, settings.DLQ, from_beginning=True):
+            for message in batch:
+                letter = dead_letters.read(message)
+                if letter.source_topic == settings.PROCESSED:
+                    rejected.add((letter.source_partition, letter.source_offset))
+    return rejected
 
 
 def _partition_count(kafka: Kafka, topic: str) -> int:
@@ -445,5 +507,6 @@ def _partition_count(kafka: Kafka, topic: str) -> int:
     return len(metadata.partitions)
 
 
-def _ranges(topic: str, source: BoundedRead) -> dict:
-    return {"topic": topic, "partitions": {str(p): r for p, r in sorted(source.ranges.items())}, "lost": source.lost}
+def _ranges(topic: str, source: BoundedRead) -> InputRanges:
+    partitions = {str(p): (first, following) for p, (first, following) in sorted(source.ranges.items())}
+    return InputRanges(topic=topic, partitions=partitions, lost=source.lost)

@@ -16,15 +16,21 @@ import msgspec
 from include.pipeline import codec, telemetry
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.orders import Order, enrich, parse
+from include.pipeline.reasons import Reason
 from include.pipeline.windows import key_bytes, ledger_header, metric
 
 
 class Record(Protocol):
-    def key(self) -> bytes | None: ...
+    """An input record, as confluent_kafka's ``Message`` is one."""
 
-    def value(self) -> bytes | None: ...
+    def key(self) -> bytes | None:
+        """The record's key."""
 
-    def timestamp(self) -> tuple[int, int]: ...
+    def value(self) -> bytes | None:
+        """The record's value; None for a tombstone."""
+
+    def timestamp(self) -> tuple[int, int]:
+        """(timestamp type, epoch ms); type 0 means none."""
 
 
 # gc=False: a batch makes thousands of these, and they hold no cycles.
@@ -41,20 +47,39 @@ class Rejection(msgspec.Struct, gc=False):
     """The input record at ``index`` of the batch goes to the dead-letter topic."""
 
     index: int
-    reason: str
+    reason: Reason
     detail: str
 
 
 class Processed(msgspec.Struct):
+    """What process makes of a batch."""
+
     valid: list[Outgoing]  # for processed-orders, in input order
     rejected: list[Rejection]
 
+    @property
+    def records(self) -> list[Outgoing]:
+        """For the stage's output topic."""
+        return self.valid
+
+    @property
+    def state(self) -> list[tuple[bytes, bytes | None]]:
+        """process keeps no state."""
+        return []
+
 
 class Analyzed(msgspec.Struct):
+    """What analyze makes of a batch."""
+
     metrics: list[Outgoing]  # for product-metrics: the windows this batch changed, new totals
     state: list[tuple[bytes, bytes | None]]  # for analyze-state: the changelog of the changes
     rejected: list[Rejection]
     counted: int
+
+    @property
+    def records(self) -> list[Outgoing]:
+        """For the stage's output topic."""
+        return self.metrics
 
 
 def process(batch: list[Record], processed_at: str) -> Processed:

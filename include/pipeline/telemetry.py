@@ -50,19 +50,23 @@ class Latencies(msgspec.Struct):
     counts: dict[int, int] = {}
 
     def add(self, latency_ms: int, orders: int = 1) -> None:
+        """Counts ``orders`` more at this latency; a negative one counts as 0."""
         latency_ms = max(0, latency_ms)  # clocks of two hosts may disagree by a little
         self.counts[latency_ms] = self.counts.get(latency_ms, 0) + orders
 
     def add_origins(self, pairs: list[tuple[int, int]], visible_ms: int) -> None:
+        """Counts the orders of a record's ``origins`` pairs, made visible at ``visible_ms`` (epoch ms)."""
         for produced_ms, orders in pairs:
             self.add(visible_ms - produced_ms, orders)
 
     def merge(self, other: Latencies) -> None:
+        """Adds the counts of ``other`` to these."""
         for latency_ms, orders in other.counts.items():
             self.add(latency_ms, orders)
 
     @property
     def orders(self) -> int:
+        """How many orders were measured."""
         return sum(self.counts.values())
 
     def percentile(self, q: float) -> int | None:
@@ -80,6 +84,7 @@ class Latencies(msgspec.Struct):
         return max(self.counts)
 
     def summary(self) -> dict[str, int | None]:
+        """The percentiles a report shows (p50, p95, p99, max) and the orders they are over."""
         return {
             "p50_ms": self.percentile(50), "p95_ms": self.percentile(95), "p99_ms": self.percentile(99),
             "max_ms": max(self.counts) if self.counts else None, "orders": self.orders,
@@ -107,6 +112,7 @@ _report = msgspec.json.Decoder(Tick | Ended)
 
 
 def report_line(report: Tick | Ended) -> bytes:
+    """The line a stage process prints for its supervisor, which ``read_report`` reads back."""
     return msgspec.json.encode(report) + b"\n"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Iterable
 
 import msgspec
 
@@ -18,11 +18,14 @@ WindowKey = tuple[int, str]  # (window_start, product_id)
 
 @dataclass(slots=True)
 class Aggregate:
+    """One window's orders of one product: how many, and their exact total."""
+
     count: int = 0
     total: Decimal = Decimal(0)  # exact, unrounded
 
 
 def key_bytes(key: WindowKey) -> bytes:
+    """The product-metrics key of a (window, product): ``<window_start>:<product_id>``."""
     return f"{key[0]}:{key[1]}".encode()
 
 
@@ -35,6 +38,7 @@ class TumblingWindows:
         self.changed: dict[WindowKey, Decimal] = {}  # key -> total in cents before the change
 
     def add_all(self, orders: Iterable[Order]) -> None:
+        """Count the orders into their windows, exactly."""
         amounts: dict[WindowKey, list[Decimal]] = {}
         for order in orders:
             amounts.setdefault((order.window_start, order.product_id), []).append(order.amount)
@@ -48,6 +52,7 @@ class TumblingWindows:
             aggregate.total = money.total(added, aggregate.total)
 
     def take_changed(self) -> list[tuple[WindowKey, Decimal]]:
+        """The windows changed since the last call, each with its total in cents before."""
         changed, self.changed = sorted(self.changed.items()), {}
         return changed
 
@@ -66,6 +71,7 @@ class Metric(msgspec.Struct, frozen=True):
 
     @property
     def key(self) -> WindowKey:
+        """(window_start, product_id)."""
         return self.window_start, self.product_id
 
 
@@ -81,7 +87,9 @@ def decode_metric(raw: bytes | None) -> Metric:
     for name in ("total_revenue", "avg_order_value"):
         value = getattr(record, name)
         if not value.is_finite() or value < 0 or value != money.to_cents(value):
-            raise ValueError(f"not a metrics record ({name} must be a non-negative amount in cents, got {value})")
+            raise ValueError(
+                f"not a metrics record ({name} must be a non-negative amount in cents, got {value})"
+            )
     # One spelling of each amount (21.50, not 21.5), whatever wrote it.
     total, average = money.to_cents(record.total_revenue), money.to_cents(record.avg_order_value)
     return msgspec.structs.replace(record, total_revenue=total, avg_order_value=average)
@@ -99,10 +107,23 @@ class LedgerMark(msgspec.Struct, frozen=True):
     revenue_cents: Decimal
 
 
+class Ledger(msgspec.Struct):
+    """Everything analyze has counted, all runs: what the sink's totals must add up to."""
+
+    count: int = 0
+    revenue: Decimal = Decimal(0)  # exact sum of the counted amounts
+    revenue_cents: Decimal = Decimal(0)  # sum over windows of each window's total in cents
+
+    def mark(self) -> LedgerMark:
+        """What the product-metrics records of a batch carry of it (the ``ledger`` header)."""
+        return LedgerMark(self.count, self.revenue_cents)
+
+
 _ledger_decoder = msgspec.json.Decoder(LedgerMark)
 
 
 def ledger_header(mark: LedgerMark) -> tuple[str, bytes]:
+    """The ``ledger`` header of a product-metrics record."""
     return LEDGER_HEADER, msgspec.json.encode(mark)
 
 
@@ -130,13 +151,3 @@ def metric(key: WindowKey, aggregate: Aggregate) -> Metric:
         total_revenue=money.to_cents(aggregate.total),
         avg_order_value=money.average_to_cents(aggregate.total, aggregate.count),
     )
-
-
-def state_record(aggregate: Aggregate) -> dict[str, Any]:
-    """What the state changelog keeps: the exact total as a string, never rounded."""
-    return {"count": aggregate.count, "total": str(aggregate.total)}
-
-
-def aggregate_from_state(doc: dict[str, Any]) -> Aggregate:
-    return Aggregate(int(doc["count"]), Decimal(doc["total"]))
-

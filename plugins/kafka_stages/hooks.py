@@ -1,22 +1,56 @@
+"""The pipeline's hooks: its Kafka cluster and its metrics store, from Airflow connections."""
 from __future__ import annotations
 
-from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
-from airflow.sdk import BaseHook
+import importlib
+from typing import Callable
+
+from airflow.providers.apache.kafka.hooks.base import (
+    CALLBACK_ALLOWLIST_CONFIG_OPTION,
+    CALLBACK_CONFIG_KEYS,
+    KAFKA_COMMON_CONFIG_SECTION,
+    KafkaBaseHook,
+)
+from airflow.sdk import BaseHook, conf
 from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy.engine import URL
 
-from include.pipeline.kafka_io import Kafka
+from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.metrics_store import MetricsStore
 
 
 class PipelineKafkaHook(KafkaBaseHook):
-    """The provider's connection handling (extra JSON as the librdkafka config, allow-listed
-    callbacks, managed-auth tokens), handed to the stages as a config rather than one client:
-    a stage needs consumers and transactional producers with settings of its own."""
+    """A Kafka connection (its extra: the librdkafka config, as the provider's hooks take it),
+    handed to the stages as a config rather than one client: a stage needs consumers and
+    transactional producers with settings of its own. A callback given as a dotted path
+    (``oauth_cb``, ...) is imported only when ``[apache_kafka] callback_allowlist`` lists it, as
+    the provider does.
+
+    :param kafka_config_id: the connection of the cluster.
+    """
 
     def get_kafka(self) -> Kafka:
-        # _build_config is the provider's single place for resolving a connection (2.1.0, pinned).
-        return Kafka(self._build_config(), origin=f"the {self.kafka_config_id} connection")
+        """The cluster, for a stage to make its clients from; a callback's path must be on the allowlist."""
+        origin = f"the {self.kafka_config_id} connection"
+        config = dict(self.get_connection(self.kafka_config_id).extra_dejson)
+        if not config.get("bootstrap.servers"):
+            raise ValueError(
+                f"{origin} has no bootstrap.servers in its extra: add the brokers' host:port list"
+            )
+        for key in CALLBACK_CONFIG_KEYS:
+            if isinstance(config.get(key), str):
+                config[key] = _trusted_callback(origin, key, config[key])
+        return Kafka(config, origin=origin)
+
+
+def _trusted_callback(origin: str, key: str, path: str) -> Callable:
+    allowed = conf.get(KAFKA_COMMON_CONFIG_SECTION, CALLBACK_ALLOWLIST_CONFIG_OPTION, fallback="") or ""
+    if path not in {entry.strip() for entry in allowed.split(",")}:
+        raise ValueError(
+            f"{origin} asks for {key}={path!r}, which [{KAFKA_COMMON_CONFIG_SECTION}] "
+            f"{CALLBACK_ALLOWLIST_CONFIG_OPTION} does not list: add its full import path there to trust it"
+        )
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 class MetricsDbHook(BaseHook):
@@ -51,6 +85,7 @@ class MetricsDbHook(BaseHook):
             url = URL.create("sqlite", database=conn.host)
         else:
             raise ValueError(
-                f"{origin} has type {conn.conn_type!r}: the metrics store takes a 'postgres' or 'sqlite' connection"
+                f"{origin} has type {conn.conn_type!r}: "
+                "the metrics store takes a 'postgres' or 'sqlite' connection"
             )
         return MetricsStore(url, origin, read_only)

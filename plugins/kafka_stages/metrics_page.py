@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from include.pipeline import dashboard
-from include.pipeline.kafka_io import Misconfigured
+from include.pipeline.kafka_io.errors import Misconfigured
 from include.pipeline.metrics_store import MetricsStore, StoreRefused, StoreUnavailable
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 
@@ -47,7 +47,9 @@ def create_app() -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, not_logged_in)
     app.get("/", response_class=HTMLResponse)(page)
     app.get("/static/{name}")(static)
-    for path, endpoint in (("metrics", metrics), ("runs", runs), ("dead-letters", dead_letters), ("lag", lag)):
+    for path, endpoint in (
+        ("metrics", metrics), ("runs", runs), ("dead-letters", dead_letters), ("lag", lag),
+    ):
         app.get(f"/api/{path}", response_class=JSON)(endpoint)
     return app
 
@@ -67,6 +69,7 @@ class JSON(Response):
     media_type = "application/json"
 
     def render(self, content) -> bytes:
+        """The body: ``content`` encoded by msgspec."""
         return msgspec.json.encode(content)
 
 
@@ -77,10 +80,12 @@ def store() -> MetricsStore:
 
 
 def kafka():
+    """The cluster of the ``kafka_default`` connection, for the dead letters and the lag."""
     return PipelineKafkaHook("kafka_default").get_kafka()
 
 
 def unavailable(exc: Exception) -> HTTPException:
+    """A 503 that says why the store or Kafka cannot answer."""
     return HTTPException(status_code=503, detail=str(exc))
 
 
@@ -92,6 +97,7 @@ def page(request: Request) -> HTMLResponse:
 
 
 def static(name: str) -> FileResponse:
+    """One of the page's static files (its script, its style, Plotly); 404 for any other name."""
     if name not in STATIC:
         raise HTTPException(status_code=404, detail=f"no static file {name!r}")
     return FileResponse(STATIC[name], headers={"Cache-Control": "private, no-cache"})

@@ -1,3 +1,4 @@
+"""The operators of the pipeline's DAGs: a stage (bounded or streaming), reconcile, the params check."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,8 @@ from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.pipeline import reconcile, run_params, shutdown, stage_summary
-from include.pipeline.kafka_io import Follow
+from include.pipeline.kafka_io.reading import Follow
+from include.pipeline.results import Result, xcom
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 
 
@@ -42,9 +44,10 @@ class KafkaStageOperator(BaseOperator):
 
     The stock ProduceToTopicOperator / ConsumeFromTopicOperator (provider 2.1.0) let a failed
     delivery pass and commit asynchronously; the stages use transactions and synchronous
-    commits instead, so a lost record fails the task. The stage's counts become the XCom.
-    A ``ValueError`` (a bad argument or a record that breaks the contract) fails the task
-    without retries: it would fail every attempt the same way.
+    commits instead, so a lost record fails the task. The stage's result
+    (``include.pipeline.results``) becomes the XCom. A ``ValueError`` (a bad argument or a
+    record that breaks the contract) fails the task without retries: it would fail every attempt
+    the same way.
 
     :param stage: the stage function; called with a ``Kafka`` and ``op_kwargs``.
     :param op_kwargs: its keyword arguments (templated).
@@ -60,7 +63,7 @@ class KafkaStageOperator(BaseOperator):
     def __init__(
         self,
         *,
-        stage: Callable[..., dict],
+        stage: Callable[..., Result],
         op_kwargs: dict[str, Any] | None = None,
         kafka_config_id: str = "kafka_default",
         metrics_db_conn_id: str | None = None,
@@ -73,17 +76,20 @@ class KafkaStageOperator(BaseOperator):
         self.metrics_db_conn_id = metrics_db_conn_id
 
     def pre_execute(self, context) -> None:
+        """Says which ``airflow tasks test -t`` params the run's conf overrode."""
         log_params_overridden(self, context)
 
     def stage_kwargs(self, context) -> dict[str, Any]:
+        """The keyword arguments the stage is called with in this run, besides the Kafka and the store."""
         return dict(self.op_kwargs)
 
-    def execute(self, context) -> dict:
-        kafka = PipelineKafkaHook(self.kafka_config_id).get_kafka()
+    def execute(self, context) -> dict | None:
+        """Runs the stage; its result is the XCom. A stop on request fails the task, with no XCom."""
         # SIGTERM (Airflow stopping the task: the run marked failed, a lost heartbeat, standalone
         # stopping), SIGINT and a supervisor that died all end the stage between two batches.
         with shutdown.supervised():
             try:
+                kafka = PipelineKafkaHook(self.kafka_config_id).get_kafka()
                 kwargs = self.stage_kwargs(context)
                 if self.metrics_db_conn_id:
                     store = MetricsDbHook(self.metrics_db_conn_id).get_store()
@@ -101,17 +107,18 @@ class KafkaStageOperator(BaseOperator):
             if shutdown.requested():
                 # No XCom: reconcile must never take a stage's part for the whole.
                 raise AirflowException(
-                    f"{self.task_id} stopped ({shutdown.reason()}): every transaction it committed stays, "
-                    "the one in flight was committed or aborted; a retry or the next run continues from there"
+                    f"{self.task_id} stopped ({shutdown.reason()}): "
+                    "every transaction it committed stays, the one in flight was committed or aborted; "
+                    "a retry or the next run continues from there"
                 )
-        return result
+        return xcom(result)
 
 
 class KafkaStreamOperator(KafkaStageOperator):
-    """Runs a stage continuously (``kafka_io.Follow``: a transaction every ``commit_interval_ms``
-    or full batch) for ``duration_seconds``; then, once the stage before it (``after``) has
-    finished, it reads what that stage wrote up to its end and returns. Each stage so hands a
-    complete input over to the next, and reconcile sees counts that add up.
+    """Runs a stage continuously (``kafka_io.reading.Follow``: a transaction every
+    ``commit_interval_ms`` or full batch) for ``duration_seconds``; then, once the stage before it
+    (``after``) has finished, it reads what that stage wrote up to its end and returns. Each stage
+    so hands a complete input over to the next, and reconcile sees counts that add up.
 
     :param duration_seconds: how long the stage follows its topic (templated).
     :param commit_interval_ms: the longest a batch collects records before its transaction
@@ -128,12 +135,16 @@ class KafkaStreamOperator(KafkaStageOperator):
     )
 
     def __init__(
-        self, *, duration_seconds: Any, commit_interval_ms: Any = 100, after: str | None = None, **kwargs: Any,
+        self, *, duration_seconds: Any, commit_interval_ms: Any = 100, after: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.duration_seconds, self.commit_interval_ms, self.after = duration_seconds, commit_interval_ms, after
+        self.duration_seconds, self.commit_interval_ms, self.after = (
+            duration_seconds, commit_interval_ms, after
+        )
 
     def stage_kwargs(self, context) -> dict[str, Any]:
+        """Adds the ``Follow`` that ends the stage once its time is up and the stage before it is done."""
         ti, run_id = context["ti"], context["run_id"]
         # A retry counts from the run's start, so that it ends with the others and the run keeps
         # its hour; a first try (or the stage run alone with `airflow tasks test`) from now.
@@ -177,6 +188,7 @@ class ReconcileOperator(BaseOperator):
         self.results = results
 
     def execute(self, context) -> dict:
+        """Reconciles the run and writes its manifest; the run's summary is the XCom."""
         manifest = reconcile.reconcile(context["run_id"], self.results, dag_id=self.dag_id)
         for line in reconcile.render(manifest).splitlines():
             self.log.info("%s", line)
@@ -195,9 +207,11 @@ class CheckParamsOperator(BaseOperator):
     ui_color = "#fef7e0"
 
     def pre_execute(self, context) -> None:
+        """Says which ``airflow tasks test -t`` params the run's conf overrode."""
         log_params_overridden(self, context)
 
     def execute(self, context) -> None:
+        """Fails the run when its params cannot work; otherwise logs them."""
         # The run's params have its conf merged in, unknown keys too: the DAG says which are real.
         conf = context["dag_run"].conf or {}
         if found := run_params.problems(conf, list(self.dag.params), dict(context["params"])):

@@ -8,20 +8,31 @@ has begun goes on before another run's first stage starts.
 """
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import Param, chain
 
-from include.pipeline import settings, stages
+from include.pipeline import settings, stages, topology
 from kafka_stages.operators import (
-    CheckParamsOperator, KafkaStageOperator, KafkaStreamOperator, ReconcileOperator,
+    CheckParamsOperator,
+    KafkaStageOperator,
+    KafkaStreamOperator,
+    ReconcileOperator,
 )
 from kafka_stages.sensors import ConsumerLagSensor
 
 POOL = "kafka_pipeline"
-STREAM_STAGES = ("generate", "process", "analyze", "sink")
-CONSUMING = ["process", "analyze", "sink"]
-POOL_SLOTS = len(STREAM_STAGES)  # the pool's size: a stream run's stages at once
+# Every DAG's own arguments: one run at a time (its stages continue from committed offsets and
+# window state, and a stream run hands over to the next); conf values keep their types.
+DAG_ARGS: dict[str, Any] = {
+    "start_date": datetime(2026, 1, 1, tzinfo=timezone.utc), "catchup": False, "max_active_runs": 1,
+    "render_template_as_native_obj": True,
+}
+RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}  # the scheduled DAGs' default_args
+PIPELINE = topology.names(topology.PIPELINE)
+CONSUMING = topology.names(topology.CONSUMING)
+POOL_SLOTS = len(PIPELINE)  # the pool's size: a stream run's stages at once
 # Chain position -> priority weight (absolute): later stages first.
 POSITION = {"create_topics": 1, "generate": 2, "process": 3, "replay": 4, "analyze": 4, "sink": 5}
 
@@ -33,13 +44,17 @@ GENERATE_PARAMS = {
     ),
     "seed": Param(
         None, type=["null", "integer"],
-        description="Seed for the generated orders (null: the run id, so a cleared run makes the same orders)",
+        description=(
+            "Seed for the generated orders (null: the run id, so a cleared run makes the same orders)"
+        ),
     ),
 }
 SINK_PARAMS = {
     "metrics_json_days": Param(
         settings.METRICS_JSON_DAYS, type="integer", minimum=0,
-        description="Days of windows, back from the newest, that the sink exports to metrics.json (0: no file)",
+        description=(
+            "Days of windows, back from the newest, that the sink exports to metrics.json (0: no file)"
+        ),
     ),
 }
 ANALYZE_PARAMS = {
@@ -106,6 +121,7 @@ def sink_task() -> KafkaStageOperator:
 
 
 def reconcile_task(results: list[str]) -> ReconcileOperator:
+    """The reconcile task, over the XComs of the given stages' tasks."""
     return ReconcileOperator(
         task_id="reconcile", retries=0,  # a discrepancy does not go away by itself
         results={name: f"{{{{ ti.xcom_pull(task_ids='{name}') }}}}" for name in results},
@@ -117,7 +133,7 @@ def pipeline_tasks(*, generate: bool) -> None:
     >> reconcile, in the DAG being defined."""
     tasks = [
         CheckParamsOperator(task_id="check_params", retries=0),
-        create_topics_task(["generate", *CONSUMING] if generate else CONSUMING),
+        create_topics_task(PIPELINE if generate else CONSUMING),
     ]
     if generate:
         tasks.append(stage_task("generate", stages.generate, op_kwargs={
@@ -133,13 +149,14 @@ def pipeline_tasks(*, generate: bool) -> None:
         }))
     tasks += [
         ConsumerLagSensor(
-            task_id="wait_for_orders", groups=stages.INPUTS, wait_seconds="{{ params.wait_for_orders_seconds }}",
+            task_id="wait_for_orders", groups=topology.INPUTS,
+            wait_seconds="{{ params.wait_for_orders_seconds }}",
         ),
         stage_task("process", stages.process),
         stage_task("analyze", stages.analyze, **ANALYZE_KWARGS),
         sink_task(),
     ]
-    tasks.append(reconcile_task(list(STREAM_STAGES) if generate else CONSUMING))
+    tasks.append(reconcile_task(PIPELINE if generate else CONSUMING))
     chain(*tasks)
 
 
@@ -160,11 +177,11 @@ def stream_tasks() -> None:
             commit_interval_ms="{{ params.commit_interval_ms }}",
             **extra.get(name, {}),
         )
-        for after, name in zip((None, *STREAM_STAGES), STREAM_STAGES)
+        for after, name in zip((None, *PIPELINE), PIPELINE)
     ]
     chain(
         CheckParamsOperator(task_id="check_params", retries=0),
-        create_topics_task(list(STREAM_STAGES)),
+        create_topics_task(PIPELINE),
         streaming,
-        reconcile_task(list(STREAM_STAGES)),
+        reconcile_task(PIPELINE),
     )

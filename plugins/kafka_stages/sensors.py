@@ -1,3 +1,4 @@
+"""A sensor that waits for records the consuming stages have not read yet, and reads none itself."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -6,7 +7,9 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from include.pipeline.kafka_io import LagProbe, retrying
+from include.pipeline import access
+from include.pipeline.kafka_io.errors import retrying
+from include.pipeline.kafka_io.lag_probe import LagProbe
 from include.pipeline.lag import GAVE_UP, LOOKED, LagReport, lag
 from kafka_stages.hooks import PipelineKafkaHook
 from kafka_stages.operators import log_params_overridden
@@ -41,9 +44,11 @@ class ConsumerLagSensor(BaseSensorOperator):
         self.poll_interval, self.kafka_config_id = poll_interval, kafka_config_id
 
     def pre_execute(self, context) -> None:
+        """Says which ``airflow tasks test -t`` params the run's conf overrode."""
         log_params_overridden(self, context)
 
     def execute(self, context) -> dict:
+        """The lag report when records are there; else it defers for up to ``wait_seconds``, or skips."""
         report = self._look()
         if report.records:
             self.log.info("%d records to work on: %s", report.records, report.topics)
@@ -62,6 +67,7 @@ class ConsumerLagSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context, event: dict) -> dict:
+        """The trigger's report once records came; it skips when the trigger gave up waiting."""
         report = LagReport.from_payload(event)
         if report.reason == GAVE_UP:
             self._skip(float(self.wait_seconds))
@@ -70,7 +76,7 @@ class ConsumerLagSensor(BaseSensorOperator):
 
     def _look(self) -> LagReport:
         kafka = PipelineKafkaHook(self.kafka_config_id).get_kafka()
-        kafka.check()
+        access.ready(kafka)
         probe = LagProbe(kafka, self.groups)
         try:
             per_topic = lag(*retrying(probe.offsets))
@@ -81,7 +87,9 @@ class ConsumerLagSensor(BaseSensorOperator):
     def _skip(self, waited: float) -> None:
         watched = ", ".join(f"{topic} (group {group})" for topic, group in self.groups.items())
         later = self.get_flat_relative_ids(upstream=False)
-        downstream = ", ".join(t.task_id for t in self.dag.topological_sort() if t.task_id in later) or "nothing"
+        downstream = (
+            ", ".join(t.task_id for t in self.dag.topological_sort() if t.task_id in later) or "nothing"
+        )
         message = (
             f"nothing to do: no records on {watched} past what the groups have committed, "
             f"after waiting {waited:.0f}s; skipping {downstream}"

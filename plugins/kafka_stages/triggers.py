@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from typing import Any, AsyncIterator
 
 import msgspec
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 from confluent_kafka import KafkaException
 
-from airflow.triggers.base import BaseEventTrigger, TriggerEvent
-from include.pipeline.kafka_io import LagProbe
+from include.pipeline.kafka_io.lag_probe import LagProbe
 from include.pipeline.lag import GAVE_UP, Backlog, LagReport, Memory
 from kafka_stages.hooks import PipelineKafkaHook
 
@@ -64,10 +65,12 @@ class ConsumerLagTrigger(BaseEventTrigger):
         Backlog(self.min_records, max_wait_seconds)  # fail at definition time on a bad threshold
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The trigger's class path and arguments, for the triggerer to make it again."""
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "groups": self.groups, "min_records": self.min_records, "max_wait_seconds": self.max_wait_seconds,
+                "groups": self.groups, "min_records": self.min_records,
+                "max_wait_seconds": self.max_wait_seconds,
                 "give_up_after_seconds": self.give_up_after_seconds, "poll_interval": self.poll_interval,
                 "kafka_config_id": self.kafka_config_id,
             },
@@ -77,26 +80,38 @@ class ConsumerLagTrigger(BaseEventTrigger):
         # Named after the groups: a watcher changed to another group does not take this memory over.
         return f"signalled {json.dumps(self.groups, sort_keys=True)}"
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        kafka = await sync_to_async(PipelineKafkaHook(self.kafka_config_id).get_kafka)()
+    def _say_what_it_watches(self) -> None:
         watched = ", ".join(f"{topic} (group {group})" for topic, group in self.groups.items())
         self.log.info(
             "watching the lag of %s: firing at %d records%s", watched, self.min_records,
             "" if self.max_wait_seconds is None else f", or at any after {self.max_wait_seconds:g}s",
         )
+
+    def _remember(self, backlog: Backlog, saved: Any) -> None:
+        """Restore what the watcher fired for before the triggerer restarted (None: nothing)."""
+        if saved is None:
+            return
+        try:
+            backlog.restore(Memory.from_payload(saved))
+        except msgspec.ValidationError as exc:
+            self.log.warning("forgetting the unreadable memory %r from before a restart: %s", saved, exc)
+        if signalled := backlog.memory().signalled:
+            self.log.info("remembering what it fired for before a restart: %s", "; ".join(
+                f"{topic} up to offsets {offsets}" for topic, offsets in signalled.items()
+            ))
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """An event per backlog worth firing for; a last ``gave_up`` event once its time is up."""
+        kafka = await sync_to_async(PipelineKafkaHook(self.kafka_config_id).get_kafka)()
+        self._say_what_it_watches()
         backlog = Backlog(self.min_records, self.max_wait_seconds)
         store, key = self.asset_state_store, self._memory_key()  # no store under a sensor
-        if store is not None and (saved := await store.aget(key)) is not None:
-            try:
-                backlog.restore(Memory.from_payload(saved))
-            except msgspec.ValidationError as exc:
-                self.log.warning("forgetting the unreadable memory %r from before a restart: %s", saved, exc)
-            if signalled := backlog.memory().signalled:
-                self.log.info("remembering what it fired for before a restart: %s", "; ".join(
-                    f"{topic} up to offsets {offsets}" for topic, offsets in signalled.items()
-                ))
+        if store is not None:
+            self._remember(backlog, await store.aget(key))
         probe = LagProbe(kafka, self.groups, quiet=True)
-        started, failures, look = time.monotonic(), 0, None
+        failures, look = 0, None
+        patience = math.inf if self.give_up_after_seconds is None else self.give_up_after_seconds
+        gives_up_at = time.monotonic() + patience
         try:
             while True:
                 delay = self.poll_interval
@@ -120,9 +135,11 @@ class ConsumerLagTrigger(BaseEventTrigger):
                             # Saved before the event: a crash in between loses this event, but a
                             # restarted watcher never fires twice for one backlog (two runs).
                             await store.aset(key, backlog.memory().to_payload())
-                        self.log.info("firing: %d records of lag (%s): %s", report.records, report.reason, report.topics)
+                        self.log.info(
+                            "firing: %d records of lag (%s): %s", report.records, report.reason, report.topics
+                        )
                         yield TriggerEvent(report.to_payload())
-                if self.give_up_after_seconds is not None and time.monotonic() - started >= self.give_up_after_seconds:
+                if time.monotonic() >= gives_up_at:
                     yield TriggerEvent(LagReport(0, {}, GAVE_UP).to_payload())
                     return
                 await asyncio.sleep(delay)

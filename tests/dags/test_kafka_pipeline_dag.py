@@ -49,7 +49,10 @@ def test_params_and_defaults(dag):
 
 
 def test_task_graph_is_a_chain_of_the_stages(dag):
-    order = ["check_params", "create_topics", "generate", "wait_for_orders", "process", "analyze", "sink", "reconcile"]
+    order = [
+        "check_params", "create_topics", "generate", "wait_for_orders", "process", "analyze", "sink",
+        "reconcile",
+    ]
     assert sorted(dag.task_ids) == sorted(order)
     for upstream, downstream in zip(order, order[1:]):
         assert dag.get_task(upstream).downstream_task_ids == {downstream}
@@ -59,7 +62,9 @@ def test_task_graph_is_a_chain_of_the_stages(dag):
 
 
 def test_each_stage_task_runs_its_include_function(dag):
-    assert {t: dag.get_task(t).stage for t in ("create_topics", "generate", "process", "analyze", "sink")} == {
+    assert {
+        t: dag.get_task(t).stage for t in ("create_topics", "generate", "process", "analyze", "sink")
+    } == {
         "create_topics": stages.create_topics,
         "generate": stages.generate,
         "process": stages.process,
@@ -130,7 +135,8 @@ def test_the_event_driven_dag_watches_orders_lag_and_shares_the_task_chain(dagba
     })
     assert on_orders.max_active_runs == 1
     assert {name: on_orders.params[name] for name in on_orders.params} == {
-        "wait_for_orders_seconds": 0, "grace_seconds": 3600, "dedup_horizon_seconds": 86400, "metrics_json_days": 7,
+        "wait_for_orders_seconds": 0, "grace_seconds": 3600, "dedup_horizon_seconds": 86400,
+        "metrics_json_days": 7,
     }
     order = ["check_params", "create_topics", "wait_for_orders", "process", "analyze", "sink", "reconcile"]
     assert [t.task_id for t in on_orders.topological_sort()] == order
@@ -151,9 +157,9 @@ def test_the_watcher_thresholds_come_from_the_environment(monkeypatch):
     assert (watcher.trigger.min_records, watcher.trigger.max_wait_seconds) == (250, 12.5)
     monkeypatch.setenv("KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS", "lots")
     errors = DagBag(dag_folder=str(DAGS / "kafka_pipeline_on_orders.py")).import_errors
-    assert [line for e in errors.values() for line in e.splitlines() if "KAFKA_PIPELINE" in line][-1].endswith(
-        "KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS must be a int >= 1, got 'lots'"
-    )
+    assert [
+        line for e in errors.values() for line in e.splitlines() if "KAFKA_PIPELINE" in line
+    ][-1].endswith("KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS must be a int >= 1, got 'lots'")
 
 
 def test_every_kafka_stage_of_every_dag_queues_for_the_one_pool_later_stages_first(dagbag):
@@ -184,7 +190,10 @@ def test_dag_policy(dagbag):
 def test_include_has_no_airflow_imports():
     for path in sorted((DAGS.parent / "include").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )
             assert not [n for n in names if n.split(".")[0] == "airflow"], path
 
 
@@ -197,4 +206,6 @@ def test_each_dags_first_kafka_task_checks_the_acls_of_exactly_its_stages(dagbag
         kafka_tasks = [t.task_id for t in dag.topological_sort() if isinstance(t, KafkaStageOperator)]
         assert sorted(kafka_tasks) == sorted(needs)
         if "create_topics" in needs:
-            assert dag.get_task("create_topics").op_kwargs == {"stages": [t for t in needs if t != "create_topics"]}
+            assert dag.get_task("create_topics").op_kwargs == {
+                "stages": [t for t in needs if t != "create_topics"]
+            }

@@ -56,7 +56,8 @@ def test_each_stage_follows_its_topic_and_ends_after_the_one_before_it(dag):
         assert task.commit_interval_ms == "{{ params.commit_interval_ms }}"
     assert tasks[0].op_kwargs == {"rate": "{{ params.rate }}", "invalid_ratio": "{{ params.invalid_ratio }}"}
     assert tasks[2].op_kwargs == {
-        "grace_seconds": "{{ params.grace_seconds }}", "dedup_horizon_seconds": "{{ params.dedup_horizon_seconds }}",
+        "grace_seconds": "{{ params.grace_seconds }}",
+        "dedup_horizon_seconds": "{{ params.dedup_horizon_seconds }}",
     }
     assert tasks[3].op_kwargs == {"metrics_json_days": "{{ params.metrics_json_days }}"}
     assert tasks[3].metrics_db_conn_id == "metrics_db"

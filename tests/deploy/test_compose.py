@@ -215,8 +215,9 @@ def test_airflow_init_creates_the_pool_the_stages_use(services):
 def test_the_metrics_store_is_the_metrics_database_of_the_postgres_service(services, name):
     conn = json.loads(_env(services[name])["AIRFLOW_CONN_METRICS_DB"])
     postgres = _env(services["postgres"])
-    assert conn == {"conn_type": "postgres", "host": "postgres", "port": 5432, "login": postgres["POSTGRES_USER"],
-                    "password": postgres["POSTGRES_PASSWORD"], "schema": "metrics"}
+    assert conn == {"conn_type": "postgres", "host": "postgres", "port": 5432,
+                    "login": postgres["POSTGRES_USER"], "password": postgres["POSTGRES_PASSWORD"],
+                    "schema": "metrics"}
 
 
 def test_airflow_init_creates_the_metrics_database_the_connection_names(services):

@@ -21,6 +21,7 @@ import confluent_kafka
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from include.pipeline.reconcile import manifest_path
 from scripts.kafka.local import throwaway_broker
 from scripts.postgres.local import Postgres, throwaway_postgres
 
@@ -53,14 +54,25 @@ class Pipeline:
         if env.get("KAFKA_SECURITY") == "sasl_ssl":
             admin = self.client_config("admin")
             self.client.update(
-                security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", ssl_cafile=admin["ssl.ca.location"],
-                sasl_plain_username=admin["sasl.username"], sasl_plain_password=admin["sasl.password"],
+                security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                ssl_cafile=admin["ssl.ca.location"], sasl_plain_username=admin["sasl.username"],
+                sasl_plain_password=admin["sasl.password"],
             )
-        self.postgres: Postgres | None = None  # the metrics store's server, when the metrics_db connection is set
+        # The metrics store's server, when the metrics_db connection is set.
+        self.postgres: Postgres | None = None
 
     def client_config(self, user: str) -> dict:
         """A secured cluster's librdkafka config of ``user`` (admin or pipeline)."""
         return json.loads((Path(self.env["KAFKA_DATA_DIR"]) / "clients" / f"{user}.json").read_text())
+
+    def manifest(self, run_id: str | None = None) -> dict:
+        """The manifest reconcile wrote for a run (the newest without ``run_id``), as JSON."""
+        runs = self.output / "runs"
+        if run_id is None:
+            path = max(runs.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        else:
+            path = runs / manifest_path(run_id).name
+        return json.loads(path.read_text())
 
     def use_postgres(self, server: Postgres) -> None:
         """Point the metrics_db connection at the server's metrics database."""
@@ -72,14 +84,22 @@ class Pipeline:
             [str(ROOT / "scripts/airflow"), *args], env=self.env, capture_output=True, text=True, timeout=300
         )
         if ok and result.returncode != 0:
-            pytest.fail(f"airflow {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+            pytest.fail(
+                f"airflow {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            )
         return result
 
-    def dag_test(self, date: str, dag: str = "kafka_pipeline", ok: bool = True, **conf) -> subprocess.CompletedProcess:
+    def dag_test(
+        self, date: str, dag: str = "kafka_pipeline", ok: bool = True, **conf,
+    ) -> subprocess.CompletedProcess:
         """`airflow dags test` of a whole run of ``dag`` at the logical date ``date``, with ``conf``."""
         return self.airflow("dags", "test", dag, date, "--conf", json.dumps(conf), ok=ok)
 
-    def task(self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", params: dict | None = None, ok: bool = True):
+    def task(
+        self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", params: dict | None = None,
+        ok: bool = True,
+    ):
         """`airflow tasks test` of one task; ``date`` is a logical date or a run id."""
         extra = ["-t", json.dumps(params)] if params else []
         return self.airflow("tasks", "test", "kafka_pipeline", task_id, date, *extra, ok=ok)
@@ -167,7 +187,8 @@ class Pipeline:
             with closing(sqlite3.connect(self.output / "metrics.db")) as db:
                 rows = db.execute(query).fetchall()
         return [
-            {**dict(zip(METRIC_FIELDS, row)), "total_revenue": Decimal(row[5]), "avg_order_value": Decimal(row[6])}
+            {**dict(zip(METRIC_FIELDS, row)), "total_revenue": Decimal(row[5]),
+             "avg_order_value": Decimal(row[6])}
             for row in rows
         ]
 
@@ -178,7 +199,9 @@ def migrated_db(tmp_path_factory) -> Path:
     one test must not leak into the next: `tasks test` reuses the run of its date)."""
     home = tmp_path_factory.mktemp("airflow-template")
     env = {**os.environ, "AIRFLOW_HOME": str(home)}
-    subprocess.run([str(ROOT / "scripts/airflow"), "version"], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(ROOT / "scripts/airflow"), "version"], env=env, check=True, capture_output=True, timeout=300
+    )
     return home / "airflow.db"
 
 

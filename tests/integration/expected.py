@@ -28,7 +28,9 @@ def clean_run(values: list[bytes | None], grace: int = settings.GRACE_SECONDS,
 
 
 CENT = Decimal("0.01")
-PRODUCT_NAMES = {"prod-1": "Laptop", "prod-2": "Phone", "prod-3": "Tablet", "prod-4": "Monitor", "prod-5": "Keyboard"}
+PRODUCT_NAMES = {
+    "prod-1": "Laptop", "prod-2": "Phone", "prod-3": "Tablet", "prod-4": "Monitor", "prod-5": "Keyboard",
+}
 
 
 def expected_metrics(processed: list[dict]) -> list[dict]:
@@ -59,9 +61,17 @@ def counted(processed: list, dead: list) -> list[dict]:
     return [r.json() for r in processed if (r.partition, r.offset) not in rejected]
 
 
+def metrics_of_counted(pipeline) -> list[dict]:
+    """The independent oracle over what a pipeline counted: the metrics of the processed orders
+    analyze did not dead-letter, as its topics hold them."""
+    return expected_metrics(counted(pipeline.read(settings.PROCESSED), pipeline.read(settings.DLQ)))
+
+
 def order_value(order_id: str, product_id: str, amount: str, timestamp: str) -> bytes:
     """An order's JSON with the amount written exactly as given."""
-    head = codec.encode({"order_id": order_id, "user_id": "user-1", "product_id": product_id, "timestamp": timestamp})
+    head = codec.encode(
+        {"order_id": order_id, "user_id": "user-1", "product_id": product_id, "timestamp": timestamp}
+    )
     return head[:-1] + f',"amount":{amount}}}'.encode()
 
 
@@ -83,6 +93,7 @@ ZOO = [
     (b"z-nan", b'{"order_id": "z5", "amount": NaN}', "invalid_json"),
     (b"z-product", order_value("z6", "prod-9", "1.00", "2026-01-05T10:00:00Z"), "unknown_product"),
     (b"z-date", order_value("z7", "prod-1", "1.00", "2026-01-05"), "invalid_timestamp"),
-    (b"z-missing", b'{"order_id": "z8", "product_id": "prod-1", "amount": 1, "timestamp": "2026-01-05T10:00:00Z"}',
+    (b"z-missing",
+     b'{"order_id": "z8", "product_id": "prod-1", "amount": 1, "timestamp": "2026-01-05T10:00:00Z"}',
      "missing_field"),
 ]

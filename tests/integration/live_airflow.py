@@ -92,7 +92,9 @@ class LiveAirflow:
         self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": paused}).raise_for_status()
 
     def trigger(self, dag_id: str, conf: dict, logical_date: str | None = None) -> str:
-        response = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf})
+        response = self.api(
+            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf}
+        )
         assert response.status_code == 200, response.text
         return response.json()["dag_run_id"]
 
@@ -106,7 +108,9 @@ class LiveAirflow:
             if run["state"] in FINISHED:
                 return run
             time.sleep(1)
-        raise AssertionError(f"{dag_id} {run_id} did not finish in {timeout}s: {self.tasks(dag_id, run_id)}\n{self.tail()}")
+        raise AssertionError(
+            f"{dag_id} {run_id} did not finish in {timeout}s: {self.tasks(dag_id, run_id)}\n{self.tail()}"
+        )
 
     def wait_until_idle(self, dag_id: str, timeout: float = 120) -> list[dict]:
         """Every run of the DAG finished; returns them."""
@@ -116,7 +120,9 @@ class LiveAirflow:
             if all(run["state"] in FINISHED for run in runs):
                 return runs
             time.sleep(1)
-        raise AssertionError(f"{dag_id} still has unfinished runs after {timeout}s: {self.runs(dag_id)}\n{self.tail()}")
+        raise AssertionError(
+            f"{dag_id} still has unfinished runs after {timeout}s: {self.runs(dag_id)}\n{self.tail()}"
+        )
 
     def tasks(self, dag_id: str, run_id: str) -> dict[str, tuple[str, int]]:
         """task id -> (state, try number)."""
@@ -124,11 +130,15 @@ class LiveAirflow:
         return {ti["task_id"]: (ti["state"], ti["try_number"]) for ti in tis}
 
     def xcom(self, dag_id: str, run_id: str, task_id: str):
-        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")["value"]
+        return self.get(
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+        )["value"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
-        response = self.api("GET", path, headers={"Accept": "application/json"}, params={"full_content": True})
+        response = self.api(
+            "GET", path, headers={"Accept": "application/json"}, params={"full_content": True}
+        )
         response.raise_for_status()
         lines = []
         for line in response.json()["content"]:
@@ -145,7 +155,9 @@ class LiveAirflow:
         deadline = time.monotonic() + timeout
         components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
         while True:
-            assert self.process.poll() is None, f"airflow standalone exited ({self.process.returncode}):\n{self.tail()}"
+            assert self.process.poll() is None, (
+                f"airflow standalone exited ({self.process.returncode}):\n{self.tail()}"
+            )
             assert time.monotonic() < deadline, f"airflow standalone not ready in {timeout}s:\n{self.tail()}"
             try:
                 health = self.client.get("/api/v2/monitor/health").json()

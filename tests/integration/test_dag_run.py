@@ -26,7 +26,9 @@ def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
         assert (by_position[position].key, by_position[position].value) == (record.key, record.value)
         dead_positions.add(position)
     assert len(dead_positions) == len(dead)
-    valid_ids = sorted(json.loads(r.value)["order_id"] for p, r in by_position.items() if p not in dead_positions)
+    valid_ids = sorted(
+        json.loads(r.value)["order_id"] for p, r in by_position.items() if p not in dead_positions
+    )
     processed_docs = [r.json() for r in processed]
     assert sorted(d["order_id"] for d in processed_docs) == valid_ids
     assert 200 < len(dead) < 400  # invalid_ratio 0.1 of 3000
@@ -35,12 +37,13 @@ def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
     assert metrics == expected_metrics(processed_docs)
     assert sum(m["order_count"] for m in metrics) == len(processed)
 
-    manifest = json.loads(next((pipeline.output / "runs").glob("*.json")).read_text())
+    manifest = pipeline.manifest()
     assert manifest["reconciled"] is True
     assert manifest["summary"] == {
         "generated": 3000, "processed": 3000, "valid": len(processed), "invalid": len(dead),
         "invalid_reasons": dict(sorted(Counter(r.headers["reason"].decode() for r in dead).items())),
-        "counted": len(processed), "late": 0, "duplicate": 0, "windows_updated": manifest["summary"]["windows_updated"],
+        "counted": len(processed), "late": 0, "duplicate": 0,
+        "windows_updated": manifest["summary"]["windows_updated"],
         "metrics_rows": len(metrics), "rows_changed": len(metrics),
         "store": f"sqlite:///{pipeline.output}/metrics.db",
         "export": {"path": str(pipeline.output / "metrics.json"), "days": 7, "lines": len(metrics)},
@@ -49,7 +52,9 @@ def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
     # Files the pipeline writes get the modes the umask gives (not 0600: others may read them).
     umask = os.umask(0o022)
     os.umask(umask)
-    modes = {name: stat.S_IMODE((pipeline.output / name).stat().st_mode) for name in ("metrics.json", "metrics.db")}
+    modes = {
+        name: stat.S_IMODE((pipeline.output / name).stat().st_mode) for name in ("metrics.json", "metrics.db")
+    }
     assert modes == {"metrics.json": 0o666 & ~umask, "metrics.db": 0o666 & ~umask}
     assert manifest["stages"]["process"]["input"]["partitions"] == {
         str(p): [0, sum(1 for r in orders if r.partition == p)] for p in range(3)

@@ -32,7 +32,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import RetriableError
 
 from include.pipeline import generator, orders
-from tests.integration.expected import clean_run
+from tests.integration.expected import clean_run, metrics_of_counted
 
 ORDERS = 40_000
 START, END = datetime(2026, 1, 5, 9, tzinfo=timezone.utc), datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
@@ -67,7 +67,9 @@ class Watch:
         """{(topic, partition): (last stable offset, high watermark)} where they differ."""
         tps = [TopicPartition(t, p) for t in STAGES[stage][1] for p in self.stable.partitions_for_topic(t)]
         stable, written = self.stable.end_offsets(tps), self.written.end_offsets(tps)
-        return {(tp.topic, tp.partition): (stable[tp], written[tp]) for tp in tps if stable[tp] != written[tp]}
+        return {
+            (tp.topic, tp.partition): (stable[tp], written[tp]) for tp in tps if stable[tp] != written[tp]
+        }
 
     def close(self):
         self.admin.close()
@@ -101,11 +103,15 @@ def freeze_mid_batch(pipeline, proc, stage: str, end: int, deadline_s: float = 1
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             assert proc.poll() is None, (
-                f"{stage} ended (exit code {proc.returncode}) before it was caught mid-batch: give it more input"
+                f"{stage} ended (exit code {proc.returncode}) before it was caught mid-batch: "
+                "give it more input"
             )
             os.killpg(proc.pid, signal.SIGSTOP)
             done = watch.committed(stage)
-            assert done < end, f"{stage} committed all {end} input offsets before it was caught mid-batch: give it more input"
+            assert done < end, (
+                f"{stage} committed all {end} input offsets before it was caught mid-batch: "
+                "give it more input"
+            )
             if done > 0 and watch.open_transaction(stage):
                 # Let what the broker has in flight settle: a commit the stage had already asked
                 # for (markers still being written) would complete now; a frozen client's open
@@ -130,7 +136,9 @@ def assert_like_a_clean_run(pipeline, records):
     """metrics.json exactly as a clean run makes it, and every order in exactly one place:
     processed-orders (valid, once; by key and order id) or orders-dlq (by its source position)."""
     expected_metrics, expected_reasons = clean_run([value for _, value in records])
-    valid = {(key, order_id(value)) for key, value in records if isinstance(orders.parse(value), orders.Order)}
+    valid = {
+        (key, order_id(value)) for key, value in records if isinstance(orders.parse(value), orders.Order)
+    }
     assert sum(m["order_count"] for m in expected_metrics) == len(valid)
 
     source = pipeline.read("orders")
@@ -145,19 +153,27 @@ def assert_like_a_clean_run(pipeline, records):
     assert Counter(r.headers["reason"].decode() for r in dead) == expected_reasons
     assert {r.headers["source.topic"] for r in dead} == {b"orders"}
     by_position = {(r.partition, r.offset): r for r in source}
-    dead_positions = Counter((int(r.headers["source.partition"]), int(r.headers["source.offset"])) for r in dead)
+    dead_positions = Counter(
+        (int(r.headers["source.partition"]), int(r.headers["source.offset"])) for r in dead
+    )
     assert max(dead_positions.values()) == 1, "an order dead-lettered twice"
     for r in dead:
         origin = by_position[(int(r.headers["source.partition"]), int(r.headers["source.offset"]))]
         assert (origin.key, origin.value) == (r.key, r.value)
-    went = {p: ((r.key, order_id(r.value)) in processed_ids, p in dead_positions) for p, r in by_position.items()}
+    went = {
+        p: ((r.key, order_id(r.value)) in processed_ids, p in dead_positions) for p, r in by_position.items()
+    }
     nowhere = [p for p, ways in went.items() if ways == (False, False)]
     both = [p for p, ways in went.items() if ways == (True, True)]
-    assert (nowhere, both) == ([], []), f"{len(nowhere)} orders lost, {len(both)} both processed and dead-lettered"
+    assert (nowhere, both) == ([], []), (
+        f"{len(nowhere)} orders lost, {len(both)} both processed and dead-lettered"
+    )
 
     metrics = pipeline.metrics_lines()
     assert sum(m["order_count"] for m in metrics) == len(valid)
     assert metrics == expected_metrics
+    # And the independent oracle (not the project's parser and analyzer) on what was counted.
+    assert metrics == metrics_of_counted(pipeline)
 
 
 def test_kill_9_mid_batch_then_retry(pipeline):

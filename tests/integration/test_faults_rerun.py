@@ -9,7 +9,14 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from include.pipeline import generator, reconcile
-from tests.integration.expected import ZOO, clean_run, counted, expected_metrics, order_value
+from tests.integration.expected import (
+    ZOO,
+    clean_run,
+    counted,
+    expected_metrics,
+    metrics_of_counted,
+    order_value,
+)
 
 DATE = "2026-01-05T10:00:00+00:00"
 STAGES = ["generate", "process", "analyze", "sink", "reconcile"]
@@ -23,7 +30,10 @@ def assert_accounted(pipeline):
     """Every order is processed or dead-lettered (never both, never neither), and every
     processed order is counted or dead-lettered by analyze."""
     dead = pipeline.read("orders-dlq")
-    sources = Counter((r.headers["source.topic"], int(r.headers["source.partition"]), int(r.headers["source.offset"])) for r in dead)
+    sources = Counter(
+        (r.headers["source.topic"], int(r.headers["source.partition"]), int(r.headers["source.offset"]))
+        for r in dead
+    )
     assert max(sources.values()) == 1
     orders = pipeline.read("orders")
     processed = pipeline.read("processed-orders")
@@ -39,24 +49,24 @@ def assert_accounted(pipeline):
     return counted
 
 
-def latest_manifest(pipeline) -> dict:
-    runs = sorted((pipeline.output / "runs").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(runs[-1].read_text())
-
 
 def test_a_finished_run_cleared_and_run_again(pipeline):
     pipeline.dag_test(DATE, orders=3000, invalid_ratio=0.1)
-    run_id = latest_manifest(pipeline)["run_id"]
+    run_id = pipeline.manifest()["run_id"]
     first = pipeline.read("orders")
     expected, reasons = clean_run([r.value for r in first])
     assert pipeline.metrics_lines() == expected
+    # The clean run (the project's own rules) against the independent oracle, on what was counted.
+    assert expected == metrics_of_counted(pipeline)
     valid = sum(m["order_count"] for m in expected)
 
     for task in STAGES:  # the whole run cleared: the same run id regenerates the same orders
         pipeline.task(task, run_id)
     assert pipeline.metrics_lines() == expected
-    manifest = latest_manifest(pipeline)
-    assert (manifest["reconciled"], manifest["summary"]["duplicate"], manifest["summary"]["counted"]) == (True, valid, 0)
+    manifest = pipeline.manifest()
+    assert (manifest["reconciled"], manifest["summary"]["duplicate"], manifest["summary"]["counted"]) == (
+        True, valid, 0
+    )
 
     before = (pipeline.output / "metrics.json").read_bytes()
     for task in ["process", "analyze", "sink", "reconcile"]:
@@ -65,16 +75,21 @@ def test_a_finished_run_cleared_and_run_again(pipeline):
     assert pipeline.metrics_lines() == expected
     orders = pipeline.read("orders")
     assert len(orders) == 6000
-    assert Counter(r.value for r in orders) == Counter({v: 2 * n for v, n in Counter(r.value for r in first).items()})
-    assert dead_letter_reasons(pipeline) == Counter({**{k: 2 * n for k, n in reasons.items()}, "duplicate": valid})
+    assert Counter(r.value for r in orders) == Counter(
+        {v: 2 * n for v, n in Counter(r.value for r in first).items()}
+    )
+    assert dead_letter_reasons(pipeline) == Counter(
+        {**{k: 2 * n for k, n in reasons.items()}, "duplicate": valid}
+    )
     assert len(assert_accounted(pipeline)) == valid
-    assert latest_manifest(pipeline)["reconciled"] is True
+    assert pipeline.manifest()["reconciled"] is True
 
 
 def test_duplicates_and_late_orders_mixed_with_invalid_input(pipeline):
     pipeline.task("create_topics")
     hour = [value for _, value in generator.orders(
-        400, datetime(2026, 1, 5, 10, tzinfo=timezone.utc), datetime(2026, 1, 5, 11, tzinfo=timezone.utc), 0, seed=4)]
+        400, datetime(2026, 1, 5, 10, tzinfo=timezone.utc), datetime(2026, 1, 5, 11, tzinfo=timezone.utc),
+        0, seed=4)]
     zoo = [(key, value) for key, value, _ in ZOO]
     runs = [
         # 1: an hour of orders, 50 of them sent twice by the upstream producer, and the zoo
@@ -93,10 +108,11 @@ def test_duplicates_and_late_orders_mixed_with_invalid_input(pipeline):
         pipeline.produce("orders", records)
         values += [value for _, value in records]
         pipeline.dag_test(DATE, orders=0)
-        assert latest_manifest(pipeline)["reconciled"] is True
+        assert pipeline.manifest()["reconciled"] is True
 
     expected, reasons = clean_run(values)
     assert pipeline.metrics_lines() == expected
+    assert expected == metrics_of_counted(pipeline)
     assert reasons["late"] == 2 and reasons["duplicate"] == 60
     assert dead_letter_reasons(pipeline) == reasons
     zoo_reasons = Counter(reason for _, _, reason in ZOO)
@@ -105,8 +121,12 @@ def test_duplicates_and_late_orders_mixed_with_invalid_input(pipeline):
     assert late == {b"l1", b"l2"}
     counted = assert_accounted(pipeline)
     assert len(counted) == 400 + 1 + 2
-    g = [m for m in pipeline.metrics_lines() if m["window_start"] == 1767610800 and m["product_id"] == "prod-3"]
-    assert [(m["order_count"], str(m["total_revenue"]), str(m["avg_order_value"])) for m in g] == [(2, "7.02", "3.51")]
+    g = [
+        m for m in pipeline.metrics_lines() if m["window_start"] == 1767610800 and m["product_id"] == "prod-3"
+    ]
+    assert [(m["order_count"], str(m["total_revenue"]), str(m["avg_order_value"])) for m in g] == [
+        (2, "7.02", "3.51")
+    ]
 
 
 def test_a_sink_retried_after_another_runs_stages_reconciles(pipeline):
@@ -118,11 +138,11 @@ def test_a_sink_retried_after_another_runs_stages_reconciles(pipeline):
                      "--mark-success-pattern", "sink|reconcile")
     assert not any((pipeline.output / name).exists() for name in ("metrics.db", "runs"))  # neither has run
     pipeline.dag_test(b, orders=400, seed=22)
-    assert latest_manifest(pipeline)["reconciled"] is True
+    assert pipeline.manifest()["reconciled"] is True
     pipeline.task("sink", a)
     pipeline.task("reconcile", a)
 
-    manifest = latest_manifest(pipeline)
+    manifest = pipeline.manifest()
     assert (manifest["reconciled"], manifest["problems"]) == (True, [])
     stages = manifest["stages"]
     assert stages["sink"]["read"] == 0  # B's sink applied A's metrics

@@ -81,7 +81,9 @@ def commit_to_end(pipeline, topic: str, group: str) -> None:
     """What a stage's run does to its group's offsets when it has read everything."""
     consumer = KafkaConsumer(bootstrap_servers=pipeline.bootstrap, group_id=group, enable_auto_commit=False)
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.commit({tp: OffsetAndMetadata(end, None, -1) for tp, end in consumer.end_offsets(partitions).items()})
+    consumer.commit(
+        {tp: OffsetAndMetadata(end, None, -1) for tp, end in consumer.end_offsets(partitions).items()}
+    )
     consumer.close()
 
 
@@ -109,7 +111,9 @@ def test_fewer_records_fire_after_max_wait_and_a_sensor_trigger_gives_up(broker,
     name, group = topic
 
     async def scenario():
-        events = Events(ConsumerLagTrigger({name: group}, min_records=10_000, max_wait_seconds=2, poll_interval=0.2))
+        events = Events(
+            ConsumerLagTrigger({name: group}, min_records=10_000, max_wait_seconds=2, poll_interval=0.2)
+        )
         assert await events.next(1) is None
         produce(broker, name, 3)
         assert await events.next(1.5) is None  # not yet 2 s of lag

@@ -21,7 +21,7 @@ import pytest
 from kafka import KafkaAdminClient
 
 from include.pipeline import reconcile, settings, stages
-from include.pipeline.kafka_io import Kafka
+from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.metrics_store import MetricsStore
 from scripts.kafka.local import free_port_pair, throwaway_broker
 from scripts.postgres.local import Postgres, throwaway_postgres
@@ -49,7 +49,8 @@ LONG_TEXT = b"not json " * 50
 FIRST = [order(i) for i in range(12)] + [
     (b"bad-json", LONG_TEXT),
     (b"bad-product", order_value("x1", "prod-9", "1.00", "2026-01-05T10:01:00Z")),
-    (b"bad-missing", b'{"order_id": "x2", "product_id": "prod-1", "amount": 1, "timestamp": "2026-01-05T10:01:00Z"}'),
+    (b"bad-missing",
+     b'{"order_id": "x2", "product_id": "prod-1", "amount": 1, "timestamp": "2026-01-05T10:01:00Z"}'),
 ]
 SECOND = [order(i) for i in range(12, 16)] + [order(3), (b"bad-tombstone", None)]  # o-3 again: a duplicate
 VALID = [json.loads(value) for _, value in [order(i) for i in range(16)]]
@@ -90,7 +91,9 @@ def two_runs(pipeline: Pipeline, store: MetricsStore) -> None:
         env.setenv("PIPELINE_OUTPUT_DIR", str(pipeline.output))
         kafka = Kafka.from_env()
         stages.create_topics(kafka)
-        for run_id, dag_id, records in ((FIRST_RUN, "kafka_pipeline", FIRST), (SECOND_RUN, "kafka_pipeline_on_orders", SECOND)):
+        for run_id, dag_id, records in (
+            (FIRST_RUN, "kafka_pipeline", FIRST), (SECOND_RUN, "kafka_pipeline_on_orders", SECOND),
+        ):
             pipeline.produce(settings.ORDERS, records)
             results = {"process": stages.process(kafka), "analyze": stages.analyze(kafka)}
             results["sink"] = stages.sink(kafka, store=store)
@@ -107,11 +110,13 @@ def shown(record: Record) -> tuple:
     """How the page shows the dead letter of ``record``: key, source, value cut to 160 characters."""
     text = record.value.decode() if record.value is not None else None
     cut = text if text is None or len(text) <= 160 else text[:160] + "…"
-    return record.key.decode(), f"{record.topic}[{record.partition}]@{record.offset}", cut, len(record.value or b"")
+    return (record.key.decode(), f"{record.topic}[{record.partition}]@{record.offset}", cut,
+            len(record.value or b""))
 
 
 def test_every_route_needs_an_airflow_login(live):
-    routes = ["/", "/static/page.js", "/static/plotly.min.js", "/api/metrics", "/api/runs", "/api/dead-letters", "/api/lag"]
+    routes = ["/", "/static/page.js", "/static/plotly.min.js",
+              "/api/metrics", "/api/runs", "/api/dead-letters", "/api/lag"]
     with httpx.Client(base_url=live.airflow.url) as anonymous:
         for route in routes:
             assert anonymous.get(f"{PAGE}{route}").status_code == 401, route
@@ -158,15 +163,16 @@ def test_a_range_picks_its_windows_and_a_range_without_any_is_empty(live):
     empty = live.get("/api/metrics", start="2025-01-01T00:00:00Z", end="2025-01-01T01:00:00Z")
     assert empty.status_code == 200
     assert empty.json() == {
-        "start": "2025-01-01T00:00:00Z", "end": "2025-01-01T01:00:00Z", "newest_window": "2026-01-05T10:06:00Z",
-        "orders": 0, "revenue": "0.00", "series": [], "newest": [],
+        "start": "2025-01-01T00:00:00Z", "end": "2025-01-01T01:00:00Z",
+        "newest_window": "2026-01-05T10:06:00Z", "orders": 0, "revenue": "0.00", "series": [], "newest": [],
     }
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"start": "last tuesday"}, "start must be an ISO 8601 time such as 2026-01-05T10:00:00Z, got 'last tuesday'"),
+        ({"start": "last tuesday"},
+         "start must be an ISO 8601 time such as 2026-01-05T10:00:00Z, got 'last tuesday'"),
         ({"start": "2026-01-05T10:00:00Z", "end": "2026-01-05T09:00:00Z"},
          "end (2026-01-05T09:00:00+00:00) must be after start (2026-01-05T10:00:00+00:00)"),
         ({"start": "2025-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
@@ -184,8 +190,8 @@ def test_recent_runs_come_from_their_manifests_newest_first(live):
         assert run.pop("reconciled_at").startswith("20")
     assert runs == [
         {"dag_id": "kafka_pipeline_on_orders", "run_id": SECOND_RUN, "reconciled": True, "problems": [],
-         "generated": 0, "valid": 5, "invalid": 1, "invalid_reasons": {"tombstone": 1}, "late": 0, "duplicate": 1,
-         "counted": 4},
+         "generated": 0, "valid": 5, "invalid": 1, "invalid_reasons": {"tombstone": 1}, "late": 0,
+         "duplicate": 1, "counted": 4},
         {"dag_id": "kafka_pipeline", "run_id": FIRST_RUN, "reconciled": True, "problems": [],
          "generated": 0, "valid": 12, "invalid": 3,
          "invalid_reasons": {"invalid_json": 1, "missing_field": 1, "unknown_product": 1},
@@ -232,7 +238,9 @@ def test_the_page_in_a_real_browser_shows_what_the_store_holds(live):
 
     chromium = shutil.which("chromium")
     assert chromium, "Chromium is missing: `apt-get install chromium` (.ci/run installs it)"
-    password = json.loads((live.airflow.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    password = json.loads(
+        (live.airflow.home / "simple_auth_manager_passwords.json.generated").read_text()
+    )["admin"]
     requests: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -259,9 +267,14 @@ def test_the_page_in_a_real_browser_shows_what_the_store_holds(live):
                 "revenue traces": frame.locator("#revenue-chart .scatterlayer .trace").count(),
                 "orders traces": frame.locator("#orders-chart .barlayer .trace").count(),
                 "windows": [row.split("\t") for row in frame.locator("#windows tbody tr").all_inner_texts()],
-                "runs": frame.locator("#runs tbody tr td:first-child a").evaluate_all("links => links.map(a => a.href)"),
+                "runs": frame.locator("#runs tbody tr td:first-child a").evaluate_all(
+                    "links => links.map(a => a.href)"
+                ),
                 "reconciled": frame.locator("#runs tbody tr td:last-child").all_inner_texts(),
-                "reasons": [row.split("\t") for row in frame.locator("#dead-letter-reasons tbody tr").all_inner_texts()],
+                "reasons": [
+                    row.split("\t")
+                    for row in frame.locator("#dead-letter-reasons tbody tr").all_inner_texts()
+                ],
                 "lag": [row.split("\t") for row in frame.locator("#lag tbody tr").all_inner_texts()],
             }
             SCREENSHOT.parent.mkdir(exist_ok=True)
@@ -273,15 +286,17 @@ def test_the_page_in_a_real_browser_shows_what_the_store_holds(live):
             "SELECT sum(order_count), sum(total_revenue), max(window_start) FROM product_metrics"
         ).fetchone()
         windows = db.execute(
-            "SELECT to_char(to_timestamp(window_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), product_name, "
-            "order_count, total_revenue, avg_order_value FROM product_metrics WHERE window_start > %s "
-            "ORDER BY window_start DESC, product_id", (newest - 5 * 60,),
+            "SELECT to_char(to_timestamp(window_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), "
+            "product_name, order_count, total_revenue, avg_order_value FROM product_metrics "
+            "WHERE window_start > %s ORDER BY window_start DESC, product_id", (newest - 5 * 60,),
         ).fetchall()
     ui = f"http://127.0.0.1:{live.port}"
     assert shown == {
-        "orders": str(count), "revenue": str(revenue), "newest": "2026-01-05 10:06:00", "last run": "reconciled",
-        "revenue traces": 3, "orders traces": 3,
-        "windows": [[when, name, str(n), str(total), str(average)] for when, name, n, total, average in windows],
+        "orders": str(count), "revenue": str(revenue), "newest": "2026-01-05 10:06:00",
+        "last run": "reconciled", "revenue traces": 3, "orders traces": 3,
+        "windows": [
+            [when, name, str(n), str(total), str(average)] for when, name, n, total, average in windows
+        ],
         "runs": [f"{ui}/dags/kafka_pipeline_on_orders/runs/{quote(SECOND_RUN, safe='')}",
                  f"{ui}/dags/kafka_pipeline/runs/{quote(FIRST_RUN, safe='')}"],
         "reconciled": ["yes", "yes"],
@@ -294,7 +309,9 @@ def test_the_page_in_a_real_browser_shows_what_the_store_holds(live):
     assert (count, revenue) == (16, sum(row["total_revenue"] for row in expected_metrics(VALID)))
     # Everything came from this Airflow: the charting library included, no CDN.
     local = (ui, f"blob:{ui}", "data:")  # the UI makes blob: URLs of what it fetched
-    assert requests and all(url.startswith(local) for url in requests), [u for u in requests if not u.startswith(local)]
+    assert requests and all(url.startswith(local) for url in requests), (
+        [u for u in requests if not u.startswith(local)]
+    )
     assert any(url.endswith(f"{PAGE}/static/plotly.min.js") for url in requests)
 
 

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import settings, sink
+from include.pipeline import settings, store_changes
 from include.pipeline.metrics_store import MetricsStore, Opened
 from include.pipeline.windows import LedgerMark, Metric
 from scripts.kafka.local import free_port
@@ -27,7 +27,9 @@ from scripts.postgres.local import PASSWORD, USER
 from tests.integration.expected import expected_metrics
 
 T = 1767607200  # 2026-01-05T10:00:00Z
-PRODUCTS = {"prod-1": "Laptop", "prod-2": "Phone", "prod-3": "Tablet", "prod-4": "Monitor", "prod-5": "Keyboard"}
+PRODUCTS = {
+    "prod-1": "Laptop", "prod-2": "Phone", "prod-3": "Tablet", "prod-4": "Monitor", "prod-5": "Keyboard",
+}
 CENT = Decimal("0.01")
 
 
@@ -76,7 +78,8 @@ class Outside:
     def consistent(self) -> tuple[int, int, Decimal]:
         """(rows, orders, revenue) of the table, after checking the totals row says the same."""
         rows, orders, revenue = self.db.execute(
-            "SELECT count(*), coalesce(sum(order_count), 0), coalesce(sum(total_revenue), 0) FROM product_metrics"
+            "SELECT count(*), coalesce(sum(order_count), 0), coalesce(sum(total_revenue), 0) "
+            "FROM product_metrics"
         ).fetchone()
         totals = self.db.execute("SELECT rows, order_count, total_revenue FROM metrics_store").fetchone()
         assert totals == (rows, orders, revenue), "the store's totals are not those of its rows"
@@ -89,10 +92,14 @@ class Outside:
 def freeze_mid_transaction(pipeline, proc, outside: Outside, end: int, deadline_s: float = 180) -> int:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"sink ended (exit code {proc.returncode}) before it was caught mid-transaction"
+        assert proc.poll() is None, (
+            f"sink ended (exit code {proc.returncode}) before it was caught mid-transaction"
+        )
         os.killpg(proc.pid, signal.SIGSTOP)
         done = outside.committed()
-        assert done < end, "sink committed everything before it was caught mid-transaction: give it more input"
+        assert done < end, (
+            "sink committed everything before it was caught mid-transaction: give it more input"
+        )
         if done > 0 and outside.writing():
             return done
         os.killpg(proc.pid, signal.SIGCONT)
@@ -124,10 +131,12 @@ def test_a_whole_run_into_postgres(pipeline, postgres):
     assert pipeline.metrics_lines() == expected
     assert not (pipeline.output / "metrics.db").exists()
 
-    manifest = json.loads(next((pipeline.output / "runs").glob("*.json")).read_text())
+    manifest = pipeline.manifest()
     assert manifest["reconciled"] is True
     assert manifest["summary"]["store"] == f"postgresql+psycopg://metrics:***@127.0.0.1:{postgres.port}/metrics"
-    assert (manifest["summary"]["metrics_rows"], manifest["summary"]["rows_changed"]) == (len(expected), len(expected))
+    assert (manifest["summary"]["metrics_rows"], manifest["summary"]["rows_changed"]) == (
+        len(expected), len(expected)
+    )
     written = [p for p in pipeline.output.rglob("*") if p.is_file()]
     assert [p for p in written if PASSWORD.encode() in p.read_bytes()] == []
     assert PASSWORD not in result.stdout + result.stderr
@@ -193,7 +202,8 @@ def test_a_database_that_is_down_refuses_the_login_or_is_read_only_says_what_to_
 
     down = {**postgres.connection(), "port": free_port()}
     sink_fails_with(
-        down, f"cannot use the metrics store postgresql+psycopg://metrics:***@127.0.0.1:{down['port']}/metrics "
+        down,
+        f"cannot use the metrics store postgresql+psycopg://metrics:***@127.0.0.1:{down['port']}/metrics "
         "(connection 'metrics_db')", "To fix: start it, or fix the connection's host and port",
     )
     sink_fails_with(
@@ -266,5 +276,5 @@ def test_a_version_1_store_is_migrated_in_place_keeping_everything(postgres, cap
     assert row == [(2, "cluster-a", 1, 2, Decimal("5.00"), None, None)]
     with store.transaction("cluster-a") as txn:
         txn.totals.note([LedgerMark(2, Decimal("5.00"))])
-    assert store.totals() == sink.Totals(1, 2, Decimal("5.00"), LedgerMark(2, Decimal("5.00")))
+    assert store.totals() == store_changes.Totals(1, 2, Decimal("5.00"), LedgerMark(2, Decimal("5.00")))
     store.engine.dispose()

@@ -6,18 +6,15 @@ import re
 
 from kafka import KafkaAdminClient
 
+from scripts.kafka.local import throwaway_broker
 from tests.integration.conftest import Pipeline
 from tests.integration.expected import expected_metrics
-from scripts.kafka.local import throwaway_broker
 
 
 def run(pipeline, date: str, **conf) -> dict:
     """A whole `dags test` run; returns its manifest."""
-    runs = pipeline.output / "runs"
-    before = set(runs.glob("*.json")) if runs.exists() else set()
     pipeline.dag_test(date, **conf)
-    (path,) = set(runs.glob("*.json")) - before
-    return json.loads(path.read_text())
+    return pipeline.manifest()
 
 
 def test_a_project_with_only_metrics_json_imports_it_once_and_continues_from_the_group(pipeline):
@@ -30,7 +27,9 @@ def test_a_project_with_only_metrics_json_imports_it_once_and_continues_from_the
     admin = KafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
     group = admin.list_group_offsets("kafka-pipeline-sink")["kafka-pipeline-sink"]
     admin.close()
-    committed = {str(tp.partition): meta.offset for tp, meta in group.items() if tp.topic == "product-metrics"}
+    committed = {
+        str(tp.partition): meta.offset for tp, meta in group.items() if tp.topic == "product-metrics"
+    }
     assert first["stages"]["sink"]["read"] > 0 and all(committed.values())
 
     second = run(pipeline, "2026-01-05T11:00:00+00:00", orders=400, seed=2)
@@ -59,16 +58,17 @@ def test_a_store_refuses_another_kafka_cluster_before_writing_anything(pipeline,
         other = Pipeline(env, pipeline.output)  # the same output directory, another cluster
         other.task("create_topics")
         other.produce("product-metrics", [(b"1767607200:prod-1", json.dumps({
-            "window_start": 1767607200, "window_end": 1767607260, "product_id": "prod-1", "product_name": "Laptop",
-            "order_count": 1, "total_revenue": 5.0, "avg_order_value": 5.0}).encode())])
+            "window_start": 1767607200, "window_end": 1767607260, "product_id": "prod-1",
+            "product_name": "Laptop", "order_count": 1, "total_revenue": 5.0, "avg_order_value": 5.0,
+        }).encode())])
         result = other.task("sink", ok=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     found = re.search(
-        rf"the metrics store sqlite:///{re.escape(str(pipeline.output))}/metrics.db \(no 'metrics_db' connection: "
-        r"the default\) holds the metrics of Kafka cluster (\S+), and this run reads cluster (\S+): nothing was "
-        r"written\. Give each cluster its own store: another metrics_db connection, or another "
-        r"PIPELINE_OUTPUT_DIR for the default SQLite store", output,
+        rf"the metrics store sqlite:///{re.escape(str(pipeline.output))}/metrics.db "
+        r"\(no 'metrics_db' connection: the default\) holds the metrics of Kafka cluster (\S+), "
+        r"and this run reads cluster (\S+): nothing was written\. Give each cluster its own store: "
+        r"another metrics_db connection, or another PIPELINE_OUTPUT_DIR for the default SQLite store", output,
     )
     assert found and found.group(1) != found.group(2), output[-3000:]
     assert pipeline.metrics_lines() == rows

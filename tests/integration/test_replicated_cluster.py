@@ -15,7 +15,13 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from include.pipeline import settings
 from tests.integration.conftest import pipeline_on
-from tests.integration.test_faults_crash import Watch, assert_like_a_clean_run, end_of, freeze_mid_batch, write_input
+from tests.integration.test_faults_crash import (
+    Watch,
+    assert_like_a_clean_run,
+    end_of,
+    freeze_mid_batch,
+    write_input,
+)
 
 ORDERS = 200_000
 
@@ -43,9 +49,9 @@ def test_a_broker_killed_mid_batch_the_run_ends_exact_and_the_broker_catches_up(
     records = write_input(cluster, seed=20261126, orders=ORDERS)
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     topics = admin.list_topics(timeout=30).topics
-    assert {name: {len(p.replicas) for p in topics[name].partitions.values()} for name in settings.TOPIC_CONFIGS} == {
-        name: {3} for name in settings.TOPIC_CONFIGS
-    }
+    assert {
+        name: {len(p.replicas) for p in topics[name].partitions.values()} for name in settings.TOPIC_CONFIGS
+    } == {name: {3} for name in settings.TOPIC_CONFIGS}
     configs = admin.describe_configs([ConfigResource("topic", name) for name in settings.TOPIC_CONFIGS])
     assert {r.name: f.result()["min.insync.replicas"].value for r, f in configs.items()} == dict.fromkeys(
         settings.TOPIC_CONFIGS, "2"
@@ -53,7 +59,9 @@ def test_a_broker_killed_mid_batch_the_run_ends_exact_and_the_broker_catches_up(
 
     end = end_of(cluster, "process")
     # The node that coordinates the stage's consumer group (its offsets' partition leader).
-    coordinator = admin.describe_consumer_groups(["kafka-pipeline-process"])["kafka-pipeline-process"].result()
+    coordinator = (
+        admin.describe_consumer_groups(["kafka-pipeline-process"])["kafka-pipeline-process"].result()
+    )
     victim = coordinator.coordinator.id
     with cluster.running("process") as proc:
         done = freeze_mid_batch(cluster, proc, "process", end)

@@ -7,7 +7,6 @@ its own runs and the metrics of everything counted so far, so each also runs alo
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections import Counter
@@ -15,13 +14,14 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import psutil
 import pytest
-import msgspec
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from include.pipeline import generator, reconcile, settings, stage_summary, stages
-from include.pipeline.kafka_io import Kafka
+from include.pipeline.kafka_io.client import Kafka
+from include.pipeline.results import run_results
 from tests.integration.conftest import Pipeline
 from tests.integration.expected import counted, expected_metrics, order_value
 from tests.integration.live_airflow import ROOT, live_stack
@@ -54,15 +54,12 @@ def check_metrics(pipeline: Pipeline) -> list[dict]:
     return expected
 
 
-def manifest(pipeline: Pipeline, run_id: str) -> dict:
-    return json.loads((pipeline.output / "runs" / reconcile.manifest_path(run_id).name).read_text())
-
-
 def check_task_logs(airflow, pipeline: Pipeline, run_id: str) -> None:
     """Each stage's log ends with its summary, and reconcile's with the run's and the page's link."""
     for stage in ("generate", *STAGES):
         log = airflow.task_log("kafka_pipeline", run_id, stage).splitlines()
-        lines = stage_summary.lines(stage, airflow.xcom("kafka_pipeline", run_id, stage))
+        result = getattr(run_results({stage: airflow.xcom("kafka_pipeline", run_id, stage)}), stage)
+        lines = stage_summary.lines(stage, result)
         assert ours(log)[-len(lines):] == lines, stage
     log = ours(airflow.task_log("kafka_pipeline", run_id, "reconcile").splitlines())
     path = pipeline.output / "runs" / reconcile.manifest_path(run_id).name
@@ -95,17 +92,22 @@ def test_kafka_pipeline_triggered_through_the_rest_api_with_and_without_a_logica
         assert run["state"] == "success", (run_id, airflow.tasks("kafka_pipeline", run_id))
         assert airflow.tasks("kafka_pipeline", run_id) == {task: ("success", 1) for task in all_tasks}
     for run_id, orders in ((with_date, 3000), (without_date, 2000)):
-        summary = manifest(pipeline, run_id)
+        summary = pipeline.manifest(run_id)
         assert summary["reconciled"] is True
         assert (summary["summary"]["generated"], summary["summary"]["processed"]) == (orders, orders)
-        assert summary["stages"] == {stage: airflow.xcom("kafka_pipeline", run_id, stage) for stage in summary["stages"]}
+        assert summary["stages"] == {
+            stage: airflow.xcom("kafka_pipeline", run_id, stage) for stage in summary["stages"]
+        }
         check_task_logs(airflow, pipeline, run_id)
     # Each run's orders are exactly what the generator makes of its params and its hour; the run
     # without a data interval gets the hour before it was triggered.
     after = datetime.fromisoformat(runs[without_date]["run_after"])
     topic = Counter(r.value for r in pipeline.read(settings.ORDERS))
-    for start, end, conf in ((hour - timedelta(hours=1), hour, (3000, 0.1, 21)), (after - timedelta(hours=1), after, (2000, 0.05, 22))):
-        mine = Counter(value for _, value in generator.orders(conf[0], start, end, invalid_ratio=conf[1], seed=conf[2]))
+    for start, end, conf in ((hour - timedelta(hours=1), hour, (3000, 0.1, 21)),
+                             (after - timedelta(hours=1), after, (2000, 0.05, 22))):
+        mine = Counter(
+            value for _, value in generator.orders(conf[0], start, end, invalid_ratio=conf[1], seed=conf[2])
+        )
         assert mine - topic == Counter()
     check_metrics(pipeline)
 
@@ -114,7 +116,10 @@ def test_the_sensor_skips_the_stages_when_nothing_is_new(live):
     airflow, pipeline = live
     airflow.set_paused("kafka_pipeline", False)
     airflow.wait_until_idle("kafka_pipeline", timeout=150)  # the hourly run unpausing may add
-    before = pipeline.output.joinpath("metrics.json").read_bytes() if pipeline.output.joinpath("metrics.json").exists() else None
+    before = (
+        pipeline.output.joinpath("metrics.json").read_bytes()
+        if pipeline.output.joinpath("metrics.json").exists() else None
+    )
     run_id = airflow.trigger("kafka_pipeline", {"orders": 0})
     assert airflow.wait_for_run("kafka_pipeline", run_id)["state"] == "success"
     tasks = airflow.tasks("kafka_pipeline", run_id)
@@ -140,9 +145,13 @@ def test_a_conf_mistake_fails_the_run_at_once_without_retries(live):
     assert tasks.pop("check_params") == ("failed", 1)
     assert set(tasks.values()) == {("upstream_failed", 0)}
     log = airflow.task_log("kafka_pipeline", run_id, "check_params")
-    assert "unknown param 'ordrs': the valid ones are dedup_horizon_seconds, grace_seconds, invalid_ratio" in log
+    assert (
+        "unknown param 'ordrs': the valid ones are dedup_horizon_seconds, grace_seconds, invalid_ratio" in log
+    )
     # A value of the wrong type is refused by Airflow when the run is created.
-    response = airflow.api("POST", "/dags/kafka_pipeline/dagRuns", json={"logical_date": None, "conf": {"orders": -5}})
+    response = airflow.api(
+        "POST", "/dags/kafka_pipeline/dagRuns", json={"logical_date": None, "conf": {"orders": -5}}
+    )
     assert response.status_code == 400, response.text
 
 
@@ -156,7 +165,9 @@ def test_orders_past_the_threshold_start_one_run_of_the_event_driven_dag(live):
     now = datetime.now(timezone.utc).replace(microsecond=0)
     amounts = ["19.99", "0.01", "1234.50", "7", "350.125"]
     valid = [
-        (f"w-{i}".encode(), order_value(f"w-{i}", f"prod-{i % 5 + 1}", amounts[i % 5], (now - timedelta(seconds=i % 900)).isoformat()))
+        (f"w-{i}".encode(), order_value(
+            f"w-{i}", f"prod-{i % 5 + 1}", amounts[i % 5], (now - timedelta(seconds=i % 900)).isoformat()
+        ))
         for i in range(THRESHOLD + 400)
     ]
     invalid = [(f"bad-{i}".encode(), b"not json") for i in range(25)]
@@ -174,12 +185,16 @@ def test_orders_past_the_threshold_start_one_run_of_the_event_driven_dag(live):
     print(f"last order produced -> run finished: {time.monotonic() - produced_at:.1f}s")
     assert run["state"] == "success", airflow.tasks("kafka_pipeline_on_orders", run["dag_run_id"])
     time.sleep(4)  # a watcher that fired again for the same backlog would have started another run
-    assert [r["dag_run_id"] for r in airflow.runs("kafka_pipeline_on_orders") if r["dag_run_id"] not in known] == [run["dag_run_id"]]
+    assert [
+        r["dag_run_id"] for r in airflow.runs("kafka_pipeline_on_orders") if r["dag_run_id"] not in known
+    ] == [run["dag_run_id"]]
 
     events = airflow.get("/assets/events")["asset_events"][events_before:]
-    assert [(e["extra"]["from_trigger"], e["extra"]["payload"]["reason"]) for e in events] == [(True, "min_records")]
+    assert [(e["extra"]["from_trigger"], e["extra"]["payload"]["reason"]) for e in events] == [
+        (True, "min_records")
+    ]
     assert events[0]["extra"]["payload"]["records"] >= THRESHOLD
-    summary = manifest(pipeline, run["dag_run_id"])
+    summary = pipeline.manifest(run["dag_run_id"])
     assert summary["reconciled"] is True
     assert {k: summary["summary"][k] for k in ("generated", "processed", "valid", "invalid", "counted")} == {
         "generated": 0, "processed": len(valid) + len(invalid), "valid": len(valid), "invalid": len(invalid),
@@ -187,7 +202,9 @@ def test_orders_past_the_threshold_start_one_run_of_the_event_driven_dag(live):
     }
     dead = {r.key: r.headers["reason"] for r in pipeline.read(settings.DLQ) if r.key.startswith(b"bad-")}
     assert dead == {key: b"invalid_json" for key, _ in invalid}
-    assert Decimal(summary["stages"]["analyze"]["counted_revenue"]) == sum(Decimal(amounts[i % 5]) for i in range(len(valid)))
+    assert Decimal(summary["stages"]["analyze"]["counted_revenue"]) == sum(
+        Decimal(amounts[i % 5]) for i in range(len(valid))
+    )
     check_metrics(pipeline)
     # The watcher only looked: no group of its own, and the process group is where the run left it.
     admin = KafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
@@ -223,10 +240,12 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
     assert [r["dag_run_id"] for r in airflow.runs("kafka_pipeline_stream")] == [run_id]
     # Together: every stage ran while the generator did.
     instances = airflow.get(f"/dags/kafka_pipeline_stream/dagRuns/{run_id}/taskInstances")["task_instances"]
-    times = {ti["task_id"]: (ti["start_date"], ti["end_date"]) for ti in instances if ti["task_id"] in streaming}
+    times = {
+        ti["task_id"]: (ti["start_date"], ti["end_date"]) for ti in instances if ti["task_id"] in streaming
+    }
     assert all(times[stage][0] < times["generate"][1] for stage in STAGES), times
 
-    summary = manifest(pipeline, run_id)
+    summary = pipeline.manifest(run_id)
     assert summary["reconciled"] is True, summary["problems"]
     result = summary["stages"]
     generated = result["generate"]["generated"]
@@ -331,7 +350,7 @@ def test_the_watcher_remembers_its_backlog_across_a_triggerer_restart(live):
         set_pool_slots(airflow, 4)
         run = airflow.wait_for_run("kafka_pipeline_on_orders", runs[0])
         assert run["state"] == "success", airflow.tasks("kafka_pipeline_on_orders", runs[0])
-        summary = manifest(pipeline, runs[0])
+        summary = pipeline.manifest(runs[0])
         assert summary["reconciled"] is True and summary["summary"]["processed"] == len(orders)
         assert new_runs() == runs
         consumer = KafkaConsumer(**pipeline.client, isolation_level="read_committed")

@@ -20,7 +20,9 @@ NOTICE = "-t params overridden by the conf of run"
 
 
 def order(order_id, product_id, amount, timestamp, **extra):
-    doc = {"order_id": order_id, "user_id": "user-1", "product_id": product_id, "timestamp": timestamp, **extra}
+    doc = {
+        "order_id": order_id, "user_id": "user-1", "product_id": product_id, "timestamp": timestamp, **extra,
+    }
     return order_id.encode(), json.dumps(doc)[:-1].encode() + f', "amount": {amount}}}'.encode()
 
 
@@ -44,8 +46,10 @@ FIRST_INVALID = {  # key -> (value, reason)
     b"k-product": (order("x", "prod-9", "1.00", "2026-01-05T10:00:00Z")[1], "unknown_product"),
     b"k-date-only": (order("x", "prod-1", "1.00", "2026-01-05")[1], "invalid_timestamp"),
     b"k-empty-id": (order("", "prod-1", "1.00", "2026-01-05T10:00:00Z")[1], "invalid_order_id"),
-    b"k-no-user": (b'{"order_id": "x", "product_id": "prod-1", "amount": 1, "timestamp": "2026-01-05T10:00:00Z"}',
-                   "missing_field"),
+    b"k-no-user": (
+        b'{"order_id": "x", "product_id": "prod-1", "amount": 1, "timestamp": "2026-01-05T10:00:00Z"}',
+        "missing_field",
+    ),
 }
 SECOND_VALID = [
     order("b1", "prod-1", "0.005", "2026-01-05T10:00:10Z"),

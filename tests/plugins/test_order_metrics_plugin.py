@@ -23,7 +23,9 @@ def test_the_page_is_in_the_navigation_and_its_app_is_imported_only_when_served(
     # A process of its own: the plugin manager loads once per process, from the configured folder.
     env = {"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", LOAD], env=env, capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     loaded = __import__("json").loads(out.stdout.splitlines()[-1])
     assert loaded == {
         "external_views": [{"name": "Order metrics", "href": "/order-metrics/", "url_route": "order-metrics",

@@ -14,7 +14,7 @@ def test_the_readme_lists_exactly_the_acls_of_the_module():
 
 
 def test_least_privilege_read_and_write_per_topic_one_prefix_each_for_groups_and_transactions():
-    grants = access.needs(*access.STAGES)
+    grants = access.needs(*access.GRANTS)
     assert {g.operation for g in grants} == {"Create", "Read", "Write"}  # Describe comes with Read/Write
     assert [g for g in grants if g.prefixed] == [
         Grant("group", "kafka-pipeline-", "Read", prefixed=True),
@@ -30,8 +30,8 @@ def test_what_each_stage_needs():
     assert access.needs("sink") == [access.GROUPS, topic("product-metrics", "Read")]
     assert access.needs("generate") == [topic("orders", "Write"), access.TRANSACTIONS]
     assert access.needs("process") == [
-        access.GROUPS, topic("orders", "Read"), topic("orders-dlq", "Write"), topic("processed-orders", "Write"),
-        access.TRANSACTIONS,
+        access.GROUPS, topic("orders", "Read"), topic("orders-dlq", "Write"),
+        topic("processed-orders", "Write"), access.TRANSACTIONS,
     ]
     # The event-driven DAG generates nothing: it may not write orders.
     assert topic("orders", "Write") not in access.needs(*access.USERS["kafka_pipeline_on_orders"])
@@ -68,6 +68,11 @@ def test_apply_without_an_admin_config_is_a_usage_error(capsys):
 
 
 def test_the_table_has_a_row_per_acl():
-    rows = [line for line in access.table().splitlines() if re.match(r"\| (topic|group|transactional-id) ", line)]
+    rows = [
+        line for line in access.table().splitlines() if re.match(r"\| (topic|group|transactional-id) ", line)
+    ]
     assert len(rows) == 17
-    assert "| transactional-id | prefix `kafka-pipeline-` | Write | generate, process, analyze, replay | " in access.table()
+    assert (
+        "| transactional-id | prefix `kafka-pipeline-` | Write | generate, process, analyze, replay | "
+        in access.table()
+    )

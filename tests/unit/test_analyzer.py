@@ -2,16 +2,14 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import codec, orders
-from include.pipeline.analyzer import DUPLICATE, LATE, Analyzer, Ledger
+from include.pipeline.analyzer import Analyzer
 from include.pipeline.dedup import fingerprint
+from include.pipeline.windows import Ledger
+from tests.factories import order
 
 W = 1767607200  # 2026-01-05T10:00:00Z
 
 
-def order(order_id, timestamp, amount="10.00", product_id="prod-1"):
-    doc = {"order_id": order_id, "user_id": "u", "product_id": product_id, "amount": Decimal(amount), "timestamp": timestamp}
-    return orders.parse(codec.encode(doc))
 
 
 def restore(records):
@@ -35,7 +33,7 @@ def segment_key(records):
 def test_an_order_id_counts_once():
     analyzer = Analyzer.create(3600, 86400)
     assert analyzer.offer(order("a", "2026-01-05T10:00:00Z")) is None
-    assert analyzer.offer(order("a", "2026-01-05T10:00:00Z", amount="99")) == DUPLICATE
+    assert analyzer.offer(order("a", "2026-01-05T10:00:00Z", amount="99")) == "duplicate"
     assert analyzer.ledger == Ledger(1, Decimal("10.00"), Decimal(0))
 
 
@@ -45,9 +43,9 @@ def test_late_means_the_window_ended_more_than_the_grace_period_before_the_water
     # window [10:59, 11:00) ended exactly 1 h before: still in grace
     assert analyzer.offer(order("edge", "2026-01-05T10:59:59Z")) is None
     # window [10:58, 10:59) ended 1 h 1 min before: late
-    assert analyzer.offer(order("old", "2026-01-05T10:58:59.999Z")) == LATE
+    assert analyzer.offer(order("old", "2026-01-05T10:58:59.999Z")) == "late"
     assert analyzer.offer(order("newer", "2026-01-05T12:00:30Z")) is None
-    assert analyzer.offer(order("edge2", "2026-01-05T10:59:30Z")) == LATE  # the watermark moved on
+    assert analyzer.offer(order("edge2", "2026-01-05T10:59:30Z")) == "late"  # the watermark moved on
     assert analyzer.watermark == (W + 2 * 3600 + 30) * 1_000_000
 
 
@@ -55,7 +53,7 @@ def test_a_duplicate_is_a_duplicate_even_when_it_is_also_late():
     analyzer = Analyzer.create(60, 86400)
     analyzer.offer(order("a", "2026-01-05T10:00:00Z"))
     analyzer.offer(order("b", "2026-01-05T12:00:00Z"))
-    assert analyzer.offer(order("a", "2026-01-05T10:00:00Z")) == DUPLICATE
+    assert analyzer.offer(order("a", "2026-01-05T10:00:00Z")) == "duplicate"
 
 
 def test_changes_carry_new_totals_ledger_and_state_that_restores_the_same_analyzer():
@@ -72,7 +70,9 @@ def test_changes_carry_new_totals_ledger_and_state_that_restores_the_same_analyz
     assert (restored.windows.aggregates, restored.watermark, restored.ledger) == (
         analyzer.windows.aggregates, analyzer.watermark, analyzer.ledger,
     )
-    assert remembered(restored, "a", "b", "c", "d") == remembered(analyzer, "a", "b", "c", "d") == [True] * 3 + [False]
+    assert remembered(restored, "a", "b", "c", "d") == remembered(analyzer, "a", "b", "c", "d") == (
+        [True] * 3 + [False]
+    )
     assert [key for key, _ in state if key.startswith(b"orders:")] == [key for key, _ in state][-3:-2]
     assert analyzer.take_changes()[0] == []
 
@@ -122,10 +122,13 @@ def test_an_id_past_the_horizon_is_forgotten_even_while_its_segment_lives_on():
 
 def test_duplicates_are_found_within_a_batch_and_across_batches():
     analyzer = Analyzer.create(3600, 86400)
-    batch = [order("a", "2026-01-05T10:00:00Z"), order("b", "2026-01-05T10:00:01Z"), order("a", "2026-01-05T10:00:02Z")]
-    assert analyzer.offer_all(batch) == [None, None, DUPLICATE]
+    batch = [order("a", "2026-01-05T10:00:00Z"), order("b", "2026-01-05T10:00:01Z"),
+             order("a", "2026-01-05T10:00:02Z")]
+    assert analyzer.offer_all(batch) == [None, None, "duplicate"]
     analyzer.take_changes()
-    assert analyzer.offer_all([order("b", "2026-01-05T10:00:03Z"), order("c", "2026-01-05T10:00:03Z")]) == [DUPLICATE, None]
+    assert analyzer.offer_all(
+        [order("b", "2026-01-05T10:00:03Z"), order("c", "2026-01-05T10:00:03Z")]
+    ) == ["duplicate", None]
     assert analyzer.ledger.count == 3
 
 

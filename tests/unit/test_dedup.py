@@ -1,6 +1,6 @@
 import random
 
-from include.pipeline import dedup
+from include.pipeline import dedup, state_codec
 from include.pipeline.dedup import SeenOrders, fingerprint
 
 
@@ -37,7 +37,7 @@ def test_forget_before_drops_old_ids_and_names_the_segments_left_empty():
 
 
 def test_the_changelog_restores_the_same_set_and_big_batches_split_into_segments(monkeypatch):
-    monkeypatch.setattr(dedup, "SEGMENT_IDS", 300)
+    monkeypatch.setattr(state_codec, "SEGMENT_IDS", 300)
     seen = SeenOrders()
     log = seen.add(ids(0, 1000), list(range(1000))) + seen.add(ids(1000, 1100), [5000] * 100)
     assert [len(value) for _, value in log] == [300 * 24] * 3 + [100 * 24] * 2
@@ -45,10 +45,10 @@ def test_the_changelog_restores_the_same_set_and_big_batches_split_into_segments
     log += [(key, None) for key in seen.forget_before(600)]
     restored = SeenOrders()
     for key, value in log:
-        restored.note(key, value)
+        restored.note(state_codec.Segment(key, value))
     for key, value in log:
         if value is not None:
-            restored.load(key, value)
+            restored.load(state_codec.Segment(key, value))
     everything = ids(0, 1100)
     assert restored.contains(everything).tolist() == [i >= 600 for i in range(1100)]
     assert restored.segments == seen.segments
@@ -94,7 +94,9 @@ def test_forgetting_drops_whole_files_hides_older_ids_in_the_rest_and_merges_lea
     assert seen.contains(ids(0, 3100)).tolist() == [False] * 2500 + [True] * 500 + [False] * 100
     seen.add(ids(3100, 4100), [400] * 1000)  # spills, and the two files merge
     assert [run.size for run in seen.spilled] == [1500]
-    assert seen.contains(ids(2000, 4100)).tolist() == [False] * 500 + [True] * 500 + [False] * 100 + [True] * 1000
+    assert seen.contains(ids(2000, 4100)).tolist() == (
+        [False] * 500 + [True] * 500 + [False] * 100 + [True] * 1000
+    )
 
 
 def test_random_lookups_with_spills_agree_with_a_python_set(monkeypatch):

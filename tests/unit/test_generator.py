@@ -59,4 +59,6 @@ def test_airflow_pendulum_datetimes_give_the_same_orders():
     import pendulum
 
     start, end = pendulum.instance(START), pendulum.instance(END)
-    assert list(generator.orders(50, start, end, 0.1, seed=1)) == list(generator.orders(50, START, END, 0.1, seed=1))
+    assert list(generator.orders(50, start, end, 0.1, seed=1)) == list(
+        generator.orders(50, START, END, 0.1, seed=1)
+    )

@@ -31,7 +31,9 @@ def test_fires_at_min_records_and_not_again_for_the_same_records():
     assert backlog.observe(1, {("orders", 0): 100}, {}, {}) == LagReport(100, {"orders": 100}, MIN_RECORDS)
     # The run it started has not committed yet: the same backlog does not fire twice.
     assert backlog.observe(2, {("orders", 0): 150}, {}, {}) is None
-    assert backlog.observe(3, {("orders", 0): 200}, {("orders", 0): 100}, {}) == LagReport(100, {"orders": 100}, MIN_RECORDS)
+    assert backlog.observe(3, {("orders", 0): 200}, {("orders", 0): 100}, {}) == LagReport(
+        100, {"orders": 100}, MIN_RECORDS
+    )
 
 
 def test_fires_after_max_wait_with_any_lag_and_the_clock_restarts_at_zero_lag():
@@ -43,7 +45,9 @@ def test_fires_after_max_wait_with_any_lag_and_the_clock_restarts_at_zero_lag():
     assert backlog.observe(400, {("orders", 0): 6}, {("orders", 0): 6}, {}) is None  # worked through
     assert backlog.observe(500, {("orders", 0): 7}, {("orders", 0): 6}, {}) is None  # the clock starts again
     assert backlog.observe(799, {("orders", 0): 7}, {("orders", 0): 6}, {}) is None
-    assert backlog.observe(800, {("orders", 0): 7}, {("orders", 0): 6}, {}) == LagReport(1, {"orders": 1}, MAX_WAIT)
+    assert backlog.observe(800, {("orders", 0): 7}, {("orders", 0): 6}, {}) == LagReport(
+        1, {"orders": 1}, MAX_WAIT
+    )
 
 
 def test_without_max_wait_a_small_backlog_waits_for_more():
@@ -59,7 +63,9 @@ def test_min_records_must_be_positive():
 
 def test_the_report_is_the_trigger_payload_and_back():
     report = LagReport(3, {"orders": 2, "product-metrics": 1}, GAVE_UP)
-    assert report.to_payload() == {"records": 3, "topics": {"orders": 2, "product-metrics": 1}, "reason": "gave_up"}
+    assert report.to_payload() == {
+        "records": 3, "topics": {"orders": 2, "product-metrics": 1}, "reason": "gave_up"
+    }
     assert LagReport.from_payload(report.to_payload()) == report
 
 

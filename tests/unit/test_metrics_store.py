@@ -5,16 +5,14 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import metrics_store, sink
+from include.pipeline import metrics_json, metrics_store, store_changes
 from include.pipeline.metrics_store import MetricsStore, StoreRefused
-from include.pipeline.windows import LedgerMark, Metric
+from include.pipeline.windows import LedgerMark
+from tests.factories import metric
 
 HOUR = 3600
 T = 1767607200  # 2026-01-05T10:00:00Z
 
-
-def m(start, product="prod-1", count=1, total="10.50"):
-    return Metric(start, start + 60, product, "Laptop", count, Decimal(total), Decimal(total) / count)
 
 
 @pytest.fixture
@@ -49,7 +47,10 @@ def test_a_new_store_has_the_schema_and_nothing_else(store, tmp_path):
 
 def test_applying_the_same_records_twice_equals_once(store, tmp_path):
     store.open("cluster-a")
-    batch = [m(T, count=1, total="1.00"), m(T, count=2, total="3.01"), m(T, "prod-2"), m(T + 60)]
+    batch = [
+        metric(T, count=1, total="1.00"), metric(T, count=2, total="3.01"), metric(T, "prod-2"),
+        metric(T + 60),
+    ]
     first = apply(store, batch, {0: 4, 1: 0, 2: 0})
     once = (rows(tmp_path), store.totals())
     second = apply(store, batch, {0: 4, 1: 0, 2: 0})
@@ -57,28 +58,28 @@ def test_applying_the_same_records_twice_equals_once(store, tmp_path):
     assert (rows(tmp_path), store.totals()) == once
     assert once == (
         [(T, "prod-1", 2, "3.01"), (T, "prod-2", 1, "10.50"), (T + 60, "prod-1", 1, "10.50")],
-        sink.Totals(rows=3, order_count=4, total_revenue=Decimal("24.01")),
+        store_changes.Totals(rows=3, order_count=4, total_revenue=Decimal("24.01")),
     )
     assert store.open("cluster-a") == metrics_store.Opened(new=False, offsets={0: 4, 1: 0, 2: 0})
 
 
 def test_rows_offsets_and_totals_commit_together_or_not_at_all(store, tmp_path):
     store.open("cluster-a")
-    apply(store, [m(T)], {0: 1})
+    apply(store, [metric(T)], {0: 1})
     with pytest.raises(RuntimeError, match="after the upserts"):
         with store.transaction("cluster-a") as txn:
-            txn.apply([m(T, count=5, total="50.00"), m(T + 60)])
+            txn.apply([metric(T, count=5, total="50.00"), metric(T + 60)])
             txn.set_offsets("product-metrics", {0: 3})
             raise RuntimeError("a crash after the upserts, before the commit")
     assert rows(tmp_path) == [(T, "prod-1", 1, "10.50")]
-    assert store.totals() == sink.Totals(rows=1, order_count=1, total_revenue=Decimal("10.50"))
+    assert store.totals() == store_changes.Totals(rows=1, order_count=1, total_revenue=Decimal("10.50"))
     assert store.open("cluster-a").offsets == {0: 1}
 
 
 def test_money_is_exact_text_on_sqlite(store, tmp_path):
     store.open("cluster-a")
     huge = "12345678901234567890123456789.99"
-    apply(store, [m(T, count=1, total=huge)], {0: 1})
+    apply(store, [metric(T, count=1, total=huge)], {0: 1})
     assert rows(tmp_path) == [(T, "prod-1", 1, huge)]
     assert store.totals().total_revenue == Decimal(huge)
 
@@ -86,10 +87,14 @@ def test_money_is_exact_text_on_sqlite(store, tmp_path):
 def test_the_export_holds_the_last_days_counted_back_from_the_newest_window(store, tmp_path):
     store.open("cluster-a")
     newest = T + 10 * 24 * HOUR
-    apply(store, [m(newest - 86400), m(newest - 86400 + 60), m(newest - 3600, "prod-2"), m(newest), m(T)], {0: 5})
+    batch = [
+        metric(newest - 86400), metric(newest - 86400 + 60), metric(newest - 3600, "prod-2"), metric(newest),
+        metric(T),
+    ]
+    apply(store, batch, {0: 5})
     path = tmp_path / "metrics.json"
     assert store.export(path, 1) == 3
-    assert [(r.window_start, r.product_id) for r in sink.read_lines(path)] == [
+    assert [(r.window_start, r.product_id) for r in metrics_json.read_lines(path)] == [
         (newest - 86400 + 60, "prod-1"), (newest - 3600, "prod-2"), (newest, "prod-1"),
     ]
     assert store.export(path, 10) == 4  # T is 10 days and one window before the newest
@@ -104,28 +109,31 @@ def test_an_empty_store_exports_an_empty_file(store, tmp_path):
 
 def test_an_old_metrics_json_is_imported_with_the_first_batch(store, tmp_path):
     old = tmp_path / "old.json"
-    sink.write_lines(old, [[m(T, count=2, total="5.00"), m(T, "prod-2")]])
+    metrics_json.write_lines(old, [[metric(T, count=2, total="5.00"), metric(T, "prod-2")]])
     assert store.open("cluster-a").new
     with store.transaction("cluster-a") as txn:
-        assert txn.import_metrics(sink.read_lines(old)) == 2
-        txn.apply([m(T, count=3, total="7.00"), m(T + 60)])
+        assert txn.import_metrics(metrics_json.read_lines(old)) == 2
+        txn.apply([metric(T, count=3, total="7.00"), metric(T + 60)])
         txn.set_offsets("product-metrics", {0: 2})
-    assert rows(tmp_path) == [(T, "prod-1", 3, "7.00"), (T, "prod-2", 1, "10.50"), (T + 60, "prod-1", 1, "10.50")]
-    assert store.totals() == sink.Totals(rows=3, order_count=5, total_revenue=Decimal("28.00"))
+    assert rows(tmp_path) == [
+        (T, "prod-1", 3, "7.00"), (T, "prod-2", 1, "10.50"), (T + 60, "prod-1", 1, "10.50")
+    ]
+    assert store.totals() == store_changes.Totals(rows=3, order_count=5, total_revenue=Decimal("28.00"))
     assert store.open("cluster-a") == metrics_store.Opened(new=False, offsets={0: 2})
 
 
 def test_a_store_of_another_kafka_cluster_is_refused_before_anything_is_written(store, tmp_path):
     store.open("cluster-a")
-    apply(store, [m(T)], {0: 1})
+    apply(store, [metric(T)], {0: 1})
     with pytest.raises(StoreRefused) as refused:
         store.open("cluster-b")
     assert str(refused.value).startswith(
-        f"the metrics store sqlite:///{tmp_path}/metrics.db (test) holds the metrics of Kafka cluster cluster-a, "
-        "and this run reads cluster cluster-b: nothing was written. Give each cluster its own store"
+        f"the metrics store sqlite:///{tmp_path}/metrics.db (test) holds the metrics of Kafka cluster "
+        "cluster-a, and this run reads cluster cluster-b: nothing was written. "
+        "Give each cluster its own store"
     )
     with pytest.raises(StoreRefused, match="cluster cluster-a"):
-        apply(store, [m(T + 60)], {0: 2}, cluster="cluster-b")
+        apply(store, [metric(T + 60)], {0: 2}, cluster="cluster-b")
     assert rows(tmp_path) == [(T, "prod-1", 1, "10.50")]
 
 
@@ -155,7 +163,7 @@ V1_METRICS_STORE = """CREATE TABLE metrics_store (
 
 def test_a_version_1_store_is_migrated_in_place_keeping_everything(store, tmp_path, caplog):
     store.open("cluster-a")  # the other tables, as version 1 made them too
-    apply(store, [m(T, count=2, total="5.00"), m(T + 60)], {0: 2})
+    apply(store, [metric(T, count=2, total="5.00"), metric(T + 60)], {0: 2})
     with sqlite3.connect(tmp_path / "metrics.db") as db:
         db.execute("DROP TABLE metrics_store")
         db.execute(V1_METRICS_STORE)
@@ -172,31 +180,33 @@ def test_a_version_1_store_is_migrated_in_place_keeping_everything(store, tmp_pa
         assert db.execute("SELECT * FROM metrics_store").fetchall() == [
             (1, 2, "cluster-a", 2, 3, "15.50", "2026-01-05 10:00:00", "2026-01-05 11:00:00", None, None),
         ]
-    assert store.totals() == sink.Totals(rows=2, order_count=3, total_revenue=Decimal("15.50"), ledger=None)
+    assert store.totals() == store_changes.Totals(
+        rows=2, order_count=3, total_revenue=Decimal("15.50"), ledger=None
+    )
     with store.transaction("cluster-a") as txn:  # the first ledger a record carries is kept from now on
-        txn.apply([m(T + 120)])
+        txn.apply([metric(T + 120)])
         txn.totals.note([None, LedgerMark(4, Decimal("26.00"))])
-    assert store.totals() == sink.Totals(rows=3, order_count=4, total_revenue=Decimal("26.00"),
+    assert store.totals() == store_changes.Totals(rows=3, order_count=4, total_revenue=Decimal("26.00"),
                                          ledger=LedgerMark(4, Decimal("26.00")))
 
 
 def test_the_store_keeps_the_newest_ledger_and_records_without_one_leave_it(store, tmp_path):
     store.open("cluster-a")
     with store.transaction("cluster-a") as txn:
-        txn.apply([m(T, count=2, total="5.00")])
+        txn.apply([metric(T, count=2, total="5.00")])
         txn.totals.note([LedgerMark(1, Decimal("1.00")), LedgerMark(2, Decimal("5.00")), None])
     assert store.totals().ledger == LedgerMark(2, Decimal("5.00"))
     with store.transaction("cluster-a") as txn:  # an older analyze batch's record, from another partition
-        txn.apply([m(T + 60, "prod-2", count=1, total="3.00")])
+        txn.apply([metric(T + 60, "prod-2", count=1, total="3.00")])
         txn.totals.note([LedgerMark(1, Decimal("1.00"))])
     assert store.totals().ledger == LedgerMark(2, Decimal("5.00"))
     with store.transaction("cluster-a") as txn:  # replayed records: no ledger
-        txn.apply([m(T, count=2, total="5.00")])
+        txn.apply([metric(T, count=2, total="5.00")])
         txn.totals.note([None, None])
     assert store.totals().ledger == LedgerMark(2, Decimal("5.00"))
     with store.transaction("cluster-a") as txn:
         txn.totals.note([LedgerMark(3, Decimal("8.00"))])
-    assert store.totals() == sink.Totals(rows=2, order_count=3, total_revenue=Decimal("8.00"),
+    assert store.totals() == store_changes.Totals(rows=2, order_count=3, total_revenue=Decimal("8.00"),
                                          ledger=LedgerMark(3, Decimal("8.00")))
     with sqlite3.connect(tmp_path / "metrics.db") as db:  # money as exact text, like the rows'
         ledger = db.execute("SELECT ledger_count, ledger_revenue_cents FROM metrics_store").fetchall()
@@ -230,6 +240,7 @@ def test_a_database_that_does_not_answer_names_the_connection_and_the_fix():
         store.open("cluster-a")
     message = str(error.value)
     assert message.startswith(
-        "cannot use the metrics store postgresql+psycopg://metrics:***@127.0.0.1:9/metrics (connection 'metrics_db'):"
+        "cannot use the metrics store postgresql+psycopg://metrics:***@127.0.0.1:9/metrics "
+        "(connection 'metrics_db'):"
     )
     assert "start it, or fix the connection's host and port" in message and "s3cret" not in message

@@ -11,19 +11,20 @@ def ranges(topic):
     return {"topic": topic, "partitions": {"0": [0, 5]}, "lost": 0}
 
 
+# A run's stage results as their tasks push them (results.xcom): every field, none derived.
 GOOD = {
-    "generate": {"generated": 10},
-    "process": {"input": ranges("orders"), "read": 10, "valid": 8, "invalid": 2,
-                "reasons": {"unknown_product": 1, "invalid_json": 1},
-                "written": {"processed-orders": 8, "orders-dlq": 2}},
-    "analyze": {"input": ranges("processed-orders"), "read": 8, "counted": 6, "counted_revenue": "60.005",
-                "invalid": 0, "late": 1, "duplicate": 1, "reasons": {"late": 1, "duplicate": 1},
-                "written": {"product-metrics": 3, "orders-dlq": 2},
+    "generate": {"generated": 10, "seconds": 0.5},
+    "process": {"input": ranges("orders"), "read": 10, "reasons": {"unknown_product": 1, "invalid_json": 1},
+                "written": {"processed-orders": 8, "orders-dlq": 2}, "valid": 8},
+    "analyze": {"input": ranges("processed-orders"), "read": 8, "reasons": {"late": 1, "duplicate": 1},
+                "written": {"product-metrics": 3, "orders-dlq": 2}, "counted": 6, "counted_revenue": "60.005",
                 "ledger_before": {"count": 4, "revenue": "40.00", "revenue_cents": "40.00"},
-                "ledger_after": {"count": 10, "revenue": "100.005", "revenue_cents": "100.01"}},
-    "sink": {"input": ranges("product-metrics"), "read": 3, "metrics": 5, "order_count": 10,
-             "total_revenue": "100.01", "store": "postgresql+psycopg://metrics:***@db:5432/metrics",
-             "rows_changed": 3, "export": {"path": "output/metrics.json", "days": 7, "lines": 5}},
+                "ledger_after": {"count": 10, "revenue": "100.005", "revenue_cents": "100.01"},
+                "open_windows": 3, "remembered_order_ids": 10},
+    "sink": {"input": ranges("product-metrics"), "read": 3,
+             "store": "postgresql+psycopg://metrics:***@db:5432/metrics", "imported": 0, "rows_inserted": 2,
+             "rows_updated": 1, "metrics": 5, "order_count": 10, "total_revenue": "100.01", "ledger": None,
+             "export": {"path": "output/metrics.json", "days": 7, "lines": 5}},
 }
 
 
@@ -48,10 +49,13 @@ def test_consistent_counts_reconcile():
         (("process", "read"), 11, "process: read != valid + invalid: 11 != 10"),
         (("process", "written", "orders-dlq"), 1, "process: dead-lettered != invalid: 1 != 2"),
         (("analyze", "read"), 9, "analyze: read != counted + invalid + late + duplicate: 9 != 8"),
-        (("analyze", "counted_revenue"), "60.00", "analyze: revenue added to the ledger != revenue of the orders counted: 60.005 != 60.00"),
-        (("sink", "total_revenue"), "100.00", "sink: revenue in the metrics != revenue counted (in cents per window), all runs: 100.00 != 100.01"),
+        (("analyze", "counted_revenue"), "60.00",
+         "analyze: revenue added to the ledger != revenue of the orders counted: 60.005 != 60.00"),
+        (("sink", "total_revenue"), "100.00",
+         "sink: revenue in the metrics != revenue counted (in cents per window), all runs: 100.00 != 100.01"),
         (("sink", "order_count"), 9, "sink: orders in the metrics != orders counted, all runs: 9 != 10"),
-        (("analyze", "input", "lost"), 3, "analyze: records deleted by retention before they were read: 3 != 0"),
+        (("analyze", "input", "lost"), 3,
+         "analyze: records deleted by retention before they were read: 3 != 0"),
     ],
 )
 def test_each_discrepancy_is_named(path, value, problem):
@@ -123,17 +127,19 @@ def test_reconcile_writes_the_manifest_either_way_and_names_what_failed(tmp_path
     bad = reconcile.reconcile("scheduled__2026-01-05T11:00:00+00:00", broken(("sink", "order_count"), 9))
     assert reconcile.failure(bad) == (
         f"run scheduled__2026-01-05T11:00:00+00:00 does not reconcile (manifest: {tmp_path}/runs/"
-        "scheduled__2026-01-05T11_00_00_00_00.json):\n  sink: orders in the metrics != orders counted, all runs: "
-        "9 != 10\nIf rows of the metrics store were deleted or edited, or product-metrics lost records, rebuild "
-        "the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay)."
+        "scheduled__2026-01-05T11_00_00_00_00.json):\n  sink: orders in the metrics != orders counted, "
+        "all runs: 9 != 10\nIf rows of the metrics store were deleted or edited, or product-metrics lost "
+        "records, rebuild the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay)."
     )
     written = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert written == ["manual__2026-01-05T10_00_00_00_00.json", "scheduled__2026-01-05T11_00_00_00_00.json"]
     failed = json.loads((tmp_path / "runs" / written[1]).read_text())
-    assert (failed["dag_id"], failed["reconciled"], failed["summary"]["counted"]) == ("kafka_pipeline", False, 6)
-    assert (failed["summary"]["store"], failed["summary"]["metrics_rows"], failed["summary"]["rows_changed"]) == (
-        "postgresql+psycopg://metrics:***@db:5432/metrics", 5, 3,
+    assert (failed["dag_id"], failed["reconciled"], failed["summary"]["counted"]) == (
+        "kafka_pipeline", False, 6
     )
+    assert (
+        failed["summary"]["store"], failed["summary"]["metrics_rows"], failed["summary"]["rows_changed"]
+    ) == ("postgresql+psycopg://metrics:***@db:5432/metrics", 5, 3)
     assert failed["stages"] == json.loads(json.dumps(broken(("sink", "order_count"), 9)))
 
 
@@ -143,15 +149,28 @@ def test_recent_reads_the_newest_manifests_first_and_skips_unreadable_ones(tmp_p
         reconcile.reconcile(f"run-{hour}", GOOD)
         os.utime(reconcile.manifest_path(f"run-{hour}"), (1000 + hour, 1000 + hour))
     reconcile.manifest_path("zzz-broken").write_text("{not json")
-    old = {"run_id": "old", "reconciled": True, "problems": [], "summary": {"generated": 5}}  # before dag_id
+    # Written before dag_id, its analyze result as the stage returned it then: derived counts kept
+    # (invalid, late, duplicate), no state counts yet.
+    analyze = {
+        key: value for key, value in GOOD["analyze"].items()
+        if key not in ("open_windows", "remembered_order_ids")
+    }
+    analyze.update(invalid=0, late=1, duplicate=1)
+    old = {"run_id": "old", "reconciled": True, "problems": [], "summary": {"generated": 5},
+           "stages": {"analyze": analyze}}
     reconcile.manifest_path("old").write_text(json.dumps(old))
     os.utime(reconcile.manifest_path("old"), (900, 900))
     assert [m.run_id for m in reconcile.recent(2)] == ["run-2", "run-1"]
     everything = reconcile.recent(10)
     assert [m.run_id for m in everything] == ["run-2", "run-1", "run-0", "old"]
-    assert (everything[-1].dag_id, everything[-1].summary.generated, everything[-1].summary.invalid_reasons) == (
-        "kafka_pipeline", 5, {},
+    assert (
+        everything[-1].dag_id, everything[-1].summary.generated, everything[-1].summary.invalid_reasons
+    ) == ("kafka_pipeline", 5, {})
+    analyzed = everything[-1].stages.analyze
+    assert (analyzed.counted, analyzed.late, analyzed.duplicate, analyzed.invalid, analyzed.open_windows) == (
+        6, 1, 1, 0, 0
     )
+    assert everything[-1].stages.process is None
 
 
 def test_the_summary_names_the_store_the_export_and_the_reasons():
@@ -162,7 +181,8 @@ def test_the_summary_names_the_store_the_export_and_the_reasons():
         "  orders processed : 10 (8 valid, 2 invalid -> orders-dlq)",
         "  invalid, by why  : invalid_json 1, unknown_product 1",
         "  orders counted   : 6 (1 late, 1 duplicate -> orders-dlq); 3 (window, product) metrics updated",
-        "  metrics          : 5 rows in postgresql+psycopg://metrics:***@db:5432/metrics (3 changed by this run)",
+        "  metrics          : 5 rows in postgresql+psycopg://metrics:***@db:5432/metrics "
+        "(3 changed by this run)",
         "  metrics.json     : 5 lines, the last 7 days of windows, in output/metrics.json",
         "  reconciled       : yes",
     ]

@@ -1,7 +1,14 @@
 import pytest
 
 from include.pipeline.telemetry import (
-    ORIGINS, Ended, Latencies, Tick, origins, origins_header, read_report, report_line,
+    ORIGINS,
+    Ended,
+    Latencies,
+    Tick,
+    origins,
+    origins_header,
+    read_report,
+    report_line,
 )
 
 # origins

@@ -1,17 +1,14 @@
-"""The sink's pure step (what a batch of product-metrics records changes in the store) and the
-one owner of output/metrics.json, the store's readable export: JSON lines, one per (window,
-product), in (window_start, product_id) order."""
+"""The sink's pure step: what a batch of product-metrics records changes in the metrics store
+(the rows to upsert) and in its all-runs totals."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
-from include.pipeline import codec, money
-from include.pipeline.windows import LedgerMark, Metric, WindowKey, decode_metric
+from include.pipeline import money
+from include.pipeline.windows import LedgerMark, Metric, WindowKey
 
 
 @dataclass
@@ -34,6 +31,7 @@ class Totals:
                 self.ledger = ledger
 
     def add(self, new: Metric, old: Metric | None) -> None:
+        """Moves the totals from the row ``old`` (None: a new row) to ``new``."""
         self.rows += old is None
         self.order_count += new.order_count - (old.order_count if old else 0)
         before = old.total_revenue if old else Decimal(0)
@@ -42,9 +40,12 @@ class Totals:
 
 @dataclass
 class Changes:
+    """The rows one sink transaction upserts, and how many of them are new."""
+
     upserts: list[Metric] = field(default_factory=list)
     inserted: int = 0
     updated: int = 0
+    imported: int = 0  # lines of an old metrics.json applied before them
 
 
 def changes(records: Iterable[Metric], current: dict[WindowKey, Metric], totals: Totals) -> Changes:
@@ -63,34 +64,3 @@ def changes(records: Iterable[Metric], current: dict[WindowKey, Metric], totals:
         else:
             result.updated += 1
     return result
-
-
-def read_lines(path: Path) -> Iterator[Metric]:
-    """The lines of a metrics.json, each checked; a bad one names its line."""
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                try:
-                    yield decode_metric(line)
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{number} is {exc}; fix or remove the line") from None
-
-
-def write_lines(path: Path, chunks: Iterable[list[Metric]]) -> int:
-    """Replace the file atomically (readers see the old file or the new one, never half), readable
-    as the umask allows; returns the lines written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    lines = 0
-    try:
-        with tmp.open("wb") as out:
-            for chunk in chunks:
-                out.write(codec.encode_lines(chunk))
-                lines += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return lines

@@ -6,7 +6,8 @@ import threading
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from include.pipeline.kafka_io import Outage, Transactions
+from include.pipeline.kafka_io.errors import Outage
+from include.pipeline.kafka_io.writing import Transactions
 
 
 class FakeProducer:
@@ -71,8 +72,8 @@ def test_a_batch_whose_offsets_failed_to_go_in_is_sent_again_on_a_new_producer()
 
 
 def test_a_send_of_offsets_stuck_past_its_timeout_is_given_up_and_the_batch_sent_again(monkeypatch):
-    monkeypatch.setattr("include.pipeline.kafka_io.TIMEOUT", 0.2)
-    monkeypatch.setattr("include.pipeline.kafka_io.OUTAGE_NOTICE_SECONDS", 0.1)
+    monkeypatch.setattr("include.pipeline.kafka_io.client.TIMEOUT", 0.2)
+    monkeypatch.setattr("include.pipeline.kafka_io.errors.OUTAGE_NOTICE_SECONDS", 0.1)
     stuck = threading.Event()
     first, second = FakeProducer({"block": stuck}), FakeProducer({})
     try:
@@ -117,7 +118,7 @@ def test_a_failure_in_the_batch_itself_aborts_and_raises():
 
 def test_an_outage_is_one_line_when_it_begins_and_one_when_it_ends(caplog, monkeypatch):
     clock = iter([100.0, 101.0, 130.0, 131.0, 145.0]).__next__
-    monkeypatch.setattr("include.pipeline.kafka_io.time.monotonic", clock)
+    monkeypatch.setattr("include.pipeline.kafka_io.errors.time.monotonic", clock)
     outage = Outage()
     outage.began("1/1 brokers are down")  # 100.0
     outage.began("connection refused")  # 101.0: already down, no line
@@ -152,7 +153,7 @@ class GroupAt:
 
 @pytest.mark.parametrize("group_at, sent_again", [(120, False), (100, True)], ids=["went-through", "did-not"])
 def test_a_commit_in_doubt_is_settled_by_the_groups_offsets(monkeypatch, group_at, sent_again):
-    monkeypatch.setattr("include.pipeline.kafka_io.OUTAGE_SECONDS", 0.1)
+    monkeypatch.setattr("include.pipeline.kafka_io.errors.OUTAGE_SECONDS", 0.1)
     first, second = FakeProducer({"commit": [TIMED_OUT] * 5}), FakeProducer({})
     made = iter([first, second])
     txns = Transactions(lambda: next(made))

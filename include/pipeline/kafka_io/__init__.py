@@ -1,0 +1,13 @@
+"""Kafka at the stages' edges, by role (as the Airflow Kafka provider splits its hooks):
+
+- ``client``: ``Kafka``, the clients of one cluster from one librdkafka config, and failing fast;
+- ``errors``: Kafka not answering (an ``Outage``, waited through) or refusing (``Misconfigured``);
+- ``admin``: the topics, and their offsets;
+- ``reading``: a stage's input, bounded or following (``BoundedRead``, ``Follow``);
+- ``writing``: producing, and a batch's transaction (``Transactions``, the unit of work);
+- ``lag_probe``: the offsets that consumer lag is made of.
+
+A stage reads what its consumer group has not committed yet, either bounded (up to the end of the
+topic as it was when the stage started, then it returns: the Airflow tasks) or following the topic
+(continuous mode, until told to stop or to finish).
+"""

@@ -1,0 +1,51 @@
+"""The pipeline's topics: creating those that are missing, and their offsets."""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from include.pipeline import settings
+from include.pipeline.kafka_io.client import TIMEOUT
+from include.pipeline.kafka_io.errors import retrying
+
+
+def create_topics(admin: AdminClient, partitions: int) -> tuple[list[str], list[str]]:
+    """Create the pipeline's topics that do not exist yet, each replicated on up to 3 brokers
+    (with 3, a write needs 2 in sync: one broker may fail); returns the names created and the
+    names the principal may not create."""
+    metadata = admin.list_topics(timeout=TIMEOUT)
+    replication = min(3, len(metadata.brokers))
+    durability = {"min.insync.replicas": str(replication - 1)} if replication == 3 else {}
+    missing = [
+        NewTopic(
+            name, num_partitions=partitions, replication_factor=replication, config={**durability, **config}
+        )
+        for name, config in settings.TOPIC_CONFIGS.items()
+        if name not in metadata.topics
+    ]
+    if not missing:
+        return [], []
+    created, denied = [], []
+    for name, future in admin.create_topics(missing, request_timeout=TIMEOUT).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            code = exc.args[0].code()
+            if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+                denied.append(name)
+            elif code != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return sorted(created), sorted(denied)
+
+
+def offset_range(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition of ``topic``: (log start offset, end offset)."""
+    metadata = retrying(consumer.list_topics, topic, timeout=TIMEOUT).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
+    return {
+        p: retrying(consumer.get_watermark_offsets, TopicPartition(topic, p), timeout=TIMEOUT)
+        for p in sorted(metadata.partitions)
+    }

@@ -1,0 +1,119 @@
+"""The stage processes of continuous mode: each started, restarted with backoff when it dies, its
+report lines read, and all of them stopped."""
+
+from __future__ import annotations
+
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from include.pipeline import settings, telemetry
+from include.pipeline.stream.report import say
+from include.pipeline.stream.worker import USAGE_ERROR
+
+BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_SECONDS = 1.0, 30.0, 60.0
+STOP_SECONDS = 60.0  # how long a stage gets to commit or abort and exit before it is killed
+
+
+@dataclass
+class Child:
+    """One stage's process, restarted with backoff when it dies."""
+
+    stage: str
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = BACKOFF_FIRST
+    start_at: float = 0.0  # when to start it (again)
+    done: bool = False  # it ended by itself (a generator whose time is up)
+
+
+class StageProcesses:
+    """A process per stage, each running this package with ``--worker STAGE`` and the
+    supervisor's own arguments; what they report comes in on ``reports``."""
+
+    def __init__(self, names: list[str], argv: list[str], generate_until: float | None) -> None:
+        self.children = {stage: Child(stage) for stage in names}
+        self.argv, self.generate_until = argv, generate_until
+        self.reports: queue.Queue = queue.Queue()
+        self.readers: list[threading.Thread] = []
+
+    def next_report(self) -> telemetry.Tick | telemetry.Ended | None:
+        """The next line a stage reported; None when there is none now."""
+        try:
+            return self.reports.get_nowait()
+        except queue.Empty:
+            return None
+
+    def start(self, child: Child) -> None:
+        """Start the stage's process, and a thread that reads its reports."""
+        command = [sys.executable, "-m", "include.pipeline.stream", "--worker", child.stage, *self.argv]
+        if child.stage == "generate" and self.generate_until is not None:
+            command += ["--generate-until", repr(self.generate_until)]
+        child.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, cwd=settings.PROJECT_ROOT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor only; it tells the stages
+        )
+        child.started = time.monotonic()
+        reader = threading.Thread(target=self.read_reports, args=(child.process,), daemon=True)
+        reader.start()
+        self.readers.append(reader)
+        say(f"{child.stage} started (pid {child.process.pid})")
+
+    def read_reports(self, process: subprocess.Popen) -> None:
+        """Pass on the report lines of a stage's process until it closes its output."""
+        for line in process.stdout:
+            if (report := telemetry.read_report(line)) is not None:
+                self.reports.put(report)
+
+    def look_after(self) -> int | None:
+        """Start what is due to start; note what has ended. Returns an exit code to stop with."""
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.done:
+                continue
+            if child.process is None:
+                if now >= child.start_at:
+                    self.start(child)
+                continue
+            code = child.process.poll()
+            if code is None:
+                if now - child.started >= HEALTHY_SECONDS:
+                    child.backoff = BACKOFF_FIRST
+                continue
+            child.process = None
+            if code == 0:
+                child.done = True
+                say(f"{child.stage} finished")
+            elif code == USAGE_ERROR:
+                say(f"{child.stage} cannot run with these settings (see its message above); stopping")
+                return USAGE_ERROR
+            else:
+                how = (
+                    f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                )
+                child.restarts += 1
+                child.start_at = now + child.backoff
+                say(f"{child.stage} {how}; restarting it in {child.backoff:g}s (restart {child.restarts})")
+                child.backoff = min(child.backoff * 2, BACKOFF_MAX)
+        return None
+
+    def stop(self) -> None:
+        """SIGTERM to every stage; a stage not gone within STOP_SECONDS is killed."""
+        running = [child for child in self.children.values() if child.process is not None]
+        for child in running:
+            child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for child in running:
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{child.stage} did not stop within {STOP_SECONDS:g}s; killing it")
+                child.process.kill()
+                child.process.wait()
+        for reader in self.readers:  # until each has passed on its process's last lines
+            reader.join(timeout=5)

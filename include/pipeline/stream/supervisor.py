@@ -1,0 +1,135 @@
+"""The supervisor of continuous mode: it runs the stage processes, prints a status line every few
+seconds, and stops them at Ctrl-C, at ``--seconds``, or once a finished generator's orders have
+drained through every stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+
+from include.pipeline import stages, telemetry, topology
+from include.pipeline.kafka_io.client import Kafka
+from include.pipeline.kafka_io.lag_probe import LagProbe
+from include.pipeline.lag import lag
+from include.pipeline.metrics_store import MetricsStore
+from include.pipeline.stream.processes import StageProcesses
+from include.pipeline.stream.report import STAGES, Interval, render, say
+
+log = logging.getLogger(__name__)
+
+INPUT = {stage.name: stage.input for stage in topology.CONSUMING}
+
+
+class Supervisor:
+    """Runs the stages of ``args`` (the generator only with a rate above 0) until told to stop."""
+
+    def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
+        self.args = args
+        self.names = [stage for stage in STAGES if stage != "generate" or args.rate > 0]
+        self.generate_until = None if args.generate_seconds is None else time.time() + args.generate_seconds
+        self.processes = StageProcesses(self.names, argv, self.generate_until)  # with the same arguments
+        self.stopping = threading.Event()
+        self.started = time.monotonic()
+        self.interval, self.total, self.measured = Interval(), Interval(), telemetry.Latencies()
+        self.results: dict[str, dict] = {}
+
+    def run(self) -> int:
+        """Until stopped; returns the exit code."""
+        try:
+            kafka = Kafka.from_env()
+            stages.create_topics(kafka, self.names)
+        except (ConnectionError, ValueError) as exc:
+            print(f"stream: {exc}", file=sys.stderr)
+            return 1
+        self.probe = LagProbe(kafka, topology.INPUTS, quiet=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: self.stopping.set())
+        say(f"streaming {', '.join(self.names)} on {kafka.config['bootstrap.servers']} into "
+            f"{MetricsStore.default().name}; "
+            f"a transaction every {self.args.commit_interval_ms:g} ms; Ctrl-C stops")
+        code = self.supervise()
+        lags = self.lags()
+        self.processes.stop()
+        self.collect()
+        summary = self.summary(lags)
+        for line in render(summary):
+            say(line)
+        if self.args.summary:
+            self.args.summary.parent.mkdir(parents=True, exist_ok=True)
+            self.args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        self.probe.close()
+        return code
+
+    def supervise(self) -> int:
+        """Look after the stages until it is time to stop; returns the exit code."""
+        status_at = time.monotonic() + self.args.status_seconds
+        while not self.stopping.wait(0.2):
+            self.collect()
+            if (failed := self.processes.look_after()) is not None:
+                return failed
+            now = time.monotonic()
+            if now >= status_at:
+                status_at = now + self.args.status_seconds
+                lags = self.lags()
+                say(self.interval.status(self.names, lags))
+                self.interval = Interval()
+                if self.drained(lags):
+                    say("the generator has finished and every stage has drained")
+                    return 0
+            if self.args.seconds is not None and now - self.started >= self.args.seconds:
+                return 0
+        return 0
+
+    def collect(self) -> None:
+        """Take in what the stages reported: committed batches, and the results of those that ended."""
+        warm = time.monotonic() - self.started >= self.args.warmup_seconds
+        while (report := self.processes.next_report()) is not None:
+            if isinstance(report, telemetry.Ended):
+                self.results[report.stage] = report.result
+                continue
+            self.interval.add(report)
+            self.total.add(report)
+            if warm:
+                self.measured.merge(report.latencies)
+
+    def lags(self) -> dict[str, int]:
+        """Each consuming stage's lag on its input; {} when it cannot be read."""
+        try:
+            per_topic = lag(*self.probe.offsets(timeout=10))
+        except Exception as exc:  # a status line without lag beats a supervisor that dies
+            log.warning("could not read the consumer lag: %s", exc)
+            return {}
+        return {stage: per_topic.get(topic, 0) for stage, topic in INPUT.items()}
+
+    def drained(self, lags: dict[str, int]) -> bool:
+        """The generator, told when to stop, has, and no stage has anything left to read."""
+        generator = self.processes.children.get("generate")
+        return (
+            self.generate_until is not None and (generator is None or generator.done)
+            and bool(lags) and not any(lags.values())
+        )
+
+    def summary(self, lags: dict[str, int]) -> dict:
+        """What ``render`` prints and ``--summary`` writes."""
+        return {
+            "seconds": round(time.monotonic() - self.started, 1),
+            "rate": self.args.rate,
+            "commit_interval_ms": self.args.commit_interval_ms,
+            "warmup_seconds": self.args.warmup_seconds,
+            "latency": self.measured.summary(),
+            "lag_at_end": sum(lags.values()) if lags else None,
+            "lag": lags,
+            "stages": {
+                stage: {
+                    "read": self.total.read[stage], "written": self.total.written[stage],
+                    "restarts": self.processes.children[stage].restarts,
+                }
+                for stage in self.names
+            },
+            "results": self.results,
+        }

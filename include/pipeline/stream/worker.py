@@ -1,0 +1,50 @@
+"""One stage in a process of its own, following its topic, reporting each committed batch on
+standard output (``telemetry``) for the supervisor."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from include.pipeline import shutdown, stages, telemetry
+from include.pipeline.kafka_io.client import Kafka
+from include.pipeline.kafka_io.reading import Follow
+from include.pipeline.results import xcom
+
+USAGE_ERROR = 2  # a worker's exit code for a mistake no restart can fix
+
+
+def work(stage: str, args: argparse.Namespace) -> int:
+    """Run one stage following its topic until signalled, or until the supervisor has gone."""
+    logging.basicConfig(level=logging.WARNING, format=f"{stage}: %(levelname)s %(message)s")
+    out = sys.stdout.buffer
+
+    def report(line: telemetry.Tick | telemetry.Ended) -> None:
+        out.write(telemetry.report_line(line))
+        out.flush()
+
+    def committed(stage: str, read: int, written: int, latencies: telemetry.Latencies | None) -> None:
+        report(telemetry.Tick(stage, read, written, latencies or telemetry.Latencies()))
+
+    until = args.generate_until
+    follow = Follow(
+        interval=args.commit_interval_ms / 1000, report=committed,
+        finish=(lambda: time.time() >= until) if until is not None else (lambda: False),
+    )
+    kwargs = {
+        "generate": {"rate": args.rate, "invalid_ratio": args.invalid_ratio},
+        "analyze": {"grace_seconds": args.grace_seconds, "dedup_horizon_seconds": args.dedup_horizon_seconds},
+        "sink": {"metrics_json_days": args.metrics_json_days},
+    }.get(stage, {})
+    try:
+        with shutdown.supervised():
+            result = getattr(stages, stage)(Kafka.from_env(), follow=follow, **kwargs)
+    except ValueError as exc:
+        print(f"{stage}: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except shutdown.Stopped:
+        return 0
+    report(telemetry.Ended(stage, xcom(result)))
+    return 0
