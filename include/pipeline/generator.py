@@ -44,11 +44,7 @@ INVALID_MAKERS = (
 
 
 def orders(
-    count: int,
-    start: datetime,
-    end: datetime,
-    invalid_ratio: float = 0.0,
-    seed: int | str | None = None,
+    count: int, start: datetime, end: datetime, invalid_ratio: float = 0.0, seed: int | str | None = None,
 ) -> Iterator[tuple[bytes, bytes | None]]:
     """Yield ``count`` (key, value) records with event times spread over [start, end) in order.
 
@@ -60,11 +56,7 @@ def orders(
 
 
 def chunks(
-    count: int,
-    start: datetime,
-    end: datetime,
-    invalid_ratio: float = 0.0,
-    seed: int | str | None = None,
+    count: int, start: datetime, end: datetime, invalid_ratio: float = 0.0, seed: int | str | None = None,
     size: int = CHUNK,
 ) -> Iterator[list[tuple[bytes, bytes | None]]]:
     """orders(), a list of up to ``size`` records at a time (the same records whatever the size).
