@@ -35,10 +35,13 @@ class Outage:
     failed connect or retried call; a stage waits through an outage of up to OUTAGE_SECONDS.
 
     The errors a client queued while it was down arrive when it is next polled, after Kafka has
-    answered again: for SETTLE_SECONDS after an outage ends, they are not a new one.
+    answered again: for SETTLE_SECONDS after an outage ends, they are not a new one. Likewise, a
+    call that succeeds within BRIEFEST_SECONDS of the first refusal was served by what the client
+    had buffered (records fetched before, a queued callback), not by Kafka answering again.
     """
 
     SETTLE_SECONDS = 10.0
+    BRIEFEST_SECONDS = 2.0
 
     def __init__(self) -> None:
         self.since: float | None = None
@@ -62,7 +65,10 @@ class Outage:
         with self.lock:
             if self.since is None:
                 return
-            since, self.since, self.ended_at = self.since, None, time.monotonic()
+            now = time.monotonic()
+            if now - self.since < self.BRIEFEST_SECONDS:
+                return
+            since, self.since, self.ended_at = self.since, None, now
         log.warning("Kafka answers again, after %.0fs: going on", self.ended_at - since)
 
 

@@ -133,6 +133,20 @@ def test_an_outage_is_one_line_when_it_begins_and_one_when_it_ends(caplog, monke
     ]
 
 
+def test_a_call_served_from_what_the_client_had_buffered_does_not_end_an_outage(caplog, monkeypatch):
+    clock = iter([100.0, 100.05, 101.0, 144.0]).__next__
+    monkeypatch.setattr("include.pipeline.kafka_io.errors.time.monotonic", clock)
+    outage = Outage()
+    outage.began("connection refused")  # 100.0
+    outage.ended()  # 100.05: a batch fetched before the broker went away
+    outage.began("connection refused")  # 101.0: still the same outage, no line
+    outage.ended()  # 144.0: Kafka answers again
+    assert [record.getMessage() for record in caplog.records] == [
+        "Kafka does not answer (connection refused): waiting for it, up to 60s within a transaction",
+        "Kafka answers again, after 44s: going on",
+    ]
+
+
 class CommittedSource:
     def positions(self):
         return [TopicPartition("orders", 0, 120)]
