@@ -169,5 +169,6 @@ def run_results(xcoms: dict[str, dict | None] | RunResults) -> RunResults:
 
 
 def xcom(result: Result) -> dict:
-    """What a stage's task pushes: its result in JSON types."""
-    return msgspec.to_builtins(result)
+    """What a stage's task pushes: its result in JSON types only (lists, not tuples, which
+    Airflow's XCom serializer would wrap in a class name)."""
+    return msgspec.json.decode(msgspec.json.encode(result))

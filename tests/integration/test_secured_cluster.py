@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from include.pipeline import access, stages
+from include.pipeline import access, stages, topology
 from include.pipeline.kafka_io.client import Kafka
 from scripts.kafka.local import throwaway_broker
 from tests.integration.conftest import Pipeline, airflow_env
@@ -107,9 +107,9 @@ def test_each_acl_of_the_list_removed_in_turn_fails_the_stages_naming_it(secured
 
 def _start(kafka: Kafka, stage: str) -> None:
     """A stage's first steps: its checks and, transactional, its producer's registration."""
-    stages._ready(kafka, stage)
+    access.ready(kafka, [stage])
     if access.TRANSACTIONS in access.GRANTS[stage]:
-        stages._transactional_producer(kafka, stage)
+        stages._transactional_producer(kafka, topology.STAGES[stage])
 
 
 @pytest.mark.parametrize("grant", [

@@ -1,0 +1,30 @@
+"""The stage results: what a task pushes as its XCom, what is derived, and reading them back."""
+
+from decimal import Decimal
+
+from include.pipeline.results import AnalyzeResult, InputRanges, ProcessResult, SinkResult, run_results, xcom
+
+
+def test_the_xcom_is_json_types_only():
+    result = ProcessResult(
+        input=InputRanges(topic="orders", partitions={"0": (0, 5)}), read=5, valid=4,
+        reasons={"invalid_json": 1}, written={"processed-orders": 4, "orders-dlq": 1},
+    )
+    assert xcom(result) == {
+        "input": {"topic": "orders", "partitions": {"0": [0, 5]}, "lost": 0}, "read": 5,
+        "reasons": {"invalid_json": 1}, "written": {"processed-orders": 4, "orders-dlq": 1}, "valid": 4,
+    }
+    assert type(xcom(result)["input"]["partitions"]["0"]) is list  # a tuple would reach Airflow's serializer
+    assert run_results({"process": xcom(result)}).process == ProcessResult(
+        input=InputRanges(topic="orders", partitions={"0": (0, 5)}), read=5, valid=4,
+        reasons={"invalid_json": 1}, written={"processed-orders": 4, "orders-dlq": 1},
+    )
+
+
+def test_derived_counts_come_from_the_measured_ones():
+    reasons = {"late": 2, "duplicate": 3, "unknown_product": 1}
+    analyzed = AnalyzeResult(reasons=reasons, written={"product-metrics": 7})
+    assert (analyzed.rejected, analyzed.late, analyzed.duplicate, analyzed.invalid) == (6, 2, 3, 1)
+    assert (analyzed.invalid_reasons, analyzed.metrics_written) == ({"unknown_product": 1}, 7)
+    assert ProcessResult(reasons={"empty": 2, "tombstone": 1}).invalid == 3
+    assert SinkResult(rows_inserted=2, rows_updated=5, total_revenue=Decimal("1.10")).rows_changed == 7
