@@ -1,5 +1,6 @@
 """Test data the unit tests share: orders as the parser makes them of a producer's JSON, and
-metrics rows, each with the product names of the catalogue written out here (not read from it)."""
+metrics rows, with the product names the independent oracle writes out (not read from the
+catalogue)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,7 @@ from decimal import Decimal
 
 from include.pipeline import codec, orders
 from include.pipeline.windows import Metric
-
-PRODUCT_NAMES = {
-    "prod-1": "Laptop", "prod-2": "Phone", "prod-3": "Tablet", "prod-4": "Monitor", "prod-5": "Keyboard",
-}
+from tests.integration.expected import PRODUCT_NAMES
 
 
 def order(order_id: str, timestamp: str, amount: str = "10.00", product_id: str = "prod-1") -> orders.Order:
