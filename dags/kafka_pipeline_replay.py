@@ -10,7 +10,7 @@ from airflow.sdk import DAG, Param
 
 from include.pipeline import stages
 from kafka_stages.operators import CheckParamsOperator
-from kafka_stages.pipeline import DAG_ARGS, SINK_PARAMS, sink_task, stage_task
+from kafka_stages.pipeline import DAG_ARGS, sink_params, sink_task, stage_task
 
 with DAG(
     dag_id="kafka_pipeline_replay",
@@ -32,7 +32,7 @@ with DAG(
             False, type="boolean",
             description="Replay even if retention already deleted part of processed-orders",
         ),
-        **SINK_PARAMS,
+        **sink_params(),
     },
 ) as dag:
     check = CheckParamsOperator(task_id="check_params", retries=0)

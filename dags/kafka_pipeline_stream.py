@@ -5,23 +5,17 @@ stage ends once the stage before it has and it has read all that stage wrote; re
 the run's counts and revenue as for kafka_pipeline. The stages share their consumer groups and
 the `kafka_pipeline` pool with the other DAGs, so two instances of a stage never run at once.
 
-Wiring only: the stage logic lives in include/pipeline, the tasks in plugins/kafka_stages.
+Wiring only, of an Airflow DAG: the stage logic lives in include/pipeline, the tasks in
+plugins/kafka_stages.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from kafka_stages.pipeline import hourly_dag, stream_params, stream_tasks
 
-from kafka_stages.pipeline import DAG_ARGS, RETRIES, STREAM_PARAMS, stream_tasks
-
-with DAG(
-    dag_id="kafka_pipeline_stream",
-    description="Order events streaming through Kafka: sub-second metrics per product, handed over hourly",
-    doc_md=__doc__,
-    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    **DAG_ARGS,
-    default_args=RETRIES,
-    tags=["kafka", "orders", "streaming"],
-    params=STREAM_PARAMS,
+with hourly_dag(
+    "kafka_pipeline_stream",
+    "Order events streaming through Kafka: sub-second metrics per product, handed over hourly", __doc__,
+    tags=["kafka", "orders", "streaming"], params=stream_params(),
 ):
     stream_tasks()

@@ -4,32 +4,39 @@ take the files in."""
 
 import os
 import tempfile
+from pathlib import Path
 
-# Airflow reads its settings at import: the DAG and plugin tests get a home of their own (the
-# integration tests give each Airflow process its own).
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+# Airflow reads its settings at import: each pytest process (each xdist worker, whatever home the
+# shell names) gets a home and metadata DB of its own, with the project's DAGs and plugins (as
+# scripts/airflow sets them), where the integration tests run their DAGs in-process
+# (tests/integration/in_process.py deletes the runs in that DB).
+ROOT = Path(__file__).resolve().parents[1]
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
+os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)  # the home's airflow.db, here and in a CLI's home
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 
 # The tests start dozens of brokers that each carry little: the JVM's first JIT tier alone halves
 # the CPU a start costs (the suite is CPU-bound on 2 cores). The benchmark keeps the default.
 os.environ.setdefault("KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
 # The files that take longest go first, so that the workers end together.
-LONGEST_FIRST = [  # measured: .ci/run with --durations=60, setup + calls + teardown
-    "integration/test_operations.py",  # about 1,200 s (6 tests since; 661 s with 2)
-    "integration/test_faults_rerun.py",  # 621 s
-    "integration/test_faults_crash.py",  # 526 s (+ its SIGTERM test since)
-    "integration/test_metrics_postgres.py",  # 503 s
-    "integration/test_stages_alone.py",  # 470 s
-    "integration/test_scheduler.py",  # 413 s
-    "integration/test_replay.py",  # 315 s
-    "integration/test_secured_cluster.py",  # 311 s
-    "integration/test_replicated_cluster.py",  # 266 s
-    "integration/test_metrics_sqlite.py",  # 159 s
-    "integration/test_metrics_page.py",  # 124 s
-    "integration/test_stream.py",  # 97 s
-    "integration/test_dag_run.py",  # 83 s
-    "integration/test_lag_trigger.py",  # 24 s
+LONGEST_FIRST = [  # measured: `make test` of 2026-11-29 (in-process DAG runs), setup + calls + teardown
+    "integration/test_operations.py",  # 973 s
+    "integration/test_scheduler.py",  # 267 s
+    "integration/test_stages_alone.py",  # 176 s
+    "integration/test_replicated_cluster.py",  # 158 s
+    "integration/test_faults_crash.py",  # 157 s
+    "integration/test_stream.py",  # 146 s
+    "integration/test_faults_rerun.py",  # 102 s
+    "integration/test_metrics_postgres.py",  # 99 s
+    "integration/test_secured_cluster.py",  # 98 s
+    "integration/test_metrics_page.py",  # 94 s
+    "integration/test_lag_trigger.py",  # 49 s
+    "integration/test_replay.py",  # 41 s
+    "integration/test_metrics_sqlite.py",  # 33 s
+    "integration/test_dag_run.py",  # 32 s
 ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import Param, chain
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
 
 from include.pipeline import settings, stages, topology
 from kafka_stages.operators import (
@@ -36,59 +36,103 @@ POOL_SLOTS = len(PIPELINE)  # the pool's size: a stream run's stages at once
 # Chain position -> priority weight (absolute): later stages first.
 POSITION = {"create_topics": 1, "generate": 2, "process": 3, "replay": 4, "analyze": 4, "sink": 5}
 
-GENERATE_PARAMS = {
-    "orders": Param(2000, type="integer", minimum=0, description="Orders to generate (0: none)"),
-    "rate": Param(0, type="number", minimum=0, description="Orders per second (0: as fast as possible)"),
-    "invalid_ratio": Param(
+def hourly_dag(dag_id: str, description: str, doc_md: str, tags: list[str], params: dict[str, Param]) -> DAG:
+    """A DAG run every hour for the hour before (a data-interval timetable: the orders a run
+    generates get event times inside its interval), one run at a time, its tasks retried twice.
+
+    :param dag_id: the DAG's id
+    :param description: its one line in the DAG list
+    :param doc_md: its documentation (the DAG file's ``__doc__``)
+    :param tags: its tags
+    :param params: its params (this module's ``*_params()``)
+    """
+    return DAG(
+        dag_id=dag_id, description=description, doc_md=doc_md,
+        schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+        **DAG_ARGS, default_args=RETRIES, tags=tags, params=params,
+    )
+
+
+# The DAGs' params, made anew for each DAG: Airflow resolves a run's conf into the Param objects
+# themselves, so a DAG sharing them with another (or a process running several runs: dag.test in
+# the tests) would take one run's values as the next one's defaults.
+def generate_params() -> dict[str, Param]:
+    """What generate makes: how many orders, how fast, how many invalid, from which seed."""
+    return {
+        "orders": Param(2000, type="integer", minimum=0, description="Orders to generate (0: none)"),
+        "rate": Param(0, type="number", minimum=0, description="Orders per second (0: as fast as possible)"),
+        "invalid_ratio": _invalid_ratio(),
+        "seed": Param(
+            None, type=["null", "integer"],
+            description=(
+                "Seed for the generated orders (null: the run id, so a cleared run makes the same orders)"
+            ),
+        ),
+    }
+
+
+def _invalid_ratio() -> Param:
+    return Param(
         0.05, type="number", minimum=0, maximum=1, description="Share of deliberately invalid orders"
-    ),
-    "seed": Param(
-        None, type=["null", "integer"],
-        description=(
-            "Seed for the generated orders (null: the run id, so a cleared run makes the same orders)"
+    )
+
+
+def sink_params() -> dict[str, Param]:
+    """What the sink exports."""
+    return {
+        "metrics_json_days": Param(
+            settings.METRICS_JSON_DAYS, type="integer", minimum=0,
+            description=(
+                "Days of windows, back from the newest, that the sink exports to metrics.json (0: no file)"
+            ),
         ),
-    ),
-}
-SINK_PARAMS = {
-    "metrics_json_days": Param(
-        settings.METRICS_JSON_DAYS, type="integer", minimum=0,
-        description=(
-            "Days of windows, back from the newest, that the sink exports to metrics.json (0: no file)"
+    }
+
+
+def analyze_params() -> dict[str, Param]:
+    """How analyze treats late and repeated orders."""
+    return {
+        "grace_seconds": Param(
+            settings.GRACE_SECONDS, type="integer", minimum=0,
+            description="How long after a window ends its late orders still count",
         ),
-    ),
-}
-ANALYZE_PARAMS = {
-    "grace_seconds": Param(
-        settings.GRACE_SECONDS, type="integer", minimum=0,
-        description="How long after a window ends its late orders still count",
-    ),
-    "dedup_horizon_seconds": Param(
-        settings.DEDUP_HORIZON_SECONDS, type="integer", minimum=0,
-        description="How long a counted order_id is remembered (>= grace)",
-    ),
-}
-CONSUME_PARAMS = {
-    "wait_for_orders_seconds": Param(
-        0, type="number", minimum=0,
-        description="How long to wait for new records before skipping the stages (0: look once)",
-    ),
-    **ANALYZE_PARAMS,
-    **SINK_PARAMS,
-}
-STREAM_PARAMS = {
-    "duration_seconds": Param(
-        3540, type="integer", minimum=1,
-        description="How long the stages stream before handing over to the next run (of an hourly interval)",
-    ),
-    "commit_interval_ms": Param(
-        100, type="integer", minimum=1, maximum=60000,
-        description="The longest a batch collects records before its transaction commits",
-    ),
-    "rate": Param(30, type="number", exclusiveMinimum=0, description="Orders per second to generate"),
-    "invalid_ratio": GENERATE_PARAMS["invalid_ratio"],
-    **ANALYZE_PARAMS,
-    **SINK_PARAMS,
-}
+        "dedup_horizon_seconds": Param(
+            settings.DEDUP_HORIZON_SECONDS, type="integer", minimum=0,
+            description="How long a counted order_id is remembered (>= grace)",
+        ),
+    }
+
+
+def consume_params() -> dict[str, Param]:
+    """The params of a bounded run's consuming stages (and its wait for orders)."""
+    return {
+        "wait_for_orders_seconds": Param(
+            0, type="number", minimum=0,
+            description="How long to wait for new records before skipping the stages (0: look once)",
+        ),
+        **analyze_params(),
+        **sink_params(),
+    }
+
+
+def stream_params() -> dict[str, Param]:
+    """The params of a stream run."""
+    return {
+        "duration_seconds": Param(
+            3540, type="integer", minimum=1,
+            description=(
+                "How long the stages stream before handing over to the next run (of an hourly interval)"
+            ),
+        ),
+        "commit_interval_ms": Param(
+            100, type="integer", minimum=1, maximum=60000,
+            description="The longest a batch collects records before its transaction commits",
+        ),
+        "rate": Param(30, type="number", exclusiveMinimum=0, description="Orders per second to generate"),
+        "invalid_ratio": _invalid_ratio(),
+        **analyze_params(),
+        **sink_params(),
+    }
 
 
 def stage_task(task_id: str, stage, operator=KafkaStageOperator, **kwargs: Any) -> KafkaStageOperator:

@@ -1,6 +1,7 @@
 """A real Apache Kafka broker per test (scripts/kafka/broker, fresh data dir and ports), the
-project's airflow CLI pointed at it, and kafka-python as an independent client to check what
-the pipeline wrote."""
+pipeline's DAGs and tasks run against it inside this process (in_process.py) or, for the tests of
+the CLI itself, with the project's airflow CLI, and kafka-python as an independent client to
+check what the pipeline wrote."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from include.pipeline.reconcile import manifest_path
 from scripts.kafka.local import throwaway_broker
 from scripts.postgres.local import Postgres, throwaway_postgres
+from tests.integration import in_process
+from tests.integration.in_process import Run
 
 METRIC_FIELDS = ("window_start", "window_end", "product_id", "product_name", "order_count", "total_revenue",
                  "avg_order_value")
@@ -80,6 +84,8 @@ class Pipeline:
         self.env["AIRFLOW_CONN_METRICS_DB"] = json.dumps(server.connection())
 
     def airflow(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        """``scripts/airflow *args`` in a process of its own, with this test's Airflow home: for
+        the tests of the CLI itself (the other runs are in-process: dag_test and task)."""
         result = subprocess.run(
             [str(ROOT / "scripts/airflow"), *args], env=self.env, capture_output=True, text=True, timeout=300
         )
@@ -91,37 +97,56 @@ class Pipeline:
         return result
 
     def dag_test(
-        self, date: str, dag: str = "kafka_pipeline", ok: bool = True, **conf,
-    ) -> subprocess.CompletedProcess:
-        """`airflow dags test` of a whole run of ``dag`` at the logical date ``date``, with ``conf``."""
-        return self.airflow("dags", "test", dag, date, "--conf", json.dumps(conf), ok=ok)
+        self, date: str, dag: str = "kafka_pipeline", ok: bool = True, mark_success: str | None = None,
+        **conf,
+    ) -> Run:
+        """A whole run of ``dag`` at the logical date ``date`` with ``conf``, as `airflow dags
+        test` makes it, in this process; tasks matching ``mark_success`` are marked, not run."""
+        run = in_process.run_dag(self.env, dag, date, conf, mark_success)
+        return self._expect(ok, f"dags test {dag} {date}", run)
 
     def task(
         self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", params: dict | None = None,
         ok: bool = True,
-    ):
-        """`airflow tasks test` of one task; ``date`` is a logical date or a run id."""
-        extra = ["-t", json.dumps(params)] if params else []
-        return self.airflow("tasks", "test", "kafka_pipeline", task_id, date, *extra, ok=ok)
+    ) -> Run:
+        """One task as `airflow tasks test` runs it, in this process; ``date`` is a logical date
+        or a run id."""
+        run = in_process.run_task(self.env, "kafka_pipeline", task_id, date, params)
+        return self._expect(ok, f"tasks test {task_id} {date}", run)
+
+    @staticmethod
+    def _expect(ok: bool, what: str, run: Run) -> Run:
+        if ok and not run.ok:
+            pytest.fail(f"{what} ended {run.state}:\n{run.output[-8000:]}")
+        return run
 
     def start_task(
         self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", log: Path | None = None,
     ) -> subprocess.Popen:
-        """The same, in the background and in a process group of its own (to kill -9 it); its
-        output to ``log`` if given."""
+        """`scripts/airflow tasks test` of a task, in the background and in a process group of its
+        own (to stop or kill it); its output to ``log`` if given."""
+        command = [str(ROOT / "scripts/airflow"), "tasks", "test", "kafka_pipeline", task_id, date]
+        return self._start(command, log)
+
+    def start_stage(self, stage: str, log: Path | None = None) -> subprocess.Popen:
+        """The stage alone, without Airflow (tests/integration/stage_process.py), the same way."""
+        command = [sys.executable, "-m", "tests.integration.stage_process", stage]
+        return self._start(command + ([self.postgres.url()] if self.postgres else []), log)
+
+    def _start(self, command: list[str], log: Path | None) -> subprocess.Popen:
         with open(log or os.devnull, "wb") as out:
             return subprocess.Popen(
-                [str(ROOT / "scripts/airflow"), "tasks", "test", "kafka_pipeline", task_id, date],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                command, cwd=ROOT, env={**self.env, "PYTHONPATH": str(ROOT)}, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )
 
     @contextmanager
     def running(
-        self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", log: Path | None = None,
+        self, stage: str, log: Path | None = None, airflow: bool = False,
     ) -> Iterator[subprocess.Popen]:
-        """start_task, killed (-9) when the block ends if it still runs: a failed test must not
-        leave a frozen or running task behind."""
-        proc = self.start_task(task_id, date, log)
+        """start_stage (start_task with ``airflow``), killed (-9) when the block ends if it still
+        runs: a failed test must not leave a frozen or running stage behind."""
+        proc = self.start_task(stage, log=log) if airflow else self.start_stage(stage, log)
         try:
             yield proc
         finally:
@@ -194,15 +219,11 @@ class Pipeline:
 
 
 @pytest.fixture(scope="session")
-def migrated_db(tmp_path_factory) -> Path:
-    """An Airflow metadata DB migrated once; each test gets a copy (runs, XComs and confs of
-    one test must not leak into the next: `tasks test` reuses the run of its date)."""
-    home = tmp_path_factory.mktemp("airflow-template")
-    env = {**os.environ, "AIRFLOW_HOME": str(home)}
-    subprocess.run(
-        [str(ROOT / "scripts/airflow"), "version"], env=env, check=True, capture_output=True, timeout=300
-    )
-    return home / "airflow.db"
+def migrated_db() -> Path:
+    """An Airflow metadata DB with its tables and the pool, made once per worker; each Airflow
+    home of a test gets a copy (runs, XComs and confs of one test must not leak into the next:
+    `tasks test` reuses the run of its date)."""
+    return in_process.metadata_db()
 
 
 def airflow_env(tmp_path: Path, migrated_db: Path) -> dict[str, str]:
@@ -223,6 +244,12 @@ def pipeline_on(tmp_path: Path, migrated_db: Path, **cluster) -> Iterator[Pipeli
     nodes, security)."""
     with throwaway_broker(tmp_path / "kafka", airflow_env(tmp_path, migrated_db), **cluster) as env:
         yield Pipeline(env, tmp_path / "output")
+
+
+@pytest.fixture(autouse=True)
+def no_runs_of_other_tests() -> None:
+    """The worker's metadata DB without the runs of the tests before."""
+    in_process.forget_runs()
 
 
 @pytest.fixture

@@ -11,7 +11,12 @@
   `process` has a batch's transaction open, comes back 2 s later; `process` is run again, then
   `analyze` and `sink`.
 
-"Mid-batch" is made deterministic: the task's process group is frozen (SIGSTOP) every few tens of
+The stage killed or left without its broker runs in a process of its own without Airflow
+(tests/integration/stage_process.py); the one stopped with SIGTERM is the Airflow task (`airflow
+tasks test`), whose own handling of the signal is what is tested. The retries are the task, run
+in the test's process (as `tasks test` runs it).
+
+"Mid-batch" is made deterministic: the stage's process group is frozen (SIGSTOP) every few tens of
 milliseconds and looked at from outside with kafka-python; the fault is injected only in a frozen
 state where some input offsets are committed, not all, and the stage's open transaction has records
 on the broker. (Polling every 0.1 s would alias with analyze's ~0.1 s batches and miss them.)
@@ -202,7 +207,7 @@ def test_sigterm_mid_batch_ends_the_stage_cleanly_then_the_rest_follows(pipeline
     records = write_input(pipeline, seed=20260107)
     end = end_of(pipeline, "process")
     log = tmp_path / "process.log"
-    with pipeline.running("process", log=log) as proc:
+    with pipeline.running("process", log=log, airflow=True) as proc:
         done = freeze_mid_batch(pipeline, proc, "process", end)
         # To the task's own process (as Airflow's supervisor sends it), not the wrapper's pipe.
         task = next(p for p in psutil.Process(proc.pid).children(recursive=True) if "tasks" in p.cmdline())

@@ -3,7 +3,6 @@ duplicate and late orders mixed with a zoo of invalid input; a run's sink retrie
 run's stages. Each ends with the metrics of a clean run on the same input and every record
 accounted for."""
 
-import json
 from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -132,10 +131,9 @@ def test_duplicates_and_late_orders_mixed_with_invalid_input(pipeline):
 def test_a_sink_retried_after_another_runs_stages_reconciles(pipeline):
     # Run A's sink fails and waits for its retry; the pool frees and run B runs whole (its sink
     # applies A's metrics too); then A's sink retry and A's reconcile: the tasks in that order.
-    # A runs as one `dags test` up to analyze (its sink and reconcile marked success, not run).
+    # A runs as one whole run up to analyze (its sink and reconcile marked success, not run).
     a, b = DATE, "2026-01-05T11:00:00+00:00"
-    pipeline.airflow("dags", "test", "kafka_pipeline", a, "--conf", json.dumps({"orders": 600, "seed": 21}),
-                     "--mark-success-pattern", "sink|reconcile")
+    pipeline.dag_test(a, orders=600, seed=21, mark_success="sink|reconcile")
     assert not any((pipeline.output / name).exists() for name in ("metrics.db", "runs"))  # neither has run
     pipeline.dag_test(b, orders=400, seed=22)
     assert pipeline.manifest()["reconciled"] is True

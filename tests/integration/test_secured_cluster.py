@@ -5,8 +5,6 @@ test has its own Airflow home and output."""
 
 import json
 import os
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from include.pipeline.kafka_io.client import Kafka
 from scripts.kafka.local import throwaway_broker
 from tests.integration.conftest import Pipeline, airflow_env
 from tests.integration.expected import expected_metrics
+from tests.integration.in_process import task_state
 
 CLUSTER = ("KAFKA_PORT", "KAFKA_DATA_DIR", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_NODES", "KAFKA_SECURITY")
 
@@ -42,28 +41,21 @@ def connect_as(pipeline: Pipeline, **changes: str) -> None:
     pipeline.env["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps({"conn_type": "kafka", "extra": extra})
 
 
-def run(pipeline: Pipeline, date: str, dag: str = "kafka_pipeline", fails: bool = False, **conf) -> str:
-    result = pipeline.dag_test(date, dag, ok=not fails, **conf)
-    assert result.returncode != 0 if fails else result.returncode == 0
-    return result.stdout + result.stderr
-
-
-def attempts(pipeline: Pipeline, task_id: str) -> tuple[str, int]:
-    """(state, try number) of a task's last attempt, from the Airflow metadata DB."""
-    with closing(sqlite3.connect(Path(pipeline.env["AIRFLOW_HOME"]) / "airflow.db")) as db:
-        query = "SELECT state, try_number FROM task_instance WHERE task_id = ?"
-        return db.execute(query, (task_id,)).fetchone()
+def failed_run(pipeline: Pipeline, date: str, **conf) -> str:
+    """A whole run that fails; what it logged."""
+    result = pipeline.dag_test(date, ok=False, **conf)
+    assert result.state == "failed"
+    return result.output
 
 
 def test_a_wrong_password_fails_the_run_at_once_saying_so(secured):
     connect_as(secured, **{"sasl.password": "not-the-password"})
-    output = run(secured, "2026-01-05T08:00:00+00:00", fails=True, orders=100)
-    assert "DagRun Finished: dag_id=kafka_pipeline" in output and "state=failed" in output
+    output = failed_run(secured, "2026-01-05T08:00:00+00:00", orders=100)
     assert (
         f"authentication failed for pipeline (SCRAM-SHA-512) at {secured.bootstrap}: check the kafka_default "
         "connection's sasl.username / sasl.password"
     ) in output
-    assert attempts(secured, "create_topics") == ("failed", 1)  # failed for good, no retry
+    assert task_state("create_topics") == ("failed", 1)  # failed for good, no retry
     assert "cannot reach Kafka" not in output  # at the refusal, not after waiting for an answer
 
 
@@ -71,11 +63,11 @@ def test_a_ca_the_client_does_not_trust_names_the_certificate_problem(secured, t
     other_ca = tmp_path / "other-ca.pem"  # a CA that did not sign the brokers' certificates
     other_ca.write_text(Path("/etc/ssl/certs/ca-certificates.crt").read_text())
     connect_as(secured, **{"ssl.ca.location": str(other_ca)})
-    output = run(secured, "2026-01-05T08:00:00+00:00", fails=True, orders=100)
+    output = failed_run(secured, "2026-01-05T08:00:00+00:00", orders=100)
     assert f"TLS with {secured.bootstrap} failed: SSL handshake failed" in output
     assert "certificate verify failed" in output
     assert "Check the kafka_default connection's ssl.ca.location" in output
-    assert attempts(secured, "create_topics") == ("failed", 1)
+    assert task_state("create_topics") == ("failed", 1)
 
 
 def test_each_acl_of_the_list_removed_in_turn_fails_the_stages_naming_it(secured):
@@ -123,12 +115,12 @@ def test_a_run_without_an_acl_fails_at_once_naming_it(secured, grant):
         _delete_topic(admin, grant.name)
     access.revoke(admin, "User:pipeline", [grant])
     try:
-        output = run(secured, "2026-01-05T07:00:00+00:00", fails=True, orders=10)
+        output = failed_run(secured, "2026-01-05T07:00:00+00:00", orders=10)
     finally:
         access.apply(admin, "User:pipeline", [grant])
     assert f"Kafka denies User:pipeline {grant}: grant it (the ACL list: README.md" in output
     failed = "generate" if grant == access.TRANSACTIONS else "create_topics"
-    assert attempts(secured, failed) == ("failed", 1)
+    assert task_state(failed) == ("failed", 1)
 
 
 def _delete_topic(admin: Kafka, topic: str) -> None:
@@ -138,7 +130,11 @@ def _delete_topic(admin: Kafka, topic: str) -> None:
 
 def test_a_whole_run_as_the_least_privileged_user_is_exact_and_the_password_is_nowhere(secured):
     password = secured.client_config("pipeline")["sasl.password"]
-    output = run(secured, "2026-01-05T10:00:00+00:00", orders=3000, seed=11, invalid_ratio=0.1)
+    # Through the CLI: scripts/airflow makes kafka_default of KAFKA_CLIENT_CONFIG, and the
+    # password is looked for in what the CLI printed and in its Airflow home (logs, DB).
+    result = secured.airflow("dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00", "--conf",
+                             json.dumps({"orders": 3000, "seed": 11, "invalid_ratio": 0.1}))
+    output = result.stdout + result.stderr
     assert "state=success" in output
 
     processed = [r.json() for r in secured.read("processed-orders")]

@@ -38,6 +38,13 @@ function status(id, text, error = false) {
   element.classList.toggle("error", error);
 }
 
+// The head of each table from its data-columns: "|" between columns, "#" before a number's.
+for (const table of document.querySelectorAll("table[data-columns]")) {
+  const heads = table.dataset.columns.split("|").map((column) => column.trim()).map((column) =>
+    column.startsWith("#") ? `<th class="n">${escape(column.slice(1))}</th>` : `<th>${escape(column)}</th>`);
+  table.createTHead().innerHTML = `<tr>${heads.join("")}</tr>`;
+}
+
 function fill(tableId, rows) {
   document.querySelector(`#${tableId} tbody`).innerHTML = rows.map((r) => `<tr>${r}</tr>`).join("");
 }

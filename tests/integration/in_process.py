@@ -1,0 +1,158 @@
+"""Airflow inside the pytest worker: `dags test` as ``dag.test()`` and `tasks test` through the
+CLI's own command, on the worker's metadata DB. A process pays Airflow's start-up once (about
+15 s of CPU, two thirds of it the execution API building its routers on the first call), so a
+worker pays it once instead of once per run. The tests of the CLI itself (the README's lines, a
+task killed or stopped by a signal) still start `scripts/airflow`.
+
+The worker's DB (tests/conftest.py gives each worker its AIRFLOW_HOME) is created once, and
+every run in it is deleted before a test starts: a test's runs, XComs and confs must not leak
+into the next one (`tasks test` reuses the run of its date). A test's settings (its broker,
+output directory, connections) are in the environment only while one of its runs runs, where
+the environment secrets backend reads the connections at lookup."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import sqlite3
+from contextlib import closing, contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Iterator
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parents[2]
+POOL = ("kafka_pipeline", 4, "Kafka stages of all pipeline DAGs (the tests' worker DB)")
+# Settings of a test's own `scripts/airflow` home that must not reach the worker's Airflow.
+CLI_ONLY = {"AIRFLOW_HOME"}
+
+
+@dataclass
+class Run:
+    """How a run or task ended (``state``: success, failed, ...) and what it logged."""
+
+    state: str
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("success", "skipped")
+
+
+@cache
+def metadata_db() -> Path:
+    """The worker's metadata DB, made once: Airflow's tables and the pipeline's pool. Returns a
+    copy of it made before any run, with scripts/airflow's mark that the pool exists: the DB that
+    the homes of the CLI's and the live Airflow's tests start from."""
+    from airflow.models.pool import Pool
+    from airflow.utils import db
+
+    db.initdb()
+    Pool.create_or_update_pool(*POOL, include_deferred=False)
+    home = Path(os.environ["AIRFLOW_HOME"])  # its DB: home/airflow.db (tests/conftest.py)
+    template = home / "template" / "airflow.db"
+    template.parent.mkdir()
+    with closing(sqlite3.connect(home / "airflow.db")) as worker, closing(sqlite3.connect(template)) as copy:
+        worker.backup(copy)
+    template.with_name(".pool-kafka_pipeline-4").touch()
+    return template
+
+
+def forget_runs() -> None:
+    """Delete every DAG run of the worker's DB (their task instances and XComs go with them)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    metadata_db()
+    with create_session() as session:
+        session.execute(delete(DagRun))
+
+
+def task_state(task_id: str) -> tuple[str, int] | None:
+    """(state, try number) of the newest attempt of ``task_id`` in the worker's DB."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.execute(
+            select(TaskInstance.state, TaskInstance.try_number).where(TaskInstance.task_id == task_id)
+            .order_by(TaskInstance.start_date.desc())
+        ).first()
+    return (str(row[0]), row[1]) if row else None
+
+
+def _parsed(dag_id: str):
+    """The DAG as a new process parses it: a DAG object holds what its last run resolved."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py")).dags[dag_id]  # each DAG's file is its id
+
+
+def run_dag(env: dict[str, str], dag_id: str, date: str, conf: dict, mark_success: str | None = None) -> Run:
+    """`airflow dags test dag_id date --conf conf` (``--mark-success-pattern mark_success``)."""
+    with settings_of(env), captured() as output:
+        run = _parsed(dag_id).test(
+            logical_date=datetime.fromisoformat(date), run_conf=conf,
+            mark_success_pattern=re.compile(mark_success) if mark_success else None,
+        )
+    return Run(str(run.state), output.getvalue())
+
+
+def run_task(env: dict[str, str], dag_id: str, task_id: str, date: str, params: dict | None) -> Run:
+    """`airflow tasks test dag_id task_id date [-t params]`, through the CLI's own command."""
+    from airflow.cli import cli_parser
+
+    words = ["tasks", "test", dag_id, task_id, date] + (["-t", json.dumps(params)] if params else [])
+    args = cli_parser.get_parser().parse_args(words)
+    with settings_of(env), captured() as output:
+        args.func(args)
+    # The command does not say how the task ended (scripts/airflow reads it from the log too);
+    # a temporary run (a date without one) is deleted with its task instance.
+    states = re.findall(r"Task instance state updated .*?new_state=(\w+)", output.getvalue())
+    return Run(states[-1] if states else "failed", output.getvalue())
+
+
+@contextmanager
+def settings_of(env: dict[str, str]) -> Iterator[None]:
+    """os.environ as ``env`` (but the worker's Airflow home), kafka_default as scripts/airflow
+    makes it, for the block."""
+    metadata_db()
+    wanted = {name: value for name, value in env.items() if name not in CLI_ONLY}
+    wanted.setdefault("AIRFLOW_CONN_KAFKA_DEFAULT", kafka_connection(wanted))
+    with mock.patch.dict(os.environ, wanted):
+        for name in set(os.environ) - set(wanted) - CLI_ONLY:
+            del os.environ[name]
+        yield
+
+
+def kafka_connection(env: dict[str, str]) -> str:
+    """The kafka_default connection scripts/airflow gives a run: KAFKA_CLIENT_CONFIG's client
+    config as its extra, or the bootstrap servers."""
+    if path := env.get("KAFKA_CLIENT_CONFIG"):
+        extra = json.loads(Path(path).read_text())
+    else:
+        extra = {"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]}
+    return json.dumps({"conn_type": "kafka", "extra": extra})
+
+
+@contextmanager
+def captured() -> Iterator[io.StringIO]:
+    """What the block logs, as Airflow prints it: structlog writes to the sys.stdout of the
+    moment, the standard library's records through the root logger's formatter."""
+    output = io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(output)
+    handler.setFormatter(next((h.formatter for h in root.handlers if h.formatter), None))
+    root.addHandler(handler)
+    try:
+        with redirect_stdout(output), redirect_stderr(output):
+            yield output
+    finally:
+        root.removeHandler(handler)
