@@ -66,10 +66,14 @@ def open_transactions(pipeline: Pipeline) -> dict:
 
 def wait_for_stages(
     airflow, dag_id: str, run_id: str, stages, try_at_least: int = 1, timeout: float = 180,
+    alone: bool = False,
 ) -> dict:
-    """Once each of ``stages`` runs (at that try or a later one): task id -> its pid."""
+    """Once each of ``stages`` runs (at that try or a later one): task id -> its pid. ``alone``:
+    any other run of the DAG that is not finished is marked failed meanwhile."""
     deadline = time.monotonic() + timeout
     while True:
+        if alone:
+            fail_runs(airflow, dag_id, but=run_id)
         tis = airflow.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         running = {
             ti["task_id"]: ti["pid"] for ti in tis
@@ -110,8 +114,7 @@ def orders_end(pipeline: Pipeline) -> int:
 
 
 def free_logical_date(airflow) -> str:
-    """The latest complete hour no stream run has yet (an earlier one if an earlier test took
-    it): a run of the latest interval keeps the scheduler from adding one when unpaused."""
+    """The latest complete hour no stream run has yet (an earlier one if an earlier test took it)."""
     taken = {run["logical_date"] for run in airflow.runs(STREAM)}
     latest = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     while any(taken_at and datetime.fromisoformat(taken_at) == latest for taken_at in taken):
@@ -119,37 +122,38 @@ def free_logical_date(airflow) -> str:
     return latest.isoformat()
 
 
-def pause_stream(airflow) -> None:
-    """The stream DAG paused and every run of it ended, its tasks stopped. An hour that goes by
-    while it is unpaused adds a scheduled run, which streams for most of an hour by default: it
-    would hold the DAG's one active run and the pool's slots from what a test runs next."""
-    airflow.set_paused(STREAM, True)
-    going = [run["dag_run_id"] for run in airflow.runs(STREAM) if run["state"] not in FINISHED]
+def fail_runs(airflow, dag_id: str, but: str | None = None) -> list[str]:
+    """Mark every run of the DAG that is not finished failed (but one); returns their ids."""
+    going = [
+        run["dag_run_id"] for run in airflow.runs(dag_id)
+        if run["state"] not in FINISHED and run["dag_run_id"] != but
+    ]
     for run_id in going:
-        airflow.api("PATCH", f"/dags/{STREAM}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
+        airflow.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
+    return going
+
+
+def pause_stream(airflow) -> None:
+    """The stream DAG paused and every run of it ended, its tasks stopped. An unpaused stream DAG
+    gets the scheduled run of each hour that ends, and of the latest hour when it is unpaused; it
+    streams for most of an hour by default: it would hold the DAG's one active run and the pool's
+    slots from what a test runs next."""
+    airflow.set_paused(STREAM, True)
+    going = fail_runs(airflow, STREAM)
     deadline = time.monotonic() + 60  # a retry that started meanwhile is stopped too
     while any(state == "running" for run_id in going for state, _ in airflow.tasks(STREAM, run_id).values()):
         assert time.monotonic() < deadline, {run_id: airflow.tasks(STREAM, run_id) for run_id in going}
         time.sleep(1)
 
 
-def clear_of_the_hour(margin: float = 180) -> None:
-    """Wait the next full hour out if it is less than ``margin`` seconds away: the scheduler adds
-    that hour's stream run then, and it would start before the run a test has just triggered."""
-    now = datetime.now(timezone.utc)
-    left = 3600 - (now.minute * 60 + now.second)
-    if left < margin:
-        time.sleep(left + 5)
-
-
 def stream_run(airflow, pipeline, conf: dict) -> str:
-    """A stream run triggered and streaming: its four stages running, analyze 500 orders on."""
-    clear_of_the_hour()
+    """A stream run triggered and streaming: its four stages running, analyze 500 orders on. A
+    run the scheduler adds once the DAG is unpaused is marked failed: it could start first."""
     pause_stream(airflow)
     before = group_committed(pipeline, "analyze", settings.PROCESSED)
     run_id = airflow.trigger(STREAM, conf, logical_date=free_logical_date(airflow))
     airflow.set_paused(STREAM, False)
-    wait_for_stages(airflow, STREAM, run_id, STAGES)
+    wait_for_stages(airflow, STREAM, run_id, STAGES, alone=True)
     deadline = time.monotonic() + 120
     while group_committed(pipeline, "analyze", settings.PROCESSED) < before + 500:
         assert time.monotonic() < deadline, airflow.tasks(STREAM, run_id)
