@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -64,6 +63,7 @@ class Pipeline:
             )
         # The metrics store's server, when the metrics_db connection is set.
         self.postgres: Postgres | None = None
+        self._read: dict[str, tuple[list[Record], dict[int, int]]] = {}  # topic -> (records, positions)
 
     def client_config(self, user: str) -> dict:
         """A secured cluster's librdkafka config of ``user`` (admin or pipeline)."""
@@ -113,6 +113,11 @@ class Pipeline:
         or a run id."""
         run = in_process.run_task(self.env, "kafka_pipeline", task_id, date, params)
         return self._expect(ok, f"tasks test {task_id} {date}", run)
+
+    def cli(self, *words: str, ok: bool = True) -> Run:
+        """`airflow *words` (`dags test`, `tasks test`) through the CLI's own parser and command, in
+        this process: the README's lines, whose scripts/airflow the CLI's tests run for real."""
+        return self._expect(ok, " ".join(words), in_process.run_cli(self.env, list(words)))
 
     @staticmethod
     def _expect(ok: bool, what: str, run: Run) -> Run:
@@ -177,13 +182,18 @@ class Pipeline:
         assert producer.flush(60) == 0, f"not every record reached {topic}"
 
     def read(self, topic: str) -> list[Record]:
-        """Every committed record of the topic, in (partition, offset) order."""
+        """Every committed record of the topic, in (partition, offset) order. What an earlier call
+        read is kept, and read on from: a module's broker holds millions of records by its end."""
+        records, positions = self._read.get(topic, ([], {}))
         consumer = KafkaConsumer(**self.client, isolation_level="read_committed", enable_auto_commit=False)
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
-        records: list[Record] = []
+        if any(ends[tp] < positions.get(tp.partition, 0) for tp in partitions):  # the topic made anew
+            records, positions = [], {}
+        records = list(records)
+        for tp in partitions:
+            consumer.seek(tp, positions.get(tp.partition, 0))
         deadline = time.monotonic() + 60
         while any(consumer.position(tp) < ends[tp] for tp in partitions):
             assert time.monotonic() < deadline, f"reading {topic} did not reach its end"
@@ -191,8 +201,11 @@ class Pipeline:
                 records += [
                     Record(m.topic, m.partition, m.offset, m.key, m.value, dict(m.headers)) for m in messages
                 ]
+        positions = {tp.partition: consumer.position(tp) for tp in partitions}
         consumer.close()
-        return sorted(records, key=lambda r: (r.partition, r.offset))
+        records.sort(key=lambda r: (r.partition, r.offset))
+        self._read[topic] = (records, positions)
+        return list(records)
 
     def metrics_lines(self) -> list[dict]:
         """The lines of metrics.json, once checked equal to the rows of the metrics store."""
@@ -218,20 +231,11 @@ class Pipeline:
         ]
 
 
-@pytest.fixture(scope="session")
-def migrated_db() -> Path:
-    """An Airflow metadata DB with its tables and the pool, made once per worker; each Airflow
-    home of a test gets a copy (runs, XComs and confs of one test must not leak into the next:
-    `tasks test` reuses the run of its date)."""
-    return in_process.metadata_db()
-
-
-def airflow_env(tmp_path: Path, migrated_db: Path) -> dict[str, str]:
-    """The environment of a test's own Airflow home (a copy of the migrated DB) and output dir."""
+def airflow_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a test's own Airflow home (for the CLI's tests: a copy of the worker's
+    DB before any run, in_process.airflow_home) and output dir."""
     airflow_home = tmp_path / "airflow"
-    airflow_home.mkdir()
-    shutil.copy(migrated_db, airflow_home / "airflow.db")
-    shutil.copy(migrated_db.with_name(".pool-kafka_pipeline-4"), airflow_home)  # the copy has the pool
+    in_process.airflow_home(airflow_home)
     env = {**os.environ, "AIRFLOW_HOME": str(airflow_home), "PIPELINE_OUTPUT_DIR": str(tmp_path / "output")}
     for name in ("AIRFLOW_CONN_KAFKA_DEFAULT", "AIRFLOW_CONN_METRICS_DB", "KAFKA_CLIENT_CONFIG"):
         env.pop(name, None)
@@ -239,10 +243,10 @@ def airflow_env(tmp_path: Path, migrated_db: Path) -> dict[str, str]:
 
 
 @contextmanager
-def pipeline_on(tmp_path: Path, migrated_db: Path, **cluster) -> Iterator[Pipeline]:
+def pipeline_on(tmp_path: Path, **cluster) -> Iterator[Pipeline]:
     """A Pipeline with an Airflow home and a cluster of its own (``cluster``: throwaway_broker's
     nodes, security)."""
-    with throwaway_broker(tmp_path / "kafka", airflow_env(tmp_path, migrated_db), **cluster) as env:
+    with throwaway_broker(tmp_path / "kafka", airflow_env(tmp_path), **cluster) as env:
         yield Pipeline(env, tmp_path / "output")
 
 
@@ -253,8 +257,8 @@ def no_runs_of_other_tests() -> None:
 
 
 @pytest.fixture
-def pipeline(tmp_path, migrated_db):
-    with pipeline_on(tmp_path, migrated_db) as pipeline:
+def pipeline(tmp_path):
+    with pipeline_on(tmp_path) as pipeline:
         yield pipeline
 
 

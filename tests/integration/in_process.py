@@ -1,8 +1,8 @@
 """Airflow inside the pytest worker: `dags test` as ``dag.test()`` and `tasks test` through the
 CLI's own command, on the worker's metadata DB. A process pays Airflow's start-up once (about
 15 s of CPU, two thirds of it the execution API building its routers on the first call), so a
-worker pays it once instead of once per run. The tests of the CLI itself (the README's lines, a
-task killed or stopped by a signal) still start `scripts/airflow`.
+worker pays it once instead of once per run. The tests of the CLI itself (the README's whole
+run, a task stopped by a signal) still start `scripts/airflow`.
 
 The worker's DB (tests/conftest.py gives each worker its AIRFLOW_HOME) is created once, and
 every run in it is deleted before a test starts: a test's runs, XComs and confs must not leak
@@ -17,7 +17,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
+import sys
 from contextlib import closing, contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +28,9 @@ from pathlib import Path
 from typing import Iterator
 from unittest import mock
 
+from include.pipeline.kafka_io.client import Kafka
+
 ROOT = Path(__file__).resolve().parents[2]
-POOL = ("kafka_pipeline", 4, "Kafka stages of all pipeline DAGs (the tests' worker DB)")
 # Settings of a test's own `scripts/airflow` home that must not reach the worker's Airflow.
 CLI_ONLY = {"AIRFLOW_HOME"}
 
@@ -52,15 +55,22 @@ def metadata_db() -> Path:
     from airflow.models.pool import Pool
     from airflow.utils import db
 
+    from kafka_stages.pipeline import POOL, POOL_SLOTS
+
     db.initdb()
-    Pool.create_or_update_pool(*POOL, include_deferred=False)
+    Pool.create_or_update_pool(POOL, POOL_SLOTS, "Kafka stages of all pipeline DAGs", include_deferred=False)
     home = Path(os.environ["AIRFLOW_HOME"])  # its DB: home/airflow.db (tests/conftest.py)
     template = home / "template" / "airflow.db"
     template.parent.mkdir()
     with closing(sqlite3.connect(home / "airflow.db")) as worker, closing(sqlite3.connect(template)) as copy:
         worker.backup(copy)
-    template.with_name(".pool-kafka_pipeline-4").touch()
+    template.with_name(f".pool-{POOL}-{POOL_SLOTS}").touch()
     return template
+
+
+def airflow_home(home: Path) -> None:
+    """Make ``home`` an Airflow home with a copy of the worker's DB as it was before any run."""
+    shutil.copytree(metadata_db().parent, home, dirs_exist_ok=True)
 
 
 def forget_runs() -> None:
@@ -106,17 +116,27 @@ def run_dag(env: dict[str, str], dag_id: str, date: str, conf: dict, mark_succes
 
 
 def run_task(env: dict[str, str], dag_id: str, task_id: str, date: str, params: dict | None) -> Run:
-    """`airflow tasks test dag_id task_id date [-t params]`, through the CLI's own command."""
+    """`airflow tasks test dag_id task_id date [-t params]`."""
+    given = ["-t", json.dumps(params)] if params else []
+    return run_cli(env, ["tasks", "test", dag_id, task_id, date, *given])
+
+
+def run_cli(env: dict[str, str], words: list[str]) -> Run:
+    """`airflow <words>` (`tasks test` or `dags test`) through the CLI's own parser and command,
+    with the argv the CLI's process would have (an operator reads `tasks test`'s -t from it)."""
     from airflow.cli import cli_parser
 
-    words = ["tasks", "test", dag_id, task_id, date] + (["-t", json.dumps(params)] if params else [])
     args = cli_parser.get_parser().parse_args(words)
-    with settings_of(env), captured() as output:
-        args.func(args)
-    # The command does not say how the task ended (scripts/airflow reads it from the log too);
-    # a temporary run (a date without one) is deleted with its task instance.
-    states = re.findall(r"Task instance state updated .*?new_state=(\w+)", output.getvalue())
-    return Run(states[-1] if states else "failed", output.getvalue())
+    with settings_of(env), captured() as output, mock.patch.object(sys, "argv", ["airflow", *words]):
+        try:
+            args.func(args)
+        except SystemExit as failed:  # `dags test` of a run that failed
+            print(failed)
+    # The commands do not say how a task ended (scripts/airflow reads it from the log too); a
+    # temporary run (a date without one) is deleted with its task instance.
+    found = re.findall(r"Task instance state updated .*?new_state=(\w+)|DagRun Finished: .*?\bstate=(\w+)",
+                       output.getvalue())
+    return Run("".join(found[-1]) if found else "failed", output.getvalue())
 
 
 @contextmanager
@@ -125,21 +145,13 @@ def settings_of(env: dict[str, str]) -> Iterator[None]:
     makes it, for the block."""
     metadata_db()
     wanted = {name: value for name, value in env.items() if name not in CLI_ONLY}
-    wanted.setdefault("AIRFLOW_CONN_KAFKA_DEFAULT", kafka_connection(wanted))
     with mock.patch.dict(os.environ, wanted):
         for name in set(os.environ) - set(wanted) - CLI_ONLY:
             del os.environ[name]
+        if "AIRFLOW_CONN_KAFKA_DEFAULT" not in wanted:  # KAFKA_CLIENT_CONFIG, else the servers
+            extra = Kafka.from_env().config
+            os.environ["AIRFLOW_CONN_KAFKA_DEFAULT"] = json.dumps({"conn_type": "kafka", "extra": extra})
         yield
-
-
-def kafka_connection(env: dict[str, str]) -> str:
-    """The kafka_default connection scripts/airflow gives a run: KAFKA_CLIENT_CONFIG's client
-    config as its extra, or the bootstrap servers."""
-    if path := env.get("KAFKA_CLIENT_CONFIG"):
-        extra = json.loads(Path(path).read_text())
-    else:
-        extra = {"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]}
-    return json.dumps({"conn_type": "kafka", "extra": extra})
 
 
 @contextmanager

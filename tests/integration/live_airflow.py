@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -20,6 +19,7 @@ import httpx
 import psutil
 
 from scripts.kafka.local import free_port, free_port_pair, throwaway_broker
+from tests.integration import in_process
 from tests.integration.conftest import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,14 +170,12 @@ class LiveAirflow:
             time.sleep(1)
 
 
-def fresh_home(root: Path, migrated_db: Path) -> tuple[Path, dict[str, str]]:
+def fresh_home(root: Path) -> tuple[Path, dict[str, str]]:
     """An AIRFLOW_HOME in ``root`` with a copy of the migrated metadata DB (and its pool), and
     this process's environment without Airflow API, logging or connection settings, which the
     live Airflow derives itself (scripts/airflow) or the test sets."""
     home = root / "airflow"
-    home.mkdir()
-    shutil.copy(migrated_db, home / "airflow.db")
-    shutil.copy(migrated_db.with_name(".pool-kafka_pipeline-4"), home)
+    in_process.airflow_home(home)
     env = {
         key: value for key, value in os.environ.items()
         if not key.startswith(("AIRFLOW__API", "AIRFLOW__LOGGING", "AIRFLOW_CONN_"))
@@ -203,12 +201,12 @@ def live_airflow(home: Path, env: dict[str, str]) -> Iterator[LiveAirflow]:
 
 @contextmanager
 def live_stack(
-    root: Path, migrated_db: Path, dag_ids: set[str], **env: str,
+    root: Path, dag_ids: set[str], **env: str,
 ) -> Iterator[tuple[LiveAirflow, Pipeline]]:
     """A live Airflow (home in ``root``, ``env`` added to its environment) and a throwaway broker
     it points at, both ready, with the output in ``root``/output. Airflow starts (the slow part)
     while the broker does."""
-    home, base = fresh_home(root, migrated_db)
+    home, base = fresh_home(root)
     port = free_port_pair()
     base.update(PIPELINE_OUTPUT_DIR=str(root / "output"), KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}", **env)
     with live_airflow(home, base) as airflow, throwaway_broker(root / "kafka", base, port) as kafka_env:

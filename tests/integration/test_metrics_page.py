@@ -68,9 +68,9 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, migrated_db):
+def live(tmp_path_factory):
     root = tmp_path_factory.mktemp("page")
-    home, env = fresh_home(root, migrated_db)
+    home, env = fresh_home(root)
     env["PIPELINE_OUTPUT_DIR"] = str(root / "output")
     port = free_port_pair()
     env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"

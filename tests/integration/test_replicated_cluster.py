@@ -27,8 +27,8 @@ ORDERS = 200_000
 
 
 @pytest.fixture
-def cluster(tmp_path, migrated_db):
-    with pipeline_on(tmp_path, migrated_db, nodes=3) as pipeline:
+def cluster(tmp_path):
+    with pipeline_on(tmp_path, nodes=3) as pipeline:
         yield pipeline
 
 

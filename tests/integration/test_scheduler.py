@@ -36,9 +36,9 @@ PROCESS_GROUP = "kafka-pipeline-process"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, migrated_db):
+def live(tmp_path_factory):
     with live_stack(
-        tmp_path_factory.mktemp("live"), migrated_db, DAGS,
+        tmp_path_factory.mktemp("live"), DAGS,
         KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS=str(THRESHOLD),
         KAFKA_PIPELINE_ON_ORDERS_MAX_WAIT_SECONDS="3600",  # only the threshold fires here
     ) as (airflow, pipeline):

@@ -28,9 +28,9 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture
-def secured(tmp_path, migrated_db, cluster) -> Pipeline:
+def secured(tmp_path, cluster) -> Pipeline:
     """Airflow's kafka_default connection is the pipeline user's client config."""
-    pipeline = Pipeline({**airflow_env(tmp_path, migrated_db), **cluster}, tmp_path / "output")
+    pipeline = Pipeline({**airflow_env(tmp_path), **cluster}, tmp_path / "output")
     pipeline.env["KAFKA_CLIENT_CONFIG"] = str(Path(cluster["KAFKA_DATA_DIR"]) / "clients" / "pipeline.json")
     return pipeline
 
