@@ -101,6 +101,16 @@ class LiveAirflow:
     def runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns", order_by="run_after")["dag_runs"]
 
+    def fail_runs(self, dag_id: str, but: str | None = None) -> list[str]:
+        """Mark every run of the DAG that is not finished failed (but one); returns their ids."""
+        going = [
+            run["dag_run_id"] for run in self.runs(dag_id)
+            if run["state"] not in FINISHED and run["dag_run_id"] != but
+        ]
+        for run_id in going:
+            self.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
+        return going
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -25,7 +25,7 @@ from kafka.errors import CoordinatorNotAvailableError
 from include.pipeline import settings
 from tests.integration.conftest import Pipeline
 from tests.integration.expected import counted, expected_metrics
-from tests.integration.live_airflow import FINISHED, live_stack
+from tests.integration.live_airflow import live_stack
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ def wait_for_stages(
     deadline = time.monotonic() + timeout
     while True:
         if alone:
-            fail_runs(airflow, dag_id, but=run_id)
+            airflow.fail_runs(dag_id, but=run_id)
         tis = airflow.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         running = {
             ti["task_id"]: ti["pid"] for ti in tis
@@ -131,24 +131,13 @@ def free_logical_date(airflow) -> str:
     return latest.isoformat()
 
 
-def fail_runs(airflow, dag_id: str, but: str | None = None) -> list[str]:
-    """Mark every run of the DAG that is not finished failed (but one); returns their ids."""
-    going = [
-        run["dag_run_id"] for run in airflow.runs(dag_id)
-        if run["state"] not in FINISHED and run["dag_run_id"] != but
-    ]
-    for run_id in going:
-        airflow.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
-    return going
-
-
 def pause_stream(airflow) -> None:
     """The stream DAG paused and every run of it ended, its tasks stopped. An unpaused stream DAG
     gets the scheduled run of each hour that ends, and of the latest hour when it is unpaused; it
     streams for most of an hour by default: it would hold the DAG's one active run and the pool's
     slots from what a test runs next."""
     airflow.set_paused(STREAM, True)
-    going = fail_runs(airflow, STREAM)
+    going = airflow.fail_runs(STREAM)
     deadline = time.monotonic() + 60  # a retry that started meanwhile is stopped too
     while any(state == "running" for run_id in going for state, _ in airflow.tasks(STREAM, run_id).values()):
         assert time.monotonic() < deadline, {run_id: airflow.tasks(STREAM, run_id) for run_id in going}

@@ -223,7 +223,8 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
     for dag_id in ("kafka_pipeline", "kafka_pipeline_on_orders"):
         airflow.wait_until_idle(dag_id, timeout=150)
     # The latest hourly interval's logical date: unpaused, the scheduler finds its run exists.
-    latest = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    started = datetime.now(timezone.utc)
+    latest = started.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     run_id = airflow.trigger(
         "kafka_pipeline_stream", {"duration_seconds": 60, "rate": 100}, logical_date=latest.isoformat()
     )
@@ -232,12 +233,17 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
         run = airflow.wait_for_run("kafka_pipeline_stream", run_id, timeout=300)
     finally:
         airflow.set_paused("kafka_pipeline_stream", True)
+        # An hour that ended meanwhile got its scheduled run: it must not stream on for an hour.
+        airflow.fail_runs("kafka_pipeline_stream", but=run_id)
     streaming = ["generate", *STAGES]
     assert run["state"] == "success", airflow.tasks("kafka_pipeline_stream", run_id)
     assert airflow.tasks("kafka_pipeline_stream", run_id) == {
         task: ("success", 1) for task in ["check_params", "create_topics", *streaming, "reconcile"]
     }
-    assert [r["dag_run_id"] for r in airflow.runs("kafka_pipeline_stream")] == [run_id]
+    assert [
+        r["dag_run_id"] for r in airflow.runs("kafka_pipeline_stream")
+        if datetime.fromisoformat(r["logical_date"]) <= started  # not the run of an hour that ended since
+    ] == [run_id]
     # Together: every stage ran while the generator did.
     instances = airflow.get(f"/dags/kafka_pipeline_stream/dagRuns/{run_id}/taskInstances")["task_instances"]
     times = {
