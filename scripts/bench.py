@@ -162,7 +162,7 @@ def run_series(
     kafka = Kafka({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
     stages.create_topics(kafka)
     admin = kafka.admin()
-    for future in admin.create_topics([NewTopic(COPY_TOPIC, settings.PARTITIONS, 1)]).values():
+    for future in admin.create_topics([NewTopic(COPY_TOPIC, settings.partitions(), 1)]).values():
         future.result()
     # A fresh cluster creates its transaction and consumer-offset topics on first use (about a
     # second): a one-time cost of the cluster, paid here rather than by whichever step is first.
@@ -290,7 +290,7 @@ def metrics_topic_ends(kafka) -> dict[int, int]:
             try:
                 return {
                     p: consumer.get_watermark_offsets(TopicPartition(settings.METRICS, p), timeout=30)[1]
-                    for p in range(settings.PARTITIONS)
+                    for p in range(settings.partitions())
                 }
             except KafkaException:
                 time.sleep(0.5)

@@ -10,6 +10,7 @@ lack has a default, so old manifests read as they are (keys that are now derived
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 
 import msgspec
@@ -161,11 +162,42 @@ class RunResults(msgspec.Struct, kw_only=True, omit_defaults=True):
     sink: SinkResult | None = None
 
 
-def run_results(xcoms: dict[str, dict | None] | RunResults) -> RunResults:
-    """The stages' XComs (stage name -> what its task pushed) as typed results."""
+def run_results(xcoms: dict[str, dict | list | None] | RunResults) -> RunResults:
+    """The stages' XComs (stage name -> what its task pushed, or the list its mapped instances
+    pushed) as typed results, a mapped stage's instances as one."""
     if isinstance(xcoms, RunResults):
         return xcoms
-    return msgspec.convert(xcoms, RunResults)
+    types = {field.name: field.type for field in msgspec.structs.fields(RunResults)}
+    whole = {}
+    for stage, xcom in xcoms.items():
+        if isinstance(xcom, (list, tuple)):
+            kind = next(t for t in types[stage].__args__ if t is not type(None))
+            parts = [msgspec.convert(part, kind) for part in xcom if part is not None]
+            xcom = msgspec.to_builtins(combined(parts)) if len(parts) == len(xcom) and parts else None
+        whole[stage] = xcom
+    return msgspec.convert(whole, RunResults)
+
+
+def combined(parts: list[Transformed]) -> Transformed:
+    """The results of a mapped stage's instances (disjoint shares of its input) as one."""
+    first = parts[0]
+    if not isinstance(first, ProcessResult):
+        raise ValueError(f"{type(first).__name__} has no mapped instances to combine")
+    reasons: Counter[str] = Counter()
+    written: Counter[str] = Counter()
+    partitions: dict[str, tuple[int, int]] = {}
+    for part in parts:
+        reasons.update(part.reasons)
+        written.update(part.written)
+        partitions.update(part.input.partitions)
+    return ProcessResult(
+        input=InputRanges(
+            topic=first.input.topic, partitions=dict(sorted(partitions.items(), key=lambda kv: int(kv[0]))),
+            lost=sum(part.input.lost for part in parts),
+        ),
+        read=sum(part.read for part in parts), valid=sum(part.valid for part in parts),
+        reasons=dict(reasons), written=dict(written),
+    )
 
 
 def xcom(result: Result) -> dict:

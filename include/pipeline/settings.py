@@ -13,7 +13,12 @@ DLQ = "orders-dlq"
 # fed by several runs, on any worker, continues from where the last run left it.
 ANALYZE_STATE = "analyze-state"
 
-PARTITIONS = 3
+# Partitions of each topic create_topics makes (PIPELINE_PARTITIONS; existing topics keep theirs):
+# the most workers a stage can run as. 6 splits evenly over 1, 2, 3 and 6 workers.
+DEFAULT_PARTITIONS = 6
+# Instances of each mapped stage (the DAGs' `workers` param): one, as before partitions mattered;
+# more where there are cores (or Celery workers) to run them.
+WORKERS = 1
 # Compacted topics keep the newest record per key; rolling segments hourly lets that happen.
 COMPACTED = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
@@ -79,6 +84,11 @@ def _number(name: str, default: str, kind: type, minimum: float):
     if value is None or value < minimum:
         raise ValueError(f"{name} must be a {kind.__name__} >= {minimum}, got {raw!r}")
     return value
+
+
+def partitions() -> int:
+    """Partitions of each topic the pipeline creates."""
+    return _number("PIPELINE_PARTITIONS", str(DEFAULT_PARTITIONS), int, 1)
 
 
 def on_orders_min_records() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from confluent_kafka import Message, Producer, TopicPartition
 
 from include.pipeline import (
     access,
+    assignment,
     codec,
     dead_letters,
     generator,
@@ -30,7 +32,9 @@ from include.pipeline import (
     topology,
 )
 from include.pipeline.analyzer import Analyzer
+from include.pipeline.assignment import Assignment
 from include.pipeline.kafka_io.admin import create_topics as create
+from include.pipeline.kafka_io.admin import partition_count
 from include.pipeline.kafka_io.client import TIMEOUT, Kafka
 from include.pipeline.kafka_io.errors import retrying
 from include.pipeline.kafka_io.reading import BoundedRead, Follow
@@ -71,28 +75,49 @@ RESTORE_BATCH = 16
 EXPIRE_SECONDS = 60.0
 
 
-def create_topics(kafka: Kafka, stages: tuple[str, ...] | list[str] = ()) -> CreateTopicsResult:
-    """Create the topics that are missing (replicated up to 3 times, as the cluster allows), then
-    check that the principal holds the ACLs ``stages`` need: a run lacking one fails here, in its
-    first task, not in the stage that needs it."""
+def create_topics(
+    kafka: Kafka, stages: tuple[str, ...] | list[str] = (), workers: int = 1,
+) -> CreateTopicsResult:
+    """Create the topics that are missing (``settings.partitions()`` each, replicated up to 3
+    times, as the cluster allows), then check that the principal holds the ACLs ``stages`` need
+    and that the inputs of the consuming ones have a partition for each of ``workers``: a run
+    that cannot work fails here, in its first task, not in the stage that needs it."""
     access.ready(kafka)
-    created, denied = create(kafka.admin(), settings.PARTITIONS)
+    created, denied = create(kafka.admin(), settings.partitions())
     if denied:
         grants = [access.Grant("topic", name, "Create") for name in denied]
         raise access.AccessDenied(access.principal(kafka), grants)
     log.info("topics created: %s", created or "none, all exist")
     access.check(kafka, tuple(stages))
+    for name in stages:
+        if (topic := topology.STAGES[name].input) is not None:
+            assignment.check(workers, partition_count(kafka.admin(), topic), topic)
     return CreateTopicsResult(created=created)
 
 
-def _transactional_producer(kafka: Kafka, stage: Stage, follow: bool = False) -> Producer:
-    producer = kafka.producer(transactional_id=stage.transactional_id, follow=follow)
+def _transactional_producer(kafka: Kafka, transactional_id: str, follow: bool = False) -> Producer:
+    producer = kafka.producer(transactional_id=transactional_id, follow=follow)
     retrying(access.init_transactions, kafka, producer)  # a broker may be coming back (Transactions)
     return producer
 
 
-def _transactions(kafka: Kafka, stage: Stage, follow: bool = False) -> Transactions:
-    return Transactions(lambda: _transactional_producer(kafka, stage, follow))
+def _transactions(
+    kafka: Kafka, stage: Stage, follow: bool = False, transactional_id: str | None = None,
+) -> Transactions:
+    txn_id = transactional_id or stage.transactional_id
+    return Transactions(lambda: _transactional_producer(kafka, txn_id, follow))
+
+
+def _fence(kafka: Kafka, stage: Stage, instances: list[Assignment]) -> None:
+    """Fence the transactional ids of ``instances`` (registering one aborts what its producer
+    left open and stops it committing): they share a partition with the instance about to read."""
+    if not instances:
+        return
+    ids = [instance.transactional_id(stage.group) for instance in instances]
+    with ThreadPoolExecutor(min(8, len(ids))) as pool:  # a round trip each: at once
+        list(pool.map(lambda txn_id: _transactional_producer(kafka, txn_id), ids))
+    log.info("%s: fenced the %d other splits' transactional ids that share its partitions",
+             stage.name, len(ids))
 
 
 def generate(
@@ -186,20 +211,34 @@ class TransformLoop:
 
     :param stage: the stage of the topology (its input, its first output, its ids).
     :param follow: continuous mode (``kafka_io.reading.Follow``); None: bounded.
+    :param worker: the partitions of the input it owns (``assignment``), and so its
+        transactional id; first it fences every other split's instance that shares one.
     """
 
-    def __init__(self, kafka: Kafka, stage: Stage, follow: Follow | None = None) -> None:
-        self.kafka, self.stage, self.follow = kafka, stage, follow
+    def __init__(
+        self, kafka: Kafka, stage: Stage, follow: Follow | None = None, worker: Assignment = Assignment(),
+    ) -> None:
+        self.kafka, self.stage, self.follow, self.worker = kafka, stage, follow, worker
         self.reasons: Counter[str] = Counter()  # dead letters by reason
         self.written = 0  # records to the output topic
-        self.progress = Progress(f"{stage.name} {stage.input} -> {stage.outputs[0]}")
+        share = "" if worker.workers == 1 else f" ({worker})"
+        self.progress = Progress(f"{stage.name}{share} {stage.input} -> {stage.outputs[0]}")
 
     def __enter__(self) -> TransformLoop:
         access.ready(self.kafka, [self.stage.name])
         following = self.follow is not None
-        self.txns = _transactions(self.kafka, self.stage, following)
+        count = partition_count(self.kafka.admin(), self.stage.input)
+        self.partitions = self.worker.partitions(count)
+        _fence(self.kafka, self.stage, self.worker.rivals(count))
+        txn_id = self.worker.transactional_id(self.stage.group)
+        self.txns = _transactions(self.kafka, self.stage, following, txn_id)
         self.consumer = self.kafka.consumer(self.stage.group, follow=following)
-        self.source = BoundedRead(self.consumer, self.stage.input, follow=self.follow)
+        self.source = BoundedRead(
+            self.consumer, self.stage.input, follow=self.follow, partitions=self.partitions,
+        )
+        if self.worker.workers > 1:
+            log.info("%s, %s: partitions %s of %s",
+                     self.stage.name, self.worker, self.partitions, self.stage.input)
         return self
 
     def __exit__(self, error_type, *_) -> None:
@@ -250,9 +289,10 @@ def _send(producer: Producer, topic: str, records: list[steps.Outgoing]) -> None
             produce(producer, topic, r.key, r.value, r.headers, r.timestamp)
 
 
-def process(kafka: Kafka, follow: Follow | None = None) -> ProcessResult:
-    """orders -> processed-orders (valid, enriched) or orders-dlq (anything else, unchanged)."""
-    with TransformLoop(kafka, PROCESS, follow) as loop:
+def process(kafka: Kafka, follow: Follow | None = None, workers: int = 1, worker: int = 0) -> ProcessResult:
+    """orders -> processed-orders (valid, enriched, keyed by order id) or orders-dlq (anything
+    else, unchanged); as ``worker`` of ``workers``, the orders of its share of the partitions."""
+    with TransformLoop(kafka, PROCESS, follow, Assignment(workers, worker)) as loop:
         loop.run(lambda batch: steps.process(batch, datetime.now(timezone.utc).isoformat()))
     return ProcessResult(
         input=loop.input, read=loop.read, valid=loop.written, reasons=dict(loop.reasons),
@@ -474,7 +514,7 @@ def _analyzed_upto(kafka: Kafka, allow_partial: bool) -> dict[int, int]:
     """Per partition of processed-orders, the offset analyze has committed up to. Refuses, unless
     ``allow_partial``, when retention has deleted the topic's first records."""
     with closing(kafka.consumer(ANALYZE.group)) as analyzed:
-        count = _partition_count(kafka, settings.PROCESSED)
+        count = partition_count(kafka.admin(), settings.PROCESSED)
         partitions = [TopicPartition(settings.PROCESSED, p) for p in range(count)]
         committed = retrying(analyzed.committed, partitions, timeout=TIMEOUT)
         starts = [retrying(analyzed.get_watermark_offsets, tp, timeout=TIMEOUT)[0] for tp in partitions]
@@ -498,13 +538,6 @@ def _rejected_by_analyze(kafka: Kafka) -> set[tuple[int, int]]:
                 if letter.source_topic == settings.PROCESSED:
                     rejected.add((letter.source_partition, letter.source_offset))
     return rejected
-
-
-def _partition_count(kafka: Kafka, topic: str) -> int:
-    metadata = kafka.admin().list_topics(topic, timeout=TIMEOUT).topics.get(topic)
-    if metadata is None or metadata.error is not None:
-        raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
-    return len(metadata.partitions)
 
 
 def _ranges(topic: str, source: BoundedRead) -> InputRanges:

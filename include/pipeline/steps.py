@@ -83,13 +83,16 @@ class Analyzed(msgspec.Struct):
 
 
 def process(batch: list[Record], processed_at: str) -> Processed:
-    """Valid orders enriched (keeping their record's key and timestamp: the produce time that
-    end-to-end latency starts from), anything else rejected with the parser's reason."""
+    """Valid orders enriched, keyed by order id (so every copy of an order lands on one partition
+    of processed-orders, where one analyze worker sees them all), keeping their record's
+    timestamp (the produce time that end-to-end latency starts from); anything else rejected
+    with the parser's reason."""
     valid, rejected = [], []
     for index, message in enumerate(batch):
         result = parse(message.value())
         if type(result) is Order:
-            valid.append(Outgoing(message.key(), enrich(result, processed_at), None, _produced_ms(message)))
+            key = result.order_id.encode("utf-8", "surrogatepass")
+            valid.append(Outgoing(key, enrich(result, processed_at), None, _produced_ms(message)))
         else:
             rejected.append(Rejection(index, result.reason, result.detail))
     return Processed(valid, rejected)

@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any, Callable
 
 import msgspec
 from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from include.pipeline import reconcile, run_params, shutdown, stage_summary
+from include.pipeline.assignment import Assignment
 from include.pipeline.kafka_io.reading import Follow
 from include.pipeline.results import Result, xcom
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
+
+# Set by scripts/airflow when `tasks test` runs a mapped stage without --map-index: the one
+# instance it runs then reads every partition, as the stage did before it was mapped.
+ALL_PARTITIONS = "KAFKA_PIPELINE_ALL_PARTITIONS"
 
 
 def cli_task_params() -> dict[str, Any]:
@@ -55,6 +61,8 @@ class KafkaStageOperator(BaseOperator):
     :param metrics_db_conn_id: for a stage that writes the metrics store (``store=``): its
         connection (``MetricsDbHook``). The store is made at run time, so no credential is
         ever rendered into the task's fields.
+    :param worker: a mapped instance's index (``expand(worker=...)``): it reads its share of the
+        input's partitions, of ``op_kwargs["workers"]`` instances (``include.pipeline.assignment``).
     """
 
     template_fields = ("op_kwargs",)
@@ -67,6 +75,7 @@ class KafkaStageOperator(BaseOperator):
         op_kwargs: dict[str, Any] | None = None,
         kafka_config_id: str = "kafka_default",
         metrics_db_conn_id: str | None = None,
+        worker: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -74,6 +83,7 @@ class KafkaStageOperator(BaseOperator):
         self.op_kwargs = op_kwargs or {}
         self.kafka_config_id = kafka_config_id
         self.metrics_db_conn_id = metrics_db_conn_id
+        self.worker = worker
 
     def pre_execute(self, context) -> None:
         """Says which ``airflow tasks test -t`` params the run's conf overrode."""
@@ -81,7 +91,18 @@ class KafkaStageOperator(BaseOperator):
 
     def stage_kwargs(self, context) -> dict[str, Any]:
         """The keyword arguments the stage is called with in this run, besides the Kafka and the store."""
-        return dict(self.op_kwargs)
+        kwargs = dict(self.op_kwargs)
+        if self.worker is None:
+            return kwargs
+        if os.environ.get(ALL_PARTITIONS):
+            share = Assignment()
+        else:
+            workers = int(kwargs["workers"])
+            if self.worker >= workers:  # only `tasks test --map-index` can ask for one
+                raise AirflowSkipException(f"no instance {self.worker} with workers={workers}")
+            share = Assignment(workers, self.worker)
+        self.log.info("instance %d: %s", self.worker, share)
+        return {**kwargs, "workers": share.workers, "worker": share.index}
 
     def execute(self, context) -> dict | None:
         """Runs the stage; its result is the XCom. A stop on request fails the task, with no XCom."""
@@ -210,10 +231,12 @@ class CheckParamsOperator(BaseOperator):
         """Says which ``airflow tasks test -t`` params the run's conf overrode."""
         log_params_overridden(self, context)
 
-    def execute(self, context) -> None:
-        """Fails the run when its params cannot work; otherwise logs them."""
+    def execute(self, context) -> list[int]:
+        """Fails the run when its params cannot work; otherwise logs them and returns the indexes
+        of the mapped stages' instances (``range(workers)``: what they are mapped over)."""
         # The run's params have its conf merged in, unknown keys too: the DAG says which are real.
         conf = context["dag_run"].conf or {}
         if found := run_params.problems(conf, list(self.dag.params), dict(context["params"])):
             raise AirflowFailException("this run's params cannot work:\n  " + "\n  ".join(found))
         self.log.info("params: %s", dict(context["params"]))
+        return list(range(int(context["params"].get("workers", 1))))

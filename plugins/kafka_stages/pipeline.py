@@ -2,12 +2,17 @@
 
 Every Kafka stage task of every DAG runs in the pool ``kafka_pipeline``: the DAGs share consumer
 groups and transactional ids, and two instances of a stage would fence each other. A bounded
-stage takes all of the pool's slots, one at a time; the four stages of a stream run take one
-each, together. Priority weights rise along the chain, so when the pool frees up, a run that
-has begun goes on before another run's first stage starts.
+task that is not mapped takes all of the pool's slots, so it runs alone; a mapped stage's
+``workers`` instances (``process``) and each instance of a stream run's stages take one slot, so
+they run together. (A pool cannot size a claim by a run's param: where two runs' instances of a
+stage do overlap, the later one fences the earlier, ``stages.TransformLoop``, so the earlier
+fails and is retried, and no partition is ever read by two at once.) Priority weights rise
+along the chain, so when the pool frees up, a run that has begun goes on before another run's
+first stage starts.
 """
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -32,7 +37,9 @@ DAG_ARGS: dict[str, Any] = {
 RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}  # the scheduled DAGs' default_args
 PIPELINE = topology.names(topology.PIPELINE)
 CONSUMING = topology.names(topology.CONSUMING)
-POOL_SLOTS = len(PIPELINE)  # the pool's size: a stream run's stages at once
+MAPPED = ("process",)  # the stages run as `workers` mapped instances, each a share of the partitions
+# The pool's size: a stream run's stages, each as many instances as the topics have partitions.
+POOL_SLOTS = len(PIPELINE) * settings.DEFAULT_PARTITIONS
 # Chain position -> priority weight (absolute): later stages first.
 POSITION = {"create_topics": 1, "generate": 2, "process": 3, "replay": 4, "analyze": 4, "sink": 5}
 
@@ -103,9 +110,23 @@ def analyze_params() -> dict[str, Param]:
     }
 
 
+def workers_param() -> dict[str, Param]:
+    """How many instances each mapped stage runs as."""
+    return {
+        "workers": Param(
+            settings.WORKERS, type="integer", minimum=1,
+            description=(
+                f"Instances of each of {', '.join(MAPPED)}, each reading its share of the input's "
+                "partitions (at most the partitions: 6 for topics this pipeline makes)"
+            ),
+        ),
+    }
+
+
 def consume_params() -> dict[str, Param]:
     """The params of a bounded run's consuming stages (and its wait for orders)."""
     return {
+        **workers_param(),
         "wait_for_orders_seconds": Param(
             0, type="number", minimum=0,
             description="How long to wait for new records before skipping the stages (0: look once)",
@@ -145,6 +166,24 @@ def stage_task(task_id: str, stage, operator=KafkaStageOperator, **kwargs: Any) 
     )
 
 
+def mapped_stage_task(task_id: str, stage, plan, **kwargs: Any):
+    """A stage as ``workers`` mapped instances, a slot of the pool each: instance ``worker``
+    reads its share of the input's partitions (``include.pipeline.assignment``).
+
+    :param plan: what the instances are mapped over: the worker indexes check_params returns.
+    """
+    op_kwargs = {**kwargs.pop("op_kwargs", {}), "workers": "{{ params.workers }}"}
+    partial = KafkaStageOperator.partial(
+        task_id=task_id, stage=stage, pool=POOL, pool_slots=1, priority_weight=POSITION[task_id],
+        weight_rule="absolute", op_kwargs=op_kwargs, **kwargs,
+    )
+    if sys.argv[1:3] == ["tasks", "test"]:
+        # `tasks test` runs one instance, often in a run of its own with no check_params XCom to
+        # map over: here the instances are known when the file is parsed (as many as can work).
+        return partial.expand(worker=list(range(settings.partitions())))
+    return partial.expand(worker=plan)
+
+
 SINK_KWARGS = {
     "metrics_db_conn_id": "metrics_db", "op_kwargs": {"metrics_json_days": "{{ params.metrics_json_days }}"},
 }
@@ -155,8 +194,12 @@ ANALYZE_KWARGS = {"op_kwargs": {
 
 
 def create_topics_task(needs: list[str]) -> KafkaStageOperator:
-    """Creates missing topics, then checks the principal holds the ACLs of the stages the run needs."""
-    return stage_task("create_topics", stages.create_topics, op_kwargs={"stages": needs})
+    """Creates missing topics, then checks the principal holds the ACLs of the stages the run needs
+    and the inputs have a partition for each worker."""
+    return stage_task(
+        "create_topics", stages.create_topics,
+        op_kwargs={"stages": needs, "workers": "{{ params.workers | default(1) }}"},
+    )
 
 
 def sink_task() -> KafkaStageOperator:
@@ -175,10 +218,8 @@ def reconcile_task(results: list[str]) -> ReconcileOperator:
 def pipeline_tasks(*, generate: bool) -> None:
     """check_params >> create_topics [>> generate] >> wait_for_orders >> process >> analyze >> sink
     >> reconcile, in the DAG being defined."""
-    tasks = [
-        CheckParamsOperator(task_id="check_params", retries=0),
-        create_topics_task(PIPELINE if generate else CONSUMING),
-    ]
+    check_params = CheckParamsOperator(task_id="check_params", retries=0)
+    tasks = [check_params, create_topics_task(PIPELINE if generate else CONSUMING)]
     if generate:
         tasks.append(stage_task("generate", stages.generate, op_kwargs={
             "orders": "{{ params.orders }}",
@@ -196,7 +237,7 @@ def pipeline_tasks(*, generate: bool) -> None:
             task_id="wait_for_orders", groups=topology.INPUTS,
             wait_seconds="{{ params.wait_for_orders_seconds }}",
         ),
-        stage_task("process", stages.process),
+        mapped_stage_task("process", stages.process, check_params.output),
         stage_task("analyze", stages.analyze, **ANALYZE_KWARGS),
         sink_task(),
     ]

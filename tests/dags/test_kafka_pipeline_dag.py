@@ -1,4 +1,5 @@
 import ast
+import inspect
 from datetime import timedelta
 from pathlib import Path
 
@@ -8,10 +9,23 @@ from airflow.sdk import CronDataIntervalTimetable
 
 from include.pipeline import access, stages
 from kafka_stages.operators import KafkaStageOperator, KafkaStreamOperator
-from kafka_stages.pipeline import POOL, POOL_SLOTS
+from kafka_stages.pipeline import MAPPED, POOL, POOL_SLOTS
 from kafka_stages.sensors import ConsumerLagSensor
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+def arg(task, name: str):
+    """An argument of a task's operator, mapped or not (None: it has no such argument)."""
+    if not task.is_mapped:
+        return getattr(task, name, None)
+    default = inspect.signature(task.operator_class.__init__).parameters[name].default
+    return task.partial_kwargs.get(name, default)
+
+
+def is_stage(task) -> bool:
+    """Whether the task runs a stage (KafkaStageOperator or a subclass), mapped or not."""
+    return issubclass(task.operator_class if task.is_mapped else type(task), KafkaStageOperator)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +56,7 @@ def test_hourly_data_interval_schedule_one_run_at_a_time(dag):
 
 def test_params_and_defaults(dag):
     assert {name: dag.params[name] for name in dag.params} == {
-        "orders": 2000, "rate": 0, "invalid_ratio": 0.05, "seed": None,
+        "orders": 2000, "rate": 0, "invalid_ratio": 0.05, "seed": None, "workers": 1,
         "wait_for_orders_seconds": 0, "grace_seconds": 3600, "dedup_horizon_seconds": 86400,
         "metrics_json_days": 7,
     }
@@ -55,7 +69,9 @@ def test_task_graph_is_a_chain_of_the_stages(dag):
     ]
     assert sorted(dag.task_ids) == sorted(order)
     for upstream, downstream in zip(order, order[1:]):
-        assert dag.get_task(upstream).downstream_task_ids == {downstream}
+        # The mapped stages also follow check_params: they are mapped over what it returns.
+        also = set(MAPPED) if upstream == "check_params" else set()
+        assert dag.get_task(upstream).downstream_task_ids == {downstream, *also}
     assert dag.get_task("reconcile").downstream_task_ids == set()
     assert dag.get_task("reconcile").retries == 0
     assert dag.get_task("check_params").retries == 0  # a mistake in the params fails at once
@@ -63,7 +79,7 @@ def test_task_graph_is_a_chain_of_the_stages(dag):
 
 def test_each_stage_task_runs_its_include_function(dag):
     assert {
-        t: dag.get_task(t).stage for t in ("create_topics", "generate", "process", "analyze", "sink")
+        t: arg(dag.get_task(t), "stage") for t in ("create_topics", "generate", "process", "analyze", "sink")
     } == {
         "create_topics": stages.create_topics,
         "generate": stages.generate,
@@ -71,8 +87,24 @@ def test_each_stage_task_runs_its_include_function(dag):
         "analyze": stages.analyze,
         "sink": stages.sink,
     }
-    assert all(dag.get_task(t).kafka_config_id == "kafka_default" for t in ("process", "analyze", "sink"))
+    for task_id in ("process", "analyze", "sink"):
+        assert arg(dag.get_task(task_id), "kafka_config_id") == "kafka_default"
     assert dag.get_task("generate").retry_delay == timedelta(seconds=30)
+
+
+def test_the_mapped_stages_run_as_workers_instances_mapped_over_what_check_params_returns(dagbag):
+    for dag_id in ("kafka_pipeline", "kafka_pipeline_on_orders"):
+        dag = dagbag.dags[dag_id]
+        assert sorted(t.task_id for t in dag.tasks if t.is_mapped) == sorted(MAPPED), dag_id
+        for task_id in MAPPED:
+            task = dag.get_task(task_id)
+            (plan,) = task.expand_input.value.values()
+            assert (plan.operator.task_id, list(task.expand_input.value)) == ("check_params", ["worker"])
+            assert arg(task, "op_kwargs")["workers"] == "{{ params.workers }}"
+        assert dag.get_task("create_topics").op_kwargs["workers"] == "{{ params.workers | default(1) }}"
+    # scripts/airflow runs these alone (`tasks test` without --map-index) as one instance.
+    script = (DAGS.parent / "scripts/airflow").read_text()
+    assert f'mapped_stages=" {" ".join(MAPPED)} "' in script
 
 
 def test_generate_gets_the_params_and_the_data_interval(dag):
@@ -100,7 +132,7 @@ def test_the_sinks_write_the_store_of_the_metrics_db_connection_and_export_the_p
         assert (sink.stage, sink.metrics_db_conn_id) == (stages.sink, "metrics_db")
         assert sink.op_kwargs == {"metrics_json_days": "{{ params.metrics_json_days }}"}
         assert dagbag.dags[dag_id].params["metrics_json_days"] == 7
-    assert dagbag.dags["kafka_pipeline"].get_task("process").metrics_db_conn_id is None
+    assert arg(dagbag.dags["kafka_pipeline"].get_task("process"), "metrics_db_conn_id") is None
 
 
 def test_replay_dag_rebuilds_then_sinks(dagbag):
@@ -135,7 +167,7 @@ def test_the_event_driven_dag_watches_orders_lag_and_shares_the_task_chain(dagba
     })
     assert on_orders.max_active_runs == 1
     assert {name: on_orders.params[name] for name in on_orders.params} == {
-        "wait_for_orders_seconds": 0, "grace_seconds": 3600, "dedup_horizon_seconds": 86400,
+        "workers": 1, "wait_for_orders_seconds": 0, "grace_seconds": 3600, "dedup_horizon_seconds": 86400,
         "metrics_json_days": 7,
     }
     order = ["check_params", "create_topics", "wait_for_orders", "process", "analyze", "sink", "reconcile"]
@@ -143,9 +175,9 @@ def test_the_event_driven_dag_watches_orders_lag_and_shares_the_task_chain(dagba
     for task_id in order[:-1]:
         mine, theirs = on_orders.get_task(task_id), dag.get_task(task_id)
         assert type(mine) is type(theirs)
-        if task_id != "create_topics":  # which stages' ACLs it checks: below
-            assert getattr(mine, "op_kwargs", None) == getattr(theirs, "op_kwargs", None)
-        assert getattr(mine, "stage", None) == getattr(theirs, "stage", None)
+        if task_id not in ("check_params", "create_topics"):  # which stages' ACLs it checks: below
+            assert arg(mine, "op_kwargs") == arg(theirs, "op_kwargs")
+        assert arg(mine, "stage") == arg(theirs, "stage")
     assert set(on_orders.get_task("reconcile").results) == {"process", "analyze", "sink"}
 
 
@@ -163,14 +195,16 @@ def test_the_watcher_thresholds_come_from_the_environment(monkeypatch):
 
 
 def test_every_kafka_stage_of_every_dag_queues_for_the_one_pool_later_stages_first(dagbag):
-    stage_tasks = [t for d in dagbag.dags.values() for t in d.tasks if isinstance(t, KafkaStageOperator)]
+    stage_tasks = [t for d in dagbag.dags.values() for t in d.tasks if is_stage(t)]
     assert len(stage_tasks) == 5 + 4 + 2 + 5
     assert {t.pool for t in stage_tasks} == {POOL}
-    # A bounded stage takes the whole pool; a stream run's four stages fill it together.
+    # A bounded task that is not mapped takes the whole pool; a mapped instance, or a stream
+    # run's stage, one slot: a stream run's four stages with an instance per partition fit.
     streaming = [t for t in stage_tasks if isinstance(t, KafkaStreamOperator)]
     assert sorted(t.task_id for t in streaming) == ["analyze", "generate", "process", "sink"]
-    assert {t.pool_slots for t in streaming} == {1} and len(streaming) == POOL_SLOTS == 4
-    assert {t.pool_slots for t in stage_tasks if t not in streaming} == {POOL_SLOTS}
+    assert {t.pool_slots for t in streaming} == {1} and POOL_SLOTS == 4 * 6
+    assert {t.pool_slots for t in stage_tasks if t.is_mapped} == {1}
+    assert {t.pool_slots for t in stage_tasks if t not in streaming and not t.is_mapped} == {POOL_SLOTS}
     assert {(t.task_id, t.priority_weight, t.weight_rule) for t in stage_tasks} == {
         ("create_topics", 1, "absolute"), ("generate", 2, "absolute"), ("process", 3, "absolute"),
         ("replay", 4, "absolute"), ("analyze", 4, "absolute"), ("sink", 5, "absolute"),
@@ -203,9 +237,8 @@ def test_each_dags_first_kafka_task_checks_the_acls_of_exactly_its_stages(dagbag
         if dag_id == "metrics_page":
             continue
         dag = dagbag.dags[dag_id]
-        kafka_tasks = [t.task_id for t in dag.topological_sort() if isinstance(t, KafkaStageOperator)]
+        kafka_tasks = [t.task_id for t in dag.topological_sort() if is_stage(t)]
         assert sorted(kafka_tasks) == sorted(needs)
         if "create_topics" in needs:
-            assert dag.get_task("create_topics").op_kwargs == {
-                "stages": [t for t in needs if t != "create_topics"]
-            }
+            checked = dag.get_task("create_topics").op_kwargs["stages"]
+            assert checked == [t for t in needs if t != "create_topics"]

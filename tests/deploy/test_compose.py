@@ -170,7 +170,7 @@ def test_kafka_init_topics_match_settings(services):
     created = {}
     for argv in commands:
         (topic,) = _option(argv, "--topic")
-        assert _option(argv, "--partitions") == [str(settings.PARTITIONS)], topic
+        assert _option(argv, "--partitions") == [str(settings.DEFAULT_PARTITIONS)], topic
         assert _option(argv, "--replication-factor") == ["1"], topic
         assert "--if-not-exists" in argv, topic
         created[topic] = dict(config.split("=", 1) for config in _option(argv, "--config"))

@@ -84,6 +84,20 @@ def forget_runs() -> None:
         session.execute(delete(DagRun))
 
 
+def instance_results(task_id: str, run_id: str) -> dict[int, dict]:
+    """map index -> the XCom each instance of ``task_id`` pushed in the run ``run_id``."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(XComModel.map_index, XComModel.value)
+            .where(XComModel.task_id == task_id, XComModel.run_id == run_id, XComModel.key == "return_value")
+        ).all()
+    return {index: json.loads(value) if isinstance(value, str) else value for index, value in rows}
+
+
 def task_state(task_id: str) -> tuple[str, int] | None:
     """(state, try number) of the newest attempt of ``task_id`` in the worker's DB."""
     from airflow.models.taskinstance import TaskInstance
@@ -126,6 +140,12 @@ def run_cli(env: dict[str, str], words: list[str]) -> Run:
     with the argv the CLI's process would have (an operator reads `tasks test`'s -t from it)."""
     from airflow.cli import cli_parser
 
+    from kafka_stages.operators import ALL_PARTITIONS
+    from kafka_stages.pipeline import MAPPED
+
+    if words[:2] == ["tasks", "test"] and words[3] in MAPPED and not {"--map-index", "-m"} & set(words):
+        # As scripts/airflow runs a mapped stage alone: one instance, over every partition.
+        words, env = [*words, "--map-index", "0"], {**env, ALL_PARTITIONS: "1"}
     args = cli_parser.get_parser().parse_args(words)
     with settings_of(env), captured() as output, mock.patch.object(sys, "argv", ["airflow", *words]):
         try:

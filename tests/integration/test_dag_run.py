@@ -56,7 +56,7 @@ def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):
     }
     assert modes == {"metrics.json": 0o666 & ~umask, "metrics.db": 0o666 & ~umask}
     assert manifest["stages"]["process"]["input"]["partitions"] == {
-        str(p): [0, sum(1 for r in orders if r.partition == p)] for p in range(3)
+        str(p): [0, sum(1 for r in orders if r.partition == p)] for p in range(6)
     }
 
     # The next run has no new orders: it ends cleanly and changes nothing.

@@ -24,7 +24,7 @@ def lose_the_metrics(pipeline):
         time.sleep(0.2)
     while True:  # the deletion finishes in the background: a create can still be refused for a moment
         try:
-            admin.create_topics([NewTopic(settings.METRICS, settings.PARTITIONS, 1,
+            admin.create_topics([NewTopic(settings.METRICS, settings.partitions(), 1,
                                           topic_configs=settings.TOPIC_CONFIGS[settings.METRICS])])
             break
         except Exception:

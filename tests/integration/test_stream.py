@@ -137,11 +137,11 @@ def test_ctrl_c_ends_every_stage_between_transactions_and_the_next_start_reads_n
     ends = {}
     for isolation in ("read_committed", "read_uncommitted"):
         consumer = KafkaConsumer(bootstrap_servers=pipeline.bootstrap, isolation_level=isolation)
-        partitions = [TopicPartition(topic, p) for topic in TOPICS for p in range(settings.PARTITIONS)]
+        partitions = [TopicPartition(topic, p) for topic in TOPICS for p in range(settings.partitions())]
         ends[isolation] = consumer.end_offsets(partitions)
         consumer.close()
     assert ends["read_committed"] == ends["read_uncommitted"]
-    orders = [TopicPartition(settings.ORDERS, p) for p in range(settings.PARTITIONS)]
+    orders = [TopicPartition(settings.ORDERS, p) for p in range(settings.partitions())]
     assert sum(ends["read_committed"][tp] for tp in orders) > 0
 
     # Started again without a generator, the stages drain what was left, and nothing twice.

@@ -40,6 +40,14 @@ def create_topics(admin: AdminClient, partitions: int) -> tuple[list[str], list[
     return sorted(created), sorted(denied)
 
 
+def partition_count(admin: AdminClient, topic: str) -> int:
+    """How many partitions ``topic`` has."""
+    metadata = retrying(admin.list_topics, topic, timeout=TIMEOUT).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
+    return len(metadata.partitions)
+
+
 def offset_range(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     """Per partition of ``topic``: (log start offset, end offset)."""
     metadata = retrying(consumer.list_topics, topic, timeout=TIMEOUT).topics.get(topic)

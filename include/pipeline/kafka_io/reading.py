@@ -57,7 +57,8 @@ class BoundedRead:
     """Batches of the committed records of ``topic`` after the group's committed offsets (or
     from the start, or from ``starts``, offsets its caller keeps itself, per partition), up to
     the end offsets seen when iteration starts (or ``upto``); with ``follow``, on past them up to
-    the end offsets seen when ``follow.finish()`` first says True. A stop requested
+    the end offsets seen when ``follow.finish()`` first says True. Only ``partitions`` of the
+    topic, if given (a worker's share, ``assignment``). A stop requested
     (``shutdown``) ends it between two batches, bounded or following.
 
     Afterwards ``ranges`` holds, per partition, [first offset, offset after the last record
@@ -70,8 +71,10 @@ class BoundedRead:
         self, consumer: Consumer, topic: str, *, from_beginning: bool = False,
         starts: dict[int, int] | None = None, upto: dict[int, int] | None = None,
         batch_size: int = BATCH_SIZE, idle_timeout: float = TIMEOUT, follow: Follow | None = None,
+        partitions: list[int] | None = None,
     ) -> None:
         self.consumer, self.topic, self.from_beginning, self.upto = consumer, topic, from_beginning, upto
+        self.partitions = partitions
         self.starts, self.follow = starts, follow
         self.batch_size, self.idle_timeout = batch_size, idle_timeout
         self.ranges: dict[int, list[int]] = {}
@@ -81,6 +84,8 @@ class BoundedRead:
     def _bounds(self) -> tuple[dict[int, int], dict[int, int]]:
         consumer, topic = self.consumer, self.topic
         watermarks = offset_range(consumer, topic)
+        if self.partitions is not None:
+            watermarks = {p: watermarks[p] for p in self.partitions}
         partitions = [TopicPartition(topic, p) for p in watermarks]
         starts = {p: low for p, (low, _) in watermarks.items()}
         if self.starts is not None:
@@ -128,7 +133,7 @@ class BoundedRead:
                 return
             if following_on and follow.finish():
                 following_on, last_progress = False, time.monotonic()
-                ends = {p: high for p, (_, high) in offset_range(consumer, self.topic).items()}
+                ends = {p: high for p, (_, high) in offset_range(consumer, self.topic).items() if p in ends}
                 pending = {p for p in pending if following[p] < ends[p]}
                 continue
             batch, moved = self._collect(ends, pending, following_on)
