@@ -127,11 +127,12 @@ def reconcile_at(store) -> int:
     from include.pipeline.windows import Ledger
 
     totals = store.totals()
-    ledger = Ledger(totals.order_count, totals.total_revenue, totals.total_revenue)
+    ledger = Ledger(totals.order_count, totals.counted_revenue)
     results = RunResults(
         process=ProcessResult(), analyze=AnalyzeResult(ledger_before=ledger, ledger_after=ledger),
         sink=SinkResult(
             metrics=totals.rows, order_count=totals.order_count, total_revenue=totals.total_revenue,
+            counted_revenue=totals.counted_revenue,
             store=store.name,
         ),
     )
@@ -303,14 +304,16 @@ def publish_run(kafka) -> None:
 
     from include.pipeline import codec
     from include.pipeline.kafka_io.writing import produce_all
-    from include.pipeline.windows import Aggregate, key_bytes, metric
+    from include.pipeline.windows import Partial, partial_key_bytes
 
     keys = [
         (start, product_id)
         for start in range(NOW - 60 * (RUN_WINDOWS // 2), NOW + 60 * (RUN_WINDOWS // 2), 60)
         for product_id in settings.PRODUCTS
     ]
-    records = [(key_bytes(key), codec.encode(metric(key, Aggregate(4, Decimal("41.00"))))) for key in keys]
+    records = [
+        (partial_key_bytes((*key, 0)), codec.encode(Partial(*key, 0, 4, Decimal("41.00")))) for key in keys
+    ]
     transactions(kafka, "bench-history").run(
         lambda producer: produce_all(producer, settings.METRICS, records)
     )

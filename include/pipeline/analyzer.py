@@ -98,11 +98,7 @@ class Analyzer:
     def take_changes(self) -> tuple[list[tuple[WindowKey, Aggregate]], list[Record]]:
         """What changed since the last call: the windows with their new totals, and the
         changelog records that save the state as it is now."""
-        windows = []
-        for key, cents_before in self.windows.take_changed():
-            aggregate = self.windows.aggregates[key]
-            self.ledger.revenue_cents += money.to_cents(aggregate.total) - cents_before
-            windows.append((key, aggregate))
+        windows = [(key, self.windows.aggregates[key]) for key in self.windows.take_changed()]
         records = [state_codec.window_record(key, aggregate) for key, aggregate in windows]
         records += self.seen.add(list(self.counted), list(self.counted.values()))
         records += [state_codec.watermark_record(self.watermark), state_codec.ledger_record(self.ledger)]

@@ -1,16 +1,19 @@
 """The metrics store: product metrics in SQL, embedded SQLite (output/metrics.db) or PostgreSQL,
 through SQLAlchemy Core.
 
-Tables (schema version 2; ``open`` migrates a version 1 store in place):
+Tables (schema version 3; ``open`` migrates a version 1 or 2 store in place):
 - ``product_metrics``: one row per (window_start, product_id); money as exact decimals. The
   primary key leads with window_start, so "the newest N hours" is a range scan of it;
-  ``product_metrics_by_product`` serves the same per product.
+  ``product_metrics_by_product`` serves the same per product. What readers read.
+- ``product_metric_partials`` (version 3): per (window_start, product_id, partition of
+  processed-orders) what analyze counted there, the total exact; a row is the sum of its
+  window's partials. Partition -1 holds the rows of before partials (a migrated store).
+- ``analyze_ledgers`` (version 3): per partition, the newest analyze ledger the applied records
+  carried: what the partials add up to, which reconcile compares them with.
 - ``sink_offsets``: per (topic, partition) the next offset the rows do not include yet. It commits
   in the same transaction as the rows, so the sink resumes from here, exactly.
-- ``metrics_store``: one row: the schema version, the Kafka cluster the rows come from, the
-  all-runs totals (kept up to date by each transaction, so nothing scans the table) and the
-  analyze ledger they add up to (version 2: the newest the applied records carried), which
-  reconcile compares them with.
+- ``metrics_store``: one row: the schema version, the Kafka cluster the rows come from and the
+  all-runs totals (kept up to date by each transaction, so nothing scans the tables).
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     create_engine,
+    delete,
     event,
     func,
     inspect,
+    literal,
     select,
     update,
 )
@@ -53,11 +58,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateColumn
 
 from include.pipeline import metrics_json, settings, store_changes
-from include.pipeline.windows import LedgerMark, Metric, WindowKey
+from include.pipeline.windows import LEGACY, LedgerMark, Metric, Partial, PartialKey, WindowKey
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LOGIN_REFUSED = ("password authentication failed", "no pg_hba.conf entry", 'role "', "authentication method")
 CHUNK = 1000  # keys per lookup and rows per import step: well under both engines' parameter limits
 DAY_SECONDS = 86_400
@@ -99,6 +104,23 @@ product_metrics = Table(
     Index("product_metrics_by_product", "product_id", "window_start"),
     sqlite_with_rowid=False,  # rows stored in key order: a range of windows is read in sequence
 )
+product_metric_partials = Table(
+    "product_metric_partials", metadata,
+    Column("window_start", BigInteger, nullable=False),
+    Column("product_id", String(64), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("order_count", BigInteger, nullable=False),
+    Column("total", Money, nullable=False),  # exact, unrounded
+    PrimaryKeyConstraint("window_start", "product_id", "partition", name="product_metric_partials_pkey"),
+    sqlite_with_rowid=False,
+)
+analyze_ledgers = Table(
+    "analyze_ledgers", metadata,
+    Column("partition", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("revenue", Money, nullable=False),
+    PrimaryKeyConstraint("partition", name="analyze_ledgers_pkey"),
+)
 sink_offsets = Table(
     "sink_offsets", metadata,
     Column("topic", String(249), nullable=False),
@@ -116,12 +138,10 @@ store_info = Table(
     Column("total_revenue", Money, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    # Version 2. NULL: no applied record carried the ledger yet (a migrated store, replayed records).
-    Column("ledger_count", BigInteger),
-    Column("ledger_revenue_cents", Money),
+    Column("counted_revenue", Money, nullable=False),  # version 3: the partials' exact sum
 )
-LEDGER_COLUMNS = (store_info.c.ledger_count, store_info.c.ledger_revenue_cents)  # added by version 2
 METRIC_COLUMNS = [product_metrics.c[name] for name in Metric.__struct_fields__]
+PARTIAL_COLUMNS = [product_metric_partials.c[name] for name in Partial.__struct_fields__]
 
 
 class StoreUnavailable(ConnectionError):
@@ -162,26 +182,31 @@ class MetricsStore:
         now = _now()
         with self.errors(), self.engine.begin() as conn:
             metadata.create_all(conn)
-            conn.execute(self._insert(store_info).values(
-                id=1, schema_version=SCHEMA_VERSION, rows=0, order_count=0, total_revenue=Decimal(0),
-                created_at=now, updated_at=now,
-            ).on_conflict_do_nothing(index_elements=["id"]))
-            # Locked (PostgreSQL; SQLite began IMMEDIATE): two sinks opening a version 1 store
+            # Locked (PostgreSQL; SQLite began IMMEDIATE): two sinks opening an older store
             # migrate it once.
-            version = conn.execute(select(store_info.c.schema_version).with_for_update()).scalar_one()
-            if version not in (1, SCHEMA_VERSION):
+            version = conn.execute(select(store_info.c.schema_version).with_for_update()).scalar_one_or_none()
+            if version is None:  # a new store (its table made just now, with this version's columns)
+                conn.execute(self._insert(store_info).values(
+                    id=1, schema_version=SCHEMA_VERSION, rows=0, order_count=0, total_revenue=Decimal(0),
+                    counted_revenue=Decimal(0), created_at=now, updated_at=now,
+                ).on_conflict_do_nothing(index_elements=["id"]))
+                version = conn.execute(select(store_info.c.schema_version).with_for_update()).scalar_one()
+            if version not in (1, 2, SCHEMA_VERSION):
                 raise StoreRefused(
                     f"the metrics store {self.name} ({self.origin}) has schema version {version}; this "
                     f"pipeline reads version {SCHEMA_VERSION}: run the pipeline version that wrote it, or "
                     "point the metrics_db connection at another database"
                 )
-            if version == 1:
-                _migrate_from_1(conn)
-            info = conn.execute(select(store_info)).one()
+            if version < SCHEMA_VERSION:
+                rows = _migrate(conn, version)
+            info = conn.execute(select(store_info.c.kafka_cluster_id)).one()
             offsets = _offsets(conn, settings.METRICS)
-        if version == 1:
-            log.info("migrated the metrics store %s from schema version 1 to %d: added the columns %s",
-                     self.name, SCHEMA_VERSION, ", ".join(column.name for column in LEDGER_COLUMNS))
+        if version < SCHEMA_VERSION:
+            log.warning(
+                "migrated the metrics store %s from schema version %d to %d: its %d rows are the partials "
+                "of partition %d (what analyze counted before it kept its state per partition)",
+                self.name, version, SCHEMA_VERSION, rows, LEGACY,
+            )
         self._check_cluster(info.kafka_cluster_id, cluster_id)
         return Opened(new=info.kafka_cluster_id is None, offsets=offsets)
 
@@ -223,7 +248,7 @@ class MetricsStore:
         """The all-runs totals and the analyze ledger they add up to, as the last transaction
         left them."""
         with self.errors(), self.engine.connect() as conn:
-            return _totals(conn.execute(select(store_info)).one())
+            return _totals(conn, conn.execute(select(store_info)).one())
 
     def export(self, path: Path, days: int) -> int:
         """Replace ``path`` with the windows that end less than ``days`` days before the newest
@@ -319,42 +344,66 @@ class StoreTransaction:
         self.conn, self._insert = conn, insert
         info = conn.execute(select(store_info).with_for_update()).one()
         self.cluster_id = info.kafka_cluster_id
-        self.totals = _totals(info)
+        self.totals = _totals(conn, info)
+        self.ledgers_before = dict(self.totals.ledgers)
         self.now = _now()
         self.imported = 0  # lines of an old metrics.json this transaction imported
 
-    def current(self, keys: set[WindowKey]) -> dict[WindowKey, Metric]:
-        """The rows of these keys. Looked up by window (a list of (window, product) pairs takes
-        PostgreSQL longer to plan than to run), then kept by key."""
-        rows: dict[WindowKey, Metric] = {}
-        starts = sorted({start for start, _ in keys})
+    def _by_window(self, table: Table, columns: list, windows: set[WindowKey]) -> list:
+        """The rows of ``table`` of these windows. Looked up by window_start (a list of (window,
+        product) pairs takes PostgreSQL longer to plan than to run), then kept by window."""
+        found = []
+        starts = sorted({start for start, _ in windows})
         for i in range(0, len(starts), CHUNK):
-            query = select(*METRIC_COLUMNS).where(product_metrics.c.window_start.in_(starts[i:i + CHUNK]))
-            for row in self.conn.execute(query):
-                metric = Metric(*row)
-                if metric.key in keys:
-                    rows[metric.key] = metric
-        return rows
+            query = select(*columns).where(table.c.window_start.in_(starts[i:i + CHUNK]))
+            found += [row for row in self.conn.execute(query)
+                      if (row.window_start, row.product_id) in windows]
+        return found
 
-    def apply(self, records: list[Metric]) -> store_changes.Changes:
-        """Upsert what the records change (the newest per key wins), totals moved to match."""
-        changes = store_changes.changes(records, self.current({r.key for r in records}), self.totals)
+    def current(self, windows: set[WindowKey]) -> dict[WindowKey, Metric]:
+        """The rows of these windows."""
+        rows = (Metric(*row) for row in self._by_window(product_metrics, METRIC_COLUMNS, windows))
+        return {row.key: row for row in rows}
+
+    def partials(self, windows: set[WindowKey]) -> dict[PartialKey, Partial]:
+        """Every partial of these windows."""
+        found = (Partial(*row) for row in self._by_window(product_metric_partials, PARTIAL_COLUMNS, windows))
+        return {partial.key: partial for partial in found}
+
+    def apply(self, records: list[Partial]) -> store_changes.Changes:
+        """Upsert what the records change (the newest per key wins), each window's row the sum of
+        its partials, totals moved to match."""
+        windows = {r.window for r in records}
+        changes = store_changes.changes(records, self.partials(windows), self.current(windows), self.totals)
+        if changes.partials:
+            self._upsert(product_metric_partials, ["window_start", "product_id", "partition"],
+                         [_fields(p) for p in changes.partials])
         if changes.upserts:
-            statement = self._insert(product_metrics)
-            self.conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["window_start", "product_id"],
-                    set_={c.name: statement.excluded[c.name] for c in product_metrics.c if not c.primary_key},
-                ),
-                [{**_fields(m), "updated_at": self.now} for m in changes.upserts],
-            )
+            self._upsert(product_metrics, ["window_start", "product_id"],
+                         [{**_fields(m), "updated_at": self.now} for m in changes.upserts])
+        for start, product_id in changes.deletes:
+            self.conn.execute(delete(product_metrics).where(
+                product_metrics.c.window_start == start, product_metrics.c.product_id == product_id,
+            ))
         return changes
 
+    def _upsert(self, table: Table, key: list[str], rows: list[dict]) -> None:
+        statement = self._insert(table)
+        self.conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=key,
+                set_={c.name: statement.excluded[c.name] for c in table.c if not c.primary_key},
+            ),
+            rows,
+        )
+
     def import_metrics(self, metrics: Iterable[Metric]) -> int:
-        """Apply an old metrics.json's lines, CHUNK at a time; returns how many were read."""
+        """Apply an old metrics.json's lines (each the partial of partition -1 of its window),
+        CHUNK at a time; returns how many were read."""
         lines, chunk = 0, []
         for metric in metrics:
-            chunk.append(metric)
+            chunk.append(Partial(metric.window_start, metric.product_id, LEGACY, metric.order_count,
+                                 metric.total_revenue))
             lines += 1
             if len(chunk) == CHUNK:
                 self.apply(chunk)
@@ -369,42 +418,67 @@ class StoreTransaction:
     def set_offsets(self, topic: str, offsets: dict[int, int]) -> None:
         """Moves the offsets of ``topic`` on with the rows: the sink resumes from them, exactly."""
         if offsets:
-            statement = self._insert(sink_offsets)
-            self.conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["topic", "partition"],
-                    set_={"next_offset": statement.excluded.next_offset}
-                ),
-                [{"topic": topic, "partition": p, "next_offset": o} for p, o in offsets.items()],
-            )
+            self._upsert(sink_offsets, ["topic", "partition"], [
+                {"topic": topic, "partition": p, "next_offset": o} for p, o in offsets.items()
+            ])
 
     def finish(self, cluster_id: str) -> None:
-        """Writes the totals, the ledger and the cluster the rows come from, as the transaction left them."""
-        t, ledger = self.totals, self.totals.ledger
+        """Writes the totals, the ledgers and the cluster the rows come from, as the transaction left them."""
+        t = self.totals
         self.conn.execute(update(store_info).values(
             kafka_cluster_id=cluster_id, rows=t.rows, order_count=t.order_count,
-            total_revenue=t.total_revenue, ledger_count=None if ledger is None else ledger.count,
-            ledger_revenue_cents=None if ledger is None else ledger.revenue_cents, updated_at=self.now,
+            total_revenue=t.total_revenue, counted_revenue=t.counted_revenue, updated_at=self.now,
         ))
+        changed = [mark for p, mark in t.ledgers.items() if self.ledgers_before.get(p) != mark]
+        if changed:
+            self._upsert(analyze_ledgers, ["partition"], [
+                {"partition": m.partition, "count": m.count, "revenue": m.revenue} for m in changed
+            ])
 
 
-def _totals(info) -> store_changes.Totals:
-    """The totals of the metrics_store row ``info``."""
-    ledger = None if info.ledger_count is None else LedgerMark(info.ledger_count, info.ledger_revenue_cents)
-    return store_changes.Totals(info.rows, info.order_count, info.total_revenue, ledger)
+def _totals(conn, info) -> store_changes.Totals:
+    """The totals of the metrics_store row ``info``, and the ledgers."""
+    ledgers = {
+        row.partition: LedgerMark(row.count, row.revenue, row.partition)
+        for row in conn.execute(select(analyze_ledgers))
+    }
+    return store_changes.Totals(
+        info.rows, info.order_count, info.total_revenue, info.counted_revenue, ledgers,
+    )
 
 
-def _migrate_from_1(conn: Connection) -> None:
-    """Version 1 -> 2 in place: the ledger columns, NULL until a record carrying the ledger is
-    applied."""
-    for column in LEDGER_COLUMNS:
-        definition = CreateColumn(column).compile(dialect=conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE {store_info.name} ADD COLUMN {definition}")
-    conn.execute(update(store_info).values(schema_version=SCHEMA_VERSION))
+def _migrate(conn: Connection, version: int) -> int:
+    """Version 1 or 2 -> 3 in place: the rows become the partials of partition -1 (LEGACY), and
+    that partition's ledger what they add up to; returns the rows."""
+    column = str(CreateColumn(store_info.c.counted_revenue).compile(dialect=conn.dialect))
+    money_type = column.split(" ", 1)[1]
+    nullable = money_type.replace("NOT NULL", "")  # filled below: the rows' total, exact in cents
+    conn.exec_driver_sql(f"ALTER TABLE {store_info.name} ADD COLUMN counted_revenue {nullable}")
+    conn.execute(product_metric_partials.insert().from_select(
+        PARTIAL_COLUMNS,
+        select(product_metrics.c.window_start, product_metrics.c.product_id, literal(LEGACY),
+               product_metrics.c.order_count, product_metrics.c.total_revenue),
+    ))
+    count, cents = conn.execute(select(store_info.c.order_count, store_info.c.total_revenue)).one()
+    if version == 2:
+        ledger = conn.exec_driver_sql(
+            f"SELECT ledger_count, ledger_revenue_cents FROM {store_info.name}"
+        ).one()
+        if ledger[0] is not None:
+            count, cents = ledger
+        for column in ("ledger_count", "ledger_revenue_cents"):
+            conn.exec_driver_sql(f"ALTER TABLE {store_info.name} DROP COLUMN {column}")
+    # What the rows add up to is partition -1's ledger: a version 2 store's, else the rows' own
+    # totals (what reconcile compared them with then: the run's ledger, equal when it passed).
+    conn.execute(analyze_ledgers.insert().values(partition=LEGACY, count=count, revenue=Decimal(cents)))
+    conn.execute(update(store_info).values(
+        schema_version=SCHEMA_VERSION, counted_revenue=store_info.c.total_revenue,
+    ))
+    return conn.execute(select(func.count()).select_from(product_metrics)).scalar_one()
 
 
-def _fields(metric: Metric) -> dict:
-    return {name: getattr(metric, name) for name in Metric.__struct_fields__}
+def _fields(record: Metric | Partial) -> dict:
+    return {name: getattr(record, name) for name in record.__struct_fields__}
 
 
 def _offsets(conn, topic: str) -> dict[int, int]:

@@ -15,9 +15,9 @@ from decimal import Decimal
 
 import msgspec
 
-from include.pipeline import settings
+from include.pipeline import money, settings
 from include.pipeline.reasons import Reason
-from include.pipeline.windows import Ledger, LedgerMark
+from include.pipeline.windows import Ledger
 
 
 class Result(msgspec.Struct, kw_only=True):
@@ -132,8 +132,9 @@ class SinkResult(Consumed, kw_only=True):
     rows_updated: int = 0
     metrics: int = 0  # rows the store holds
     order_count: int = 0  # orders its rows count, all runs
-    total_revenue: Decimal = Decimal(0)
-    ledger: LedgerMark | None = None  # the analyze ledger the rows add up to; None: an older store
+    total_revenue: Decimal = Decimal(0)  # the sum of its rows' totals in cents
+    counted_revenue: Decimal = Decimal(0)  # the sum of its partials' exact totals
+    ledger: Ledger | None = None  # the analyze ledgers the partials add up to, as one; None: none yet
     export: Export | None = None  # None: metrics_json_days is 0
 
     @property
@@ -181,7 +182,7 @@ def run_results(xcoms: dict[str, dict | list | None] | RunResults) -> RunResults
 def combined(parts: list[Transformed]) -> Transformed:
     """The results of a mapped stage's instances (disjoint shares of its input) as one."""
     first = parts[0]
-    if not isinstance(first, ProcessResult):
+    if not isinstance(first, (ProcessResult, AnalyzeResult)):
         raise ValueError(f"{type(first).__name__} has no mapped instances to combine")
     reasons: Counter[str] = Counter()
     written: Counter[str] = Counter()
@@ -190,14 +191,25 @@ def combined(parts: list[Transformed]) -> Transformed:
         reasons.update(part.reasons)
         written.update(part.written)
         partitions.update(part.input.partitions)
-    return ProcessResult(
-        input=InputRanges(
+    common = {
+        "input": InputRanges(
             topic=first.input.topic, partitions=dict(sorted(partitions.items(), key=lambda kv: int(kv[0]))),
             lost=sum(part.input.lost for part in parts),
         ),
-        read=sum(part.read for part in parts), valid=sum(part.valid for part in parts),
-        reasons=dict(reasons), written=dict(written),
-    )
+        "read": sum(part.read for part in parts), "reasons": dict(reasons), "written": dict(written),
+    }
+    if isinstance(first, AnalyzeResult):
+        before, after = Ledger(), Ledger()
+        for part in parts:
+            before, after = before.plus(part.ledger_before), after.plus(part.ledger_after)
+        return AnalyzeResult(
+            **common, counted=sum(part.counted for part in parts),
+            counted_revenue=money.total(part.counted_revenue for part in parts),
+            ledger_before=before, ledger_after=after,
+            open_windows=sum(part.open_windows for part in parts),
+            remembered_order_ids=sum(part.remembered_order_ids for part in parts),
+        )
+    return ProcessResult(**common, valid=sum(part.valid for part in parts))
 
 
 def xcom(result: Result) -> dict:

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import msgspec
 from confluent_kafka import Message, Producer, TopicPartition
 
 from include.pipeline import (
@@ -27,6 +26,7 @@ from include.pipeline import (
     money,
     settings,
     shutdown,
+    state_codec,
     steps,
     telemetry,
     topology,
@@ -55,13 +55,15 @@ from include.pipeline.results import (
 from include.pipeline.store_changes import Changes
 from include.pipeline.topology import ANALYZE, GENERATE, PROCESS, REPLAY, SINK, Stage
 from include.pipeline.windows import (
+    LEGACY,
+    Aggregate,
+    Ledger,
     LedgerMark,
-    Metric,
+    Partial,
     TumblingWindows,
-    decode_metric,
-    key_bytes,
+    decode_partial,
     ledger_of,
-    metric,
+    partial_key_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,8 @@ log = logging.getLogger(__name__)
 GENERATE_TXN_RECORDS = 50_000
 GENERATE_TXN_SECONDS = 5.0
 RESTORE_BATCH = 16
+# Its committed offsets say analyze-state no longer holds state of the version before partitions.
+MIGRATED = topology.group("analyze-state-migrated")
 # Following, analyze forgets closed windows and old order ids this often (a bounded run does
 # it once, at its end).
 EXPIRE_SECONDS = 60.0
@@ -81,7 +85,9 @@ def create_topics(
     """Create the topics that are missing (``settings.partitions()`` each, replicated up to 3
     times, as the cluster allows), then check that the principal holds the ACLs ``stages`` need
     and that the inputs of the consuming ones have a partition for each of ``workers``: a run
-    that cannot work fails here, in its first task, not in the stage that needs it."""
+    that cannot work fails here, in its first task, not in the stage that needs it. With analyze
+    among ``stages``, its state of the version before partitions is migrated (``migrate_state``)
+    here, before any of its instances runs."""
     access.ready(kafka)
     created, denied = create(kafka.admin(), settings.partitions())
     if denied:
@@ -89,6 +95,8 @@ def create_topics(
         raise access.AccessDenied(access.principal(kafka), grants)
     log.info("topics created: %s", created or "none, all exist")
     access.check(kafka, tuple(stages))
+    if ANALYZE.name in stages:
+        migrate_state(kafka)
     for name in stages:
         if (topic := topology.STAGES[name].input) is not None:
             assignment.check(workers, partition_count(kafka.admin(), topic), topic)
@@ -229,6 +237,8 @@ class TransformLoop:
         following = self.follow is not None
         count = partition_count(self.kafka.admin(), self.stage.input)
         self.partitions = self.worker.partitions(count)
+        keeps_state = settings.ANALYZE_STATE in self.stage.outputs
+        self.changelog = partition_count(self.kafka.admin(), settings.ANALYZE_STATE) if keeps_state else 0
         _fence(self.kafka, self.stage, self.worker.rivals(count))
         txn_id = self.worker.transactional_id(self.stage.group)
         self.txns = _transactions(self.kafka, self.stage, following, txn_id)
@@ -256,7 +266,7 @@ class TransformLoop:
                 _send(producer, output, out.records)
                 for r in out.rejected:
                     dead_letters.send(producer, batch[r.index], r.reason, r.detail)
-                _send_state(producer, out.state)
+                _send_state(producer, out.state, self.changelog)
 
             self.txns.run(send, self.consumer, self.source)
             self.written += len(out.records)
@@ -303,67 +313,152 @@ def process(kafka: Kafka, follow: Follow | None = None, workers: int = 1, worker
 def analyze(
     kafka: Kafka, grace_seconds: float = settings.GRACE_SECONDS,
     dedup_horizon_seconds: float = settings.DEDUP_HORIZON_SECONDS, follow: Follow | None = None,
+    workers: int = 1, worker: int = 0,
 ) -> AnalyzeResult:
     """processed-orders -> 1-minute tumbling windows per product -> product-metrics.
 
-    Duplicates and late orders go to orders-dlq. The changed windows' totals, the state that
-    carries them to the next run (analyze-state) and the consumed offsets commit in one
-    transaction per batch.
+    Each partition of processed-orders is counted with a state of its own (its windows, the
+    order ids it counted, its stream time, its ledger), so ``workers`` instances each count their
+    share of the partitions, and the metrics are partials per partition that the sink adds up.
+    Duplicates and late orders go to orders-dlq. The changed partials, the state that carries
+    them to the next run (analyze-state) and the consumed offsets commit in one transaction per
+    batch.
     """
-    with TransformLoop(kafka, ANALYZE, follow) as loop:
-        analyzer = restore_analyzer(kafka, Analyzer.create(grace_seconds, dedup_horizon_seconds))
-        before = msgspec.structs.replace(analyzer.ledger)
-        stale = analyzer.expire()  # what a run that died before its last step left behind
+    with TransformLoop(kafka, ANALYZE, follow, Assignment(workers, worker)) as loop:
+        analyzers = restore_analyzers(
+            kafka, loop.partitions, lambda: Analyzer.create(grace_seconds, dedup_horizon_seconds),
+        )
+        before = _counted(analyzers)
+        stale = _expired(analyzers)  # what a run that died before its last step left behind
         expire_at = time.monotonic() + EXPIRE_SECONDS
 
         def step(batch: list[Message]) -> steps.Analyzed:
             nonlocal stale, expire_at
-            out = steps.analyze(analyzer, batch)
+            out = steps.analyze(analyzers, batch)
             if follow is not None and time.monotonic() >= expire_at:
-                out.state += stale + analyzer.expire()
+                out.state += stale + _expired(analyzers)
                 stale, expire_at = [], time.monotonic() + EXPIRE_SECONDS
             return out
 
         loop.run(step)
-        tombstones = stale + analyzer.expire()
+        tombstones = stale + _expired(analyzers)
         if tombstones:
-            loop.txns.run(lambda producer: _send_state(producer, tombstones))
+            loop.txns.run(lambda producer: _send_state(producer, tombstones, loop.changelog))
+    after = _counted(analyzers)
     return AnalyzeResult(
         input=loop.input, read=loop.read, reasons=dict(loop.reasons), written=loop.written_to(),
-        counted=analyzer.ledger.count - before.count,
-        counted_revenue=money.subtract(analyzer.ledger.revenue, before.revenue),
-        ledger_before=before, ledger_after=msgspec.structs.replace(analyzer.ledger),
-        open_windows=len(analyzer.windows.aggregates), remembered_order_ids=len(analyzer.seen),
+        counted=after.count - before.count, counted_revenue=money.subtract(after.revenue, before.revenue),
+        ledger_before=before, ledger_after=after,
+        open_windows=sum(len(a.windows.aggregates) for a in analyzers.values()),
+        remembered_order_ids=sum(len(a.seen) for a in analyzers.values()),
     )
 
 
-def _send_state(producer: Producer, records: list[tuple[bytes, bytes | None]]) -> None:
+def _counted(analyzers: dict[int, Analyzer]) -> Ledger:
+    """The partitions' ledgers as one."""
+    total = Ledger()
+    for analyzer in analyzers.values():
+        total = total.plus(analyzer.ledger)
+    return total
+
+
+def _expired(analyzers: dict[int, Analyzer]) -> list[tuple[bytes, bytes | None]]:
+    return [record for p, a in analyzers.items() for record in state_codec.scoped(p, a.expire())]
+
+
+def _send_state(producer: Producer, records: list[tuple[bytes, bytes | None]], changelog: int) -> None:
+    """State records to the changelog partition of the processed-orders partition they belong to."""
     for key, value in records:
-        produce(producer, settings.ANALYZE_STATE, key, value)
+        partition, _ = state_codec.scope_of(key)
+        where = -1 if partition is None else state_codec.changelog_partition(partition, changelog)
+        produce(producer, settings.ANALYZE_STATE, key, value, partition=where)
 
 
-def restore_analyzer(kafka: Kafka, analyzer: Analyzer) -> Analyzer:
-    """``analyzer`` with the state the analyze-state changelog holds."""
+def restore_analyzers(
+    kafka: Kafka, partitions: list[int], make: Callable[[], Analyzer],
+) -> dict[int, Analyzer]:
+    """An analyzer per partition of processed-orders in ``partitions``, with the state the
+    analyze-state changelog holds for it (read from the changelog partitions that hold theirs)."""
+    analyzers = {partition: make() for partition in partitions}
+    changelog = partition_count(kafka.admin(), settings.ANALYZE_STATE)
+    read = sorted({state_codec.changelog_partition(p, changelog) for p in partitions})
     # Reads from the start and never commits: the group id is only a name here. Two passes (see
     # Analyzer.restore), in small batches: a segment of order ids is a large record.
     with closing(kafka.consumer(topology.group("analyze-state-reader"))) as consumer:
-        first = BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True, batch_size=RESTORE_BATCH)
+        first = BoundedRead(
+            consumer, settings.ANALYZE_STATE, from_beginning=True, batch_size=RESTORE_BATCH, partitions=read,
+        )
+        legacy: set[bytes] = set()
         for batch in first:
             for message in batch:
-                analyzer.restore(message.key(), message.value())
+                partition, key = state_codec.scope_of(message.key())
+                if partition is None:
+                    (legacy.add if message.value() is not None else legacy.discard)(key)
+                elif partition in analyzers:
+                    analyzers[partition].restore(key, message.value())
+        if legacy:
+            raise ValueError(
+                f"{settings.ANALYZE_STATE} holds state of the version before partitions (keys such as "
+                f"{min(legacy)[:40]!r}): run the create_topics task first, which migrates it"
+            )
         upto = {partition: end for partition, (_, end) in first.ranges.items()}
         again = BoundedRead(
             consumer, settings.ANALYZE_STATE, from_beginning=True, upto=upto, batch_size=RESTORE_BATCH,
+            partitions=read,
         )
         for batch in again:
             for message in batch:
-                analyzer.restore_ids(message.key(), message.value())
+                partition, key = state_codec.scope_of(message.key())
+                if partition in analyzers:
+                    analyzers[partition].restore_ids(key, message.value())
     shutdown.check()  # half the state is no state: stop before counting anything against it
     log.info(
-        "analyze state: %d open (window, product) aggregates, %d order ids remembered, %d counted so far",
-        len(analyzer.windows.aggregates), len(analyzer.seen), analyzer.ledger.count,
+        "analyze state of %d partitions: %d open (window, product) aggregates, %d order ids remembered, "
+        "%d counted so far", len(analyzers), sum(len(a.windows.aggregates) for a in analyzers.values()),
+        sum(len(a.seen) for a in analyzers.values()), _counted(analyzers).count,
     )
-    return analyzer
+    return analyzers
+
+
+def migrate_state(kafka: Kafka) -> None:
+    """Give the analyze state of the version before partitions (keys without a partition) to each
+    partition of processed-orders, in one transaction of analyze's (whose registration fences a
+    zombie analyze first): its stream time and the order ids it counted to every partition; its
+    windows and ledger are dropped, as the metrics they made stay in the store as its ``LEGACY``
+    partials. The same transaction commits the offsets it read up to in the group
+    ``MIGRATED``, so the changelog is read for this only until it has been migrated once (or
+    found to need nothing)."""
+    with closing(kafka.consumer(MIGRATED)) as consumer:
+        changelog = partition_count(kafka.admin(), settings.ANALYZE_STATE)
+        tps = [TopicPartition(settings.ANALYZE_STATE, p) for p in range(changelog)]
+        if any(tp.offset >= 0 for tp in retrying(consumer.committed, tps, timeout=TIMEOUT)):
+            return
+        txns = _transactions(kafka, ANALYZE)  # registered before reading: what a zombie left is settled
+        live: dict[bytes, bytes | None] = {}
+        state = BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True, batch_size=RESTORE_BATCH)
+        for batch in state:
+            for message in batch:
+                if state_codec.scope_of(message.key())[0] is None:
+                    live[message.key()] = message.value()
+        if not state.positions():
+            return  # an empty changelog: nothing to migrate, nothing to mark yet
+        live = {key: value for key, value in live.items() if value is not None}
+        partitions = partition_count(kafka.admin(), settings.PROCESSED)
+        carried = [
+            (key, value) for key, value in live.items()
+            if state_codec.is_segment(key)
+            or isinstance(state_codec.decode(key, value), state_codec.Watermark)
+        ]
+        records = [record for p in range(partitions) for record in state_codec.scoped(p, carried)]
+        records += [(key, None) for key in live]
+        txns.run(lambda producer: _send_state(producer, records, changelog), consumer, state)
+    if live:
+        log.warning(
+            "migrated the analyze state of the version before partitions to %d partitions: %d segments of "
+            "order ids and the watermark copied to each, %d windows and the ledger left to the store "
+            "(their metrics are its partials of partition %d)", partitions,
+            sum(map(state_codec.is_segment, live)), sum(key.startswith(b"window:") for key in live), LEGACY,
+        )
 
 
 def sink(
@@ -412,7 +507,8 @@ def sink(
     return SinkResult(
         input=_ranges(settings.METRICS, source), read=progress.count, store=store.name, imported=imported,
         rows_inserted=inserted, rows_updated=updated, metrics=totals.rows,
-        order_count=totals.order_count, total_revenue=totals.total_revenue, ledger=totals.ledger,
+        order_count=totals.order_count, total_revenue=totals.total_revenue,
+        counted_revenue=totals.counted_revenue, ledger=totals.ledger,
         export=export_metrics_json(store, metrics_json_days),
     )
 
@@ -422,8 +518,8 @@ def _store_batch(
     read_to: dict[int, int], imports: Path | None,
 ) -> Changes:
     """One sink transaction; returns what it changed (an import included)."""
-    records = [_metric(message) for message in batch]
-    ledgers = [_ledger(message) for message in batch]
+    records = [_partial(message) for message in batch]
+    ledgers = [_mark(message) for message in batch]
     with store.transaction(cluster, read_from, imports) as txn:
         changes = txn.apply(records)
         txn.totals.note(ledgers)
@@ -454,14 +550,14 @@ def export_metrics_json(store: MetricsStore, days: int) -> Export | None:
     return export
 
 
-def _metric(message: Message) -> Metric:
+def _partial(message: Message) -> Partial:
     try:
-        return decode_metric(message.value())
+        return decode_partial(message.value())
     except ValueError as exc:
         raise ValueError(f"{_where(message)}: {exc}") from None
 
 
-def _ledger(message: Message) -> LedgerMark | None:
+def _mark(message: Message) -> LedgerMark | None:
     try:
         return ledger_of(message.headers())
     except ValueError as exc:
@@ -477,8 +573,9 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
     retains it, and publish them to product-metrics (the sink then upserts them).
 
     It counts what the analyze stage counted: the records it has committed, less those it
-    dead-lettered (late, duplicate, invalid: orders-dlq names their offsets). Totals replace
-    totals downstream, so nothing is counted twice.
+    dead-lettered (late, duplicate, invalid: orders-dlq names their offsets), per partition as
+    analyze does. Each window it rebuilds gets a partial of every partition (0 where it found
+    none, ``LEGACY`` included): partials replace partials downstream, so nothing is counted twice.
     """
     access.ready(kafka, [REPLAY.name])
     low_s, high_s = (
@@ -486,27 +583,29 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
     )
     upto = _analyzed_upto(kafka, allow_partial)
     rejected = _rejected_by_analyze(kafka)
-    windows = TumblingWindows()
+    partitions = [LEGACY, *upto]
+    windows = {partition: TumblingWindows() for partition in partitions}
     read = 0
     with closing(kafka.consumer(topology.group("replay-reader"))) as consumer:
         for batch in BoundedRead(consumer, settings.PROCESSED, from_beginning=True, upto=upto):
             read += len(batch)
-            windows.add_all(
-                order for message in batch
-                if (message.partition(), message.offset()) not in rejected
-                and type(order := parse(message.value())) is Order and low_s <= order.window_start < high_s
-            )
+            for message in batch:
+                if (message.partition(), message.offset()) not in rejected and type(
+                    order := parse(message.value())
+                ) is Order and low_s <= order.window_start < high_s:
+                    windows[message.partition()].add_all([order])
+    rebuilt = sorted({key for w in windows.values() for key in w.aggregates})
     records = [
-        (key_bytes(key), codec.encode(metric(key, aggregate)))
-        for key, aggregate in sorted(windows.aggregates.items())
+        (partial_key_bytes((*key, p)), codec.encode(Partial(*key, p, aggregate.count, aggregate.total)))
+        for key in rebuilt for p in partitions
+        for aggregate in [windows[p].aggregates.get(key) or Aggregate()]
     ]
     _transactions(kafka, REPLAY).run(lambda producer: produce_all(producer, settings.METRICS, records))
-    log.info(
-        "replay [%s, %s): %d records read, %d windows republished", start, end, read, len(windows.aggregates),
-    )
+    log.info("replay [%s, %s): %d records read, %d windows republished", start, end, read, len(rebuilt))
     return ReplayResult(
         range=(start.isoformat(), end.isoformat()), read=read, skipped_rejected=len(rejected),
-        windows=len(windows.aggregates), order_count=sum(a.count for a in windows.aggregates.values()),
+        windows=len(rebuilt),
+        order_count=sum(a.count for w in windows.values() for a in w.aggregates.values()),
     )
 
 

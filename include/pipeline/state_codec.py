@@ -1,14 +1,17 @@
 """The analyze-state changelog format, written and read here only.
 
 analyze-state is a compacted topic: the newest record per key wins, and a None value (a
-tombstone) deletes its key. Its keys and values:
+tombstone) deletes its key. analyze keeps a state per partition of processed-orders: its keys
+start ``<partition>/`` and go to the changelog partition ``partition % changelog partitions``
+(``scoped``, ``changelog_partition``); keys without that prefix are the state of the version
+before (``LEGACY``, migrated by ``stages``). Within a partition, its keys and values:
 
 - ``window:<window_start>:<product_id>``: an open window's exact aggregate,
   JSON ``{"count": 3, "total": "31.50"}`` (the total never rounded);
 - ``orders:<hash of the value>``: a segment of counted order ids: their 16-byte fingerprints,
   then their event times (little-endian int64 epoch microseconds);
 - ``watermark``: the newest event time counted, JSON epoch microseconds;
-- ``ledger``: everything counted so far, JSON ``{"count", "revenue", "revenue_cents"}``.
+- ``ledger``: everything counted so far, JSON ``{"count", "revenue"}``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,24 @@ EVENT_US = np.dtype("<i8")
 SEGMENT_IDS = 20_000  # ids per segment record: 480 KB, under the broker's 1 MB default
 
 _WINDOW, _SEGMENT, _WATERMARK, _LEDGER = b"window:", b"orders:", b"watermark", b"ledger"
+
+
+def scoped(partition: int, records: list[Record]) -> list[Record]:
+    """One partition's state records: each key prefixed ``<partition>/``."""
+    prefix = f"{partition}/".encode()
+    return [(prefix + key, value) for key, value in records]
+
+
+def scope_of(key: bytes) -> tuple[int | None, bytes]:
+    """(the partition a changelog key belongs to, the key within it); None for a key of the
+    version before partitions."""
+    head, slash, rest = key.partition(b"/")
+    return (int(head), rest) if slash and head.isdigit() else (None, key)
+
+
+def changelog_partition(partition: int, changelog_partitions: int) -> int:
+    """The analyze-state partition that holds the state of a processed-orders partition."""
+    return partition % changelog_partitions
 
 
 def window_record(key: WindowKey, aggregate: Aggregate | None) -> Record:

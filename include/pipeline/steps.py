@@ -3,7 +3,7 @@ produce, the dead letters (with reasons) and the state changes out. Plain Python
 the stages (``stages``) run them inside one Kafka transaction per batch, bounded or following.
 
 A batch is a list of records as confluent_kafka gives them: anything with ``key()``,
-``value()`` and ``timestamp()`` (a (type, epoch ms) pair).
+``value()``, ``timestamp()`` (a (type, epoch ms) pair) and ``partition()``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Protocol
 
 import msgspec
 
-from include.pipeline import codec, telemetry
+from include.pipeline import codec, state_codec, telemetry
 from include.pipeline.analyzer import Analyzer
 from include.pipeline.orders import Order, enrich, parse
 from include.pipeline.reasons import Reason
-from include.pipeline.windows import key_bytes, ledger_header, metric
+from include.pipeline.windows import Partial, ledger_header, partial_key_bytes
 
 
 class Record(Protocol):
@@ -31,6 +31,9 @@ class Record(Protocol):
 
     def timestamp(self) -> tuple[int, int]:
         """(timestamp type, epoch ms); type 0 means none."""
+
+    def partition(self) -> int:
+        """The partition of its topic it was read from."""
 
 
 # gc=False: a batch makes thousands of these, and they hold no cycles.
@@ -71,7 +74,7 @@ class Processed(msgspec.Struct):
 class Analyzed(msgspec.Struct):
     """What analyze makes of a batch."""
 
-    metrics: list[Outgoing]  # for product-metrics: the windows this batch changed, new totals
+    metrics: list[Outgoing]  # for product-metrics: the partials this batch changed, new totals
     state: list[tuple[bytes, bytes | None]]  # for analyze-state: the changelog of the changes
     rejected: list[Rejection]
     counted: int
@@ -98,17 +101,33 @@ def process(batch: list[Record], processed_at: str) -> Processed:
     return Processed(valid, rejected)
 
 
-def analyze(analyzer: Analyzer, batch: list[Record]) -> Analyzed:
-    """Count the batch's orders into their windows (``Analyzer``: duplicates and late orders are
-    rejected) and say what changed: each changed window's new totals, with the produce times of
-    the orders newly counted in it (the ``origins`` header) and the ledger after the batch (the
-    ``ledger`` header: what a store holding these totals adds up to); and the state changelog
-    records."""
-    parsed = [parse(message.value()) for message in batch]
+def analyze(analyzers: dict[int, Analyzer], batch: list[Record]) -> Analyzed:
+    """Count the batch's orders into their windows, each partition's with its own ``Analyzer``
+    (its stream time, its remembered ids: every copy of an order is on one partition), and say
+    what changed: each changed window's new partial of that partition, with the produce times of
+    the orders newly counted in it (the ``origins`` header) and the partition's ledger after the
+    batch (the ``ledger`` header: what a store holding these partials adds up to); and the state
+    changelog records. Duplicates and late orders are rejected."""
+    positions: dict[int, list[int]] = defaultdict(list)
+    for index, message in enumerate(batch):
+        positions[message.partition()].append(index)
+    out = Analyzed([], [], [], 0)
+    for partition, indexes in sorted(positions.items()):
+        part = _analyze_partition(analyzers[partition], partition, [batch[i] for i in indexes])
+        out.metrics += part.metrics
+        out.state += part.state
+        out.rejected += [Rejection(indexes[r.index], r.reason, r.detail) for r in part.rejected]
+        out.counted += part.counted
+    out.rejected.sort(key=lambda r: r.index)
+    return out
+
+
+def _analyze_partition(analyzer: Analyzer, partition: int, records: list[Record]) -> Analyzed:
+    parsed = [parse(message.value()) for message in records]
     verdicts = iter(analyzer.offer_all([order for order in parsed if type(order) is Order]))
     rejected = []
     produced: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for index, (message, result) in enumerate(zip(batch, parsed)):
+    for index, (message, result) in enumerate(zip(records, parsed)):
         if type(result) is not Order:
             rejected.append(Rejection(index, result.reason, result.detail))
         elif (why := next(verdicts)) is not None:
@@ -116,14 +135,17 @@ def analyze(analyzer: Analyzer, batch: list[Record]) -> Analyzed:
         else:
             produced[result.window_start, result.product_id].append(_produced_ms(message))
     windows, state = analyzer.take_changes()
-    ledger = ledger_header(analyzer.ledger.mark())  # after this batch; one value for all its records
+    ledger = ledger_header(analyzer.ledger.mark(partition))  # after this batch; one value for all
     metrics = [
-        Outgoing(key_bytes(key), codec.encode(metric(key, aggregate)), [
-            telemetry.origins_header(produced[key]), ledger,
-        ])
-        for key, aggregate in windows
+        Outgoing(
+            partial_key_bytes((*window, partition)),
+            codec.encode(Partial(*window, partition, aggregate.count, aggregate.total)),
+            [telemetry.origins_header(produced[window]), ledger],
+        )
+        for window, aggregate in windows
     ]
-    return Analyzed(metrics, state, rejected, sum(len(times) for times in produced.values()))
+    counted = sum(len(times) for times in produced.values())
+    return Analyzed(metrics, state_codec.scoped(partition, state), rejected, counted)
 
 
 def _produced_ms(message: Record) -> int:

@@ -1,5 +1,6 @@
-"""1-minute tumbling windows per product: exact aggregates and the metric records they emit,
-with the ``ledger`` header analyze puts on them."""
+"""1-minute tumbling windows per product: exact aggregates; the partials analyze publishes of
+them per partition (product-metrics records) with their ``ledger`` header; and the metrics a
+window's partials add up to (a store row, a metrics.json line)."""
 
 from __future__ import annotations
 
@@ -24,18 +25,12 @@ class Aggregate:
     total: Decimal = Decimal(0)  # exact, unrounded
 
 
-def key_bytes(key: WindowKey) -> bytes:
-    """The product-metrics key of a (window, product): ``<window_start>:<product_id>``."""
-    return f"{key[0]}:{key[1]}".encode()
-
-
 class TumblingWindows:
-    """Window aggregates keyed by (window_start, product_id), remembering which changed and
-    what their rounded total was before."""
+    """Window aggregates keyed by (window_start, product_id), remembering which changed."""
 
     def __init__(self, aggregates: dict[WindowKey, Aggregate] | None = None) -> None:
         self.aggregates: dict[WindowKey, Aggregate] = aggregates or {}
-        self.changed: dict[WindowKey, Decimal] = {}  # key -> total in cents before the change
+        self.changed: set[WindowKey] = set()
 
     def add_all(self, orders: Iterable[Order]) -> None:
         """Count the orders into their windows, exactly."""
@@ -46,14 +41,13 @@ class TumblingWindows:
             aggregate = self.aggregates.get(key)
             if aggregate is None:
                 aggregate = self.aggregates[key] = Aggregate()
-            if key not in self.changed:
-                self.changed[key] = money.to_cents(aggregate.total)
+            self.changed.add(key)
             aggregate.count += len(added)
             aggregate.total = money.total(added, aggregate.total)
 
-    def take_changed(self) -> list[tuple[WindowKey, Decimal]]:
-        """The windows changed since the last call, each with its total in cents before."""
-        changed, self.changed = sorted(self.changed.items()), {}
+    def take_changed(self) -> list[WindowKey]:
+        """The windows changed since the last call, in key order."""
+        changed, self.changed = sorted(self.changed), set()
         return changed
 
 
@@ -95,31 +89,105 @@ def decode_metric(raw: bytes | None) -> Metric:
     return msgspec.structs.replace(record, total_revenue=total, avg_order_value=average)
 
 
+LEGACY = -1  # the partition of what analyze counted before it kept its state per partition
+PartialKey = tuple[int, str, int]  # (window_start, product_id, partition)
+
+
+class Partial(msgspec.Struct, frozen=True):
+    """A product-metrics record: what analyze counted of one (window, product) from one partition
+    of processed-orders (``LEGACY``: all of them, before analyze kept its state per partition):
+    the orders and their exact total. A window's metrics add up its partials (``combined``), so
+    they are the same however many workers counted them."""
+
+    window_start: int
+    product_id: str
+    partition: int
+    order_count: int
+    total: Decimal  # exact, unrounded
+
+    @property
+    def window(self) -> WindowKey:
+        """(window_start, product_id)."""
+        return self.window_start, self.product_id
+
+    @property
+    def key(self) -> PartialKey:
+        """(window_start, product_id, partition): the newest record per key holds its totals."""
+        return self.window_start, self.product_id, self.partition
+
+
+def partial_key_bytes(key: PartialKey) -> bytes:
+    """The product-metrics key of a partial: ``<window_start>:<product_id>@<partition>``."""
+    return f"{key[0]}:{key[1]}@{key[2]}".encode()
+
+
+_partial_decoder = msgspec.json.Decoder(Partial)
+
+
+def decode_partial(raw: bytes | None) -> Partial:
+    """A product-metrics record; one written before partials (a ``Metric``, its total in cents)
+    is the ``LEGACY`` partial of its window. ValueError says what is wrong with it."""
+    try:
+        record = _partial_decoder.decode(raw or b"null")
+    except (msgspec.ValidationError, *codec.DecodeError) as exc:
+        try:
+            old = decode_metric(raw)
+        except ValueError:
+            raise ValueError(f"not a metrics record ({exc})") from None
+        return Partial(old.window_start, old.product_id, LEGACY, old.order_count, old.total_revenue)
+    if record.product_id not in PRODUCTS or record.partition < LEGACY or record.order_count < 0:
+        raise ValueError(f"not a metrics record (an unknown product, partition or count: {record})")
+    if not record.total.is_finite() or record.total < 0:
+        raise ValueError(f"not a metrics record (total must be a non-negative amount, got {record.total})")
+    return record
+
+
+def combined(window: WindowKey, partials: Iterable[Partial]) -> Metric:
+    """The metrics of a window from all its partials, exactly: summed, then rounded once."""
+    parts = list(partials)
+    count = sum(part.order_count for part in parts)
+    return metric(window, Aggregate(count, money.total(part.total for part in parts)))
+
+
 LEDGER_HEADER = "ledger"
 
 
 class LedgerMark(msgspec.Struct, frozen=True):
-    """The analyze ledger as a product-metrics record carries it (the ``ledger`` header): the
-    orders counted, all runs, and their revenue in cents per window, after the analyze batch that
-    wrote the record. A store whose rows include that batch's records adds up to it."""
+    """The ledger of one partition as a product-metrics record carries it (the ``ledger``
+    header): the orders analyze had counted from that partition, all runs, and their exact
+    revenue, after the batch that wrote the record. A store whose partials include that batch's
+    records adds up to the newest mark of each partition."""
 
     count: int
-    revenue_cents: Decimal
+    revenue: Decimal = Decimal(0)  # exact
+    partition: int = LEGACY
+
+
+class _LedgerWire(msgspec.Struct):
+    # A header written before partials has revenue_cents (the sum of its windows' rounded totals,
+    # which is what the store's rows of then add up to) and no partition.
+    count: int
+    revenue: Decimal | None = None
+    revenue_cents: Decimal | None = None
+    partition: int = LEGACY
 
 
 class Ledger(msgspec.Struct):
-    """Everything analyze has counted, all runs: what the sink's totals must add up to."""
+    """Everything analyze has counted from one partition, all runs."""
 
     count: int = 0
     revenue: Decimal = Decimal(0)  # exact sum of the counted amounts
-    revenue_cents: Decimal = Decimal(0)  # sum over windows of each window's total in cents
 
-    def mark(self) -> LedgerMark:
+    def mark(self, partition: int) -> LedgerMark:
         """What the product-metrics records of a batch carry of it (the ``ledger`` header)."""
-        return LedgerMark(self.count, self.revenue_cents)
+        return LedgerMark(self.count, self.revenue, partition)
+
+    def plus(self, other: Ledger) -> Ledger:
+        """The ledger of both (two partitions' counts, as one worker's or one run's)."""
+        return Ledger(self.count + other.count, money.total([other.revenue], self.revenue))
 
 
-_ledger_decoder = msgspec.json.Decoder(LedgerMark)
+_ledger_decoder = msgspec.json.Decoder(_LedgerWire)
 
 
 def ledger_header(mark: LedgerMark) -> tuple[str, bytes]:
@@ -133,9 +201,13 @@ def ledger_of(headers: list[tuple[str, bytes | None]] | None) -> LedgerMark | No
     for name, value in headers or ():
         if name == LEDGER_HEADER:
             try:
-                return _ledger_decoder.decode(value or b"null")
+                wire = _ledger_decoder.decode(value or b"null")
             except msgspec.DecodeError as exc:  # a ValidationError too
                 raise ValueError(f"not a ledger header ({exc})") from None
+            revenue = wire.revenue if wire.revenue is not None else wire.revenue_cents
+            if revenue is None:
+                raise ValueError("not a ledger header (no revenue)")
+            return LedgerMark(wire.count, revenue, wire.partition)
     return None
 
 

@@ -37,7 +37,8 @@ DAG_ARGS: dict[str, Any] = {
 RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}  # the scheduled DAGs' default_args
 PIPELINE = topology.names(topology.PIPELINE)
 CONSUMING = topology.names(topology.CONSUMING)
-MAPPED = ("process",)  # the stages run as `workers` mapped instances, each a share of the partitions
+# The stages run as `workers` mapped instances, each a share of the partitions of its input.
+MAPPED = ("process", "analyze")
 # The pool's size: a stream run's stages, each as many instances as the topics have partitions.
 POOL_SLOTS = len(PIPELINE) * settings.DEFAULT_PARTITIONS
 # Chain position -> priority weight (absolute): later stages first.
@@ -238,7 +239,7 @@ def pipeline_tasks(*, generate: bool) -> None:
             wait_seconds="{{ params.wait_for_orders_seconds }}",
         ),
         mapped_stage_task("process", stages.process, check_params.output),
-        stage_task("analyze", stages.analyze, **ANALYZE_KWARGS),
+        mapped_stage_task("analyze", stages.analyze, check_params.output, **ANALYZE_KWARGS),
         sink_task(),
     ]
     tasks.append(reconcile_task(PIPELINE if generate else CONSUMING))

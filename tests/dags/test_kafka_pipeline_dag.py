@@ -120,9 +120,10 @@ def test_generate_gets_the_params_and_the_data_interval(dag):
 
 
 def test_analyze_gets_the_grace_period_and_dedup_horizon(dag):
-    assert dag.get_task("analyze").op_kwargs == {
+    assert arg(dag.get_task("analyze"), "op_kwargs") == {
         "grace_seconds": "{{ params.grace_seconds }}",
         "dedup_horizon_seconds": "{{ params.dedup_horizon_seconds }}",
+        "workers": "{{ params.workers }}",
     }
 
 

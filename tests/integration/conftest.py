@@ -107,11 +107,11 @@ class Pipeline:
 
     def task(
         self, task_id: str, date: str = "2026-01-05T10:00:00+00:00", params: dict | None = None,
-        ok: bool = True,
+        ok: bool = True, map_index: int | None = None,
     ) -> Run:
         """One task as `airflow tasks test` runs it, in this process; ``date`` is a logical date
-        or a run id."""
-        run = in_process.run_task(self.env, "kafka_pipeline", task_id, date, params)
+        or a run id; ``map_index``: one instance of a mapped stage (--map-index)."""
+        run = in_process.run_task(self.env, "kafka_pipeline", task_id, date, params, map_index)
         return self._expect(ok, f"tasks test {task_id} {date}", run)
 
     def cli(self, *words: str, ok: bool = True) -> Run:
@@ -133,10 +133,12 @@ class Pipeline:
         command = [str(ROOT / "scripts/airflow"), "tasks", "test", "kafka_pipeline", task_id, date]
         return self._start(command, log)
 
-    def start_stage(self, stage: str, log: Path | None = None) -> subprocess.Popen:
-        """The stage alone, without Airflow (tests/integration/stage_process.py), the same way."""
+    def start_stage(self, stage: str, log: Path | None = None, worker: str | None = None) -> subprocess.Popen:
+        """The stage alone, without Airflow (tests/integration/stage_process.py), the same way;
+        ``worker`` "i/n": instance i of n."""
         command = [sys.executable, "-m", "tests.integration.stage_process", stage]
-        return self._start(command + ([self.postgres.url()] if self.postgres else []), log)
+        command += [self.postgres.url()] if self.postgres else []
+        return self._start(command + (["--worker", worker] if worker else []), log)
 
     def _start(self, command: list[str], log: Path | None) -> subprocess.Popen:
         with open(log or os.devnull, "wb") as out:
@@ -147,11 +149,11 @@ class Pipeline:
 
     @contextmanager
     def running(
-        self, stage: str, log: Path | None = None, airflow: bool = False,
+        self, stage: str, log: Path | None = None, airflow: bool = False, worker: str | None = None,
     ) -> Iterator[subprocess.Popen]:
         """start_stage (start_task with ``airflow``), killed (-9) when the block ends if it still
         runs: a failed test must not leave a frozen or running stage behind."""
-        proc = self.start_task(stage, log=log) if airflow else self.start_stage(stage, log)
+        proc = self.start_task(stage, log=log) if airflow else self.start_stage(stage, log, worker)
         try:
             yield proc
         finally:

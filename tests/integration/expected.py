@@ -51,6 +51,26 @@ def expected_metrics(processed: list[dict]) -> list[dict]:
     ]
 
 
+def metrics_of_partials(records: list) -> list[dict]:
+    """The metrics product-metrics holds: the newest record per key (a partial of one partition),
+    the partials of each window added up and rounded half-up once."""
+    newest = {r.key: r.json() for r in records}
+    windows = defaultdict(lambda: [0, Decimal(0)])
+    for doc in newest.values():
+        window = windows[(doc["window_start"], doc["product_id"])]
+        window[0] += doc["order_count"]
+        window[1] += Decimal(doc["total"])
+    return [
+        {
+            "window_start": start, "window_end": start + 60, "product_id": product_id,
+            "product_name": PRODUCT_NAMES[product_id], "order_count": count,
+            "total_revenue": total.quantize(CENT, ROUND_HALF_UP),
+            "avg_order_value": (total / count).quantize(CENT, ROUND_HALF_UP),
+        }
+        for (start, product_id), (count, total) in sorted(windows.items()) if count
+    ]
+
+
 def counted(processed: list, dead: list) -> list[dict]:
     """The processed orders analyze counted: those it did not dead-letter (late, duplicate),
     by position, as independent JSON documents."""

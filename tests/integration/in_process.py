@@ -129,9 +129,13 @@ def run_dag(env: dict[str, str], dag_id: str, date: str, conf: dict, mark_succes
     return Run(str(run.state), output.getvalue())
 
 
-def run_task(env: dict[str, str], dag_id: str, task_id: str, date: str, params: dict | None) -> Run:
-    """`airflow tasks test dag_id task_id date [-t params]`."""
+def run_task(
+    env: dict[str, str], dag_id: str, task_id: str, date: str, params: dict | None,
+    map_index: int | None = None,
+) -> Run:
+    """`airflow tasks test dag_id task_id date [-t params] [--map-index map_index]`."""
     given = ["-t", json.dumps(params)] if params else []
+    given += ["--map-index", str(map_index)] if map_index is not None else []
     return run_cli(env, ["tasks", "test", dag_id, task_id, date, *given])
 
 

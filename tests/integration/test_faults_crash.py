@@ -4,6 +4,9 @@
 - test_kill_9_mid_batch_then_retry: `process` is killed with SIGKILL while a batch's transaction
   is open (some batches committed, not all), and run again (Airflow's retry); the same for
   `analyze`; then `sink`.
+- test_kill_9_of_one_analyze_instance_mid_batch_then_its_retry: the same for instance 1 of 2 of
+  `analyze` (`workers` 2): its retry ends exact, the other instance's partitions untouched until
+  it runs.
 - test_sigterm_mid_batch_ends_the_stage_cleanly_then_the_rest_follows: `process` gets SIGTERM (as
   from Airflow) while a batch's transaction is open: it commits that batch, says so, exits
   within 15 s with no transaction left open, and a second run does the rest.
@@ -56,7 +59,7 @@ class Watch:
         self.stable = KafkaConsumer(bootstrap_servers=pipeline.bootstrap, isolation_level="read_committed")
         self.written = KafkaConsumer(bootstrap_servers=pipeline.bootstrap, isolation_level="read_uncommitted")
 
-    def committed(self, stage: str) -> int:
+    def committed(self, stage: str, partitions: list[int] | None = None) -> int:
         group, topic = f"kafka-pipeline-{stage}", STAGES[stage][0]
         for _ in range(300):
             try:
@@ -66,7 +69,10 @@ class Watch:
                 time.sleep(0.1)
         else:
             pytest.fail(f"no committed offsets of {group} within 30s")
-        return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+        return sum(
+            meta.offset for tp, meta in offsets.items()
+            if tp.topic == topic and meta.offset > 0 and (partitions is None or tp.partition in partitions)
+        )
 
     def open_transaction(self, stage: str) -> dict:
         """{(topic, partition): (last stable offset, high watermark)} where they differ."""
@@ -89,17 +95,19 @@ def write_input(pipeline, seed: int, orders: int = ORDERS) -> list[tuple[bytes, 
     return records
 
 
-def end_of(pipeline, stage: str) -> int:
-    """Where the stage's committed offsets stand once it has read everything: the end of each
-    partition of its input as read_committed readers see it (past the transaction markers that
-    follow the last record, so that a stage with nothing new shows no lag)."""
+def end_of(pipeline, stage: str, partitions: list[int] | None = None) -> int:
+    """Where the stage's committed offsets stand once it has read everything (of ``partitions``):
+    the end of each partition of its input as read_committed readers see it (past the transaction
+    markers that follow the last record, so that a stage with nothing new shows no lag)."""
     with closing(Watch(pipeline)) as watch:
         topic = STAGES[stage][0]
-        tps = [TopicPartition(topic, p) for p in watch.stable.partitions_for_topic(topic)]
+        tps = [TopicPartition(topic, p) for p in partitions or watch.stable.partitions_for_topic(topic)]
         return sum(watch.stable.end_offsets(tps).values())
 
 
-def freeze_mid_batch(pipeline, proc, stage: str, end: int, deadline_s: float = 180) -> int:
+def freeze_mid_batch(
+    pipeline, proc, stage: str, end: int, deadline_s: float = 180, partitions: list[int] | None = None,
+) -> int:
     """Poll the running stage, freezing its process group (SIGSTOP) to look each time. Returns,
     with it still frozen, its committed input total once that is strictly between 0 and ``end``
     and its current batch's transaction has records on the broker. Fails rather than pass
@@ -112,7 +120,7 @@ def freeze_mid_batch(pipeline, proc, stage: str, end: int, deadline_s: float = 1
                 "give it more input"
             )
             os.killpg(proc.pid, signal.SIGSTOP)
-            done = watch.committed(stage)
+            done = watch.committed(stage, partitions)
             assert done < end, (
                 f"{stage} committed all {end} input offsets before it was caught mid-batch: "
                 "give it more input"
@@ -122,7 +130,7 @@ def freeze_mid_batch(pipeline, proc, stage: str, end: int, deadline_s: float = 1
                 # for (markers still being written) would complete now; a frozen client's open
                 # transaction cannot.
                 time.sleep(0.5)
-                if watch.committed(stage) == done and watch.open_transaction(stage):
+                if watch.committed(stage, partitions) == done and watch.open_transaction(stage):
                     return done
             os.killpg(proc.pid, signal.SIGCONT)
             time.sleep(0.02)
@@ -199,6 +207,31 @@ def test_kill_9_mid_batch_then_retry(pipeline):
         with closing(Watch(pipeline)) as watch:
             assert watch.committed(stage) == end
             assert not watch.open_transaction(stage)
+    pipeline.task("sink")
+    assert_like_a_clean_run(pipeline, records)
+
+
+def test_kill_9_of_one_analyze_instance_mid_batch_then_its_retry(pipeline):
+    records = write_input(pipeline, seed=20260108)
+    pipeline.task("process")
+    mine, theirs = [1, 3, 5], [0, 2, 4]  # instance 1 of 2, round robin over the 6 partitions
+    end = end_of(pipeline, "analyze", mine)
+    with pipeline.running("analyze", worker="1/2") as proc:
+        done = freeze_mid_batch(pipeline, proc, "analyze", end, partitions=mine)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(1)
+    with closing(Watch(pipeline)) as watch:
+        assert 0 < watch.committed("analyze", mine) == done < end
+        assert watch.committed("analyze", theirs) == 0
+        assert watch.open_transaction("analyze")
+    pipeline.task("analyze", params={"workers": 2}, map_index=1)  # Airflow's retry of that instance
+    with closing(Watch(pipeline)) as watch:
+        assert (watch.committed("analyze", mine), watch.committed("analyze", theirs)) == (end, 0)
+        assert not watch.open_transaction("analyze")
+    pipeline.task("analyze", params={"workers": 2}, map_index=0)
+    with closing(Watch(pipeline)) as watch:
+        assert watch.committed("analyze") == end_of(pipeline, "analyze")
     pipeline.task("sink")
     assert_like_a_clean_run(pipeline, records)
 

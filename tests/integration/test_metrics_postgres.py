@@ -15,13 +15,13 @@ import os
 import signal
 import time
 from collections import Counter
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
 from include.pipeline import settings, store_changes
 from include.pipeline.metrics_store import MetricsStore, Opened
-from include.pipeline.windows import LedgerMark, Metric
+from include.pipeline.windows import LedgerMark, Metric, Partial
 from scripts.kafka.local import free_port
 from scripts.postgres.local import PASSWORD, USER
 from tests.integration.expected import expected_metrics
@@ -36,7 +36,7 @@ CENT = Decimal("0.01")
 def metric(start: int, product_id: str, count: int, total: Decimal) -> dict:
     return {"window_start": start, "window_end": start + 60, "product_id": product_id,
             "product_name": PRODUCTS[product_id], "order_count": count, "total_revenue": total,
-            "avg_order_value": (total / count).quantize(CENT)}
+            "avg_order_value": (total / count).quantize(CENT, ROUND_HALF_UP)}
 
 
 def product_metrics_input(pipeline, windows: int = 2400, updates: int = 5) -> list[dict]:
@@ -248,10 +248,12 @@ def test_a_version_1_store_is_migrated_in_place_keeping_everything(postgres, cap
     store = MetricsStore(postgres.url(), "test")
     store.open("cluster-a")  # the other tables, as version 1 made them too
     with store.transaction("cluster-a") as txn:
-        txn.apply([Metric(T, T + 60, "prod-1", "Laptop", 2, Decimal("5.00"), Decimal("2.50"))])
+        txn.apply([Partial(T, "prod-1", 0, 2, Decimal("5.00"))])
         txn.set_offsets(settings.METRICS, {0: 1})
     with postgres.connect("metrics", USER, PASSWORD) as db:  # the pipeline's login, which owns the tables
         db.execute("DROP TABLE metrics_store")
+        db.execute("DROP TABLE product_metric_partials")  # version 1 had none: its rows are all
+        db.execute("DROP TABLE analyze_ledgers")
         db.execute(V1_METRICS_STORE)
         db.execute("INSERT INTO metrics_store VALUES (1, 1, 'cluster-a', 1, 2, 5.00, now(), now())")
     with caplog.at_level("INFO", logger="include.pipeline.metrics_store"):
@@ -259,20 +261,31 @@ def test_a_version_1_store_is_migrated_in_place_keeping_everything(postgres, cap
         assert store.open("cluster-a") == Opened(new=False, offsets={0: 1})  # once
     assert [r.getMessage() for r in caplog.records] == [
         f"migrated the metrics store postgresql+psycopg://metrics:***@127.0.0.1:{postgres.port}/metrics "
-        "from schema version 1 to 2: added the columns ledger_count, ledger_revenue_cents",
+        "from schema version 1 to 3: its 1 rows are the partials of partition -1 (what analyze counted "
+        "before it kept its state per partition)",
     ]
     with postgres.connect("metrics") as db:
         columns = db.execute(
-            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-            "WHERE table_name = 'metrics_store' AND column_name LIKE 'ledger%' ORDER BY 1"
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'metrics_store' AND column_name LIKE '%revenue%' ORDER BY 1"
         ).fetchall()
         row = db.execute(
-            "SELECT schema_version, kafka_cluster_id, rows, order_count, total_revenue, ledger_count, "
-            "ledger_revenue_cents FROM metrics_store"
+            "SELECT schema_version, kafka_cluster_id, rows, order_count, total_revenue, counted_revenue "
+            "FROM metrics_store"
         ).fetchall()
-    assert columns == [("ledger_count", "bigint", "YES"), ("ledger_revenue_cents", "numeric", "YES")]
-    assert row == [(2, "cluster-a", 1, 2, Decimal("5.00"), None, None)]
+        partials = db.execute("SELECT * FROM product_metric_partials").fetchall()
+    assert columns == [("counted_revenue", "numeric"), ("total_revenue", "numeric")]
+    assert row == [(3, "cluster-a", 1, 2, Decimal("5.00"), Decimal("5.00"))]
+    assert partials == [(T, "prod-1", -1, 2, Decimal("5.00"))]
+    # New partials of the window add to the migrated one.
     with store.transaction("cluster-a") as txn:
-        txn.totals.note([LedgerMark(2, Decimal("5.00"))])
-    assert store.totals() == store_changes.Totals(1, 2, Decimal("5.00"), LedgerMark(2, Decimal("5.00")))
+        txn.apply([Partial(T, "prod-1", 3, 1, Decimal("0.005"))])
+        txn.totals.note([LedgerMark(1, Decimal("0.005"), 3)])
+    assert store.totals() == store_changes.Totals(  # what the rows added up to: partition -1's ledger
+        1, 3, Decimal("5.01"), Decimal("5.005"),
+        {-1: LedgerMark(2, Decimal("5.00"), -1), 3: LedgerMark(1, Decimal("0.005"), 3)},
+    )
+    assert store.windows(T, T + 60) == [
+        Metric(T, T + 60, "prod-1", "Laptop", 3, Decimal("5.01"), Decimal("1.67")),
+    ]
     store.engine.dispose()

@@ -10,6 +10,7 @@ from include.pipeline import dashboard, reconcile
 from include.pipeline.dashboard import RangeError
 from include.pipeline.dead_letters import DeadLetter
 from include.pipeline.metrics_store import MetricsStore
+from include.pipeline.windows import Partial
 from tests.factories import metric
 
 T = 1767607200  # 2026-01-05T10:00:00Z
@@ -27,11 +28,12 @@ def paths(tmp_path, monkeypatch):
     return tmp_path
 
 
-def written_store(path, records) -> MetricsStore:
+def written_store(path, rows) -> MetricsStore:
+    """A store holding ``rows``, each written as the partial of one partition of its window."""
     writer = MetricsStore(f"sqlite:///{path}/metrics.db", "test")
     writer.open("cluster-a")
     with writer.transaction("cluster-a") as txn:
-        txn.apply(records)
+        txn.apply([Partial(r.window_start, r.product_id, 0, r.order_count, r.total_revenue) for r in rows])
     return MetricsStore(f"sqlite:///{path}/metrics.db", "test", read_only=True)
 
 
@@ -91,12 +93,13 @@ def test_metrics_of_a_range_per_product_and_the_newest_windows(paths):
     assert [
         (row.window_start, row.product_id, row.orders, row.revenue, row.average) for row in view.newest
     ] == [
-        (at(T + 360), "prod-1", 7, Decimal("7.25"), Decimal("7.25") / 7),
+        # the store's averages: each window's total / orders, rounded half up to cents
+        (at(T + 360), "prod-1", 7, Decimal("7.25"), Decimal("1.04")),
         (at(T + 360), "prod-2", 1, Decimal("0.01"), Decimal("0.01")),
-        (at(T + 300), "prod-1", 6, Decimal("6.25"), Decimal("6.25") / 6),
-        (at(T + 240), "prod-1", 5, Decimal("5.25"), Decimal("5.25") / 5),
-        (at(T + 180), "prod-1", 4, Decimal("4.25"), Decimal("4.25") / 4),
-        (at(T + 120), "prod-1", 3, Decimal("3.25"), Decimal("3.25") / 3),
+        (at(T + 300), "prod-1", 6, Decimal("6.25"), Decimal("1.04")),
+        (at(T + 240), "prod-1", 5, Decimal("5.25"), Decimal("1.05")),
+        (at(T + 180), "prod-1", 4, Decimal("4.25"), Decimal("1.06")),
+        (at(T + 120), "prod-1", 3, Decimal("3.25"), Decimal("1.08")),
     ]
 
 

@@ -1,10 +1,12 @@
 import copy
 import json
 import os
+from decimal import Decimal
 
 import pytest
 
 from include.pipeline import reconcile
+from include.pipeline.windows import Ledger
 
 
 def ranges(topic):
@@ -18,12 +20,13 @@ GOOD = {
                 "written": {"processed-orders": 8, "orders-dlq": 2}, "valid": 8},
     "analyze": {"input": ranges("processed-orders"), "read": 8, "reasons": {"late": 1, "duplicate": 1},
                 "written": {"product-metrics": 3, "orders-dlq": 2}, "counted": 6, "counted_revenue": "60.005",
-                "ledger_before": {"count": 4, "revenue": "40.00", "revenue_cents": "40.00"},
-                "ledger_after": {"count": 10, "revenue": "100.005", "revenue_cents": "100.01"},
+                "ledger_before": {"count": 4, "revenue": "40.00"},
+                "ledger_after": {"count": 10, "revenue": "100.005"},
                 "open_windows": 3, "remembered_order_ids": 10},
     "sink": {"input": ranges("product-metrics"), "read": 3,
              "store": "postgresql+psycopg://metrics:***@db:5432/metrics", "imported": 0, "rows_inserted": 2,
-             "rows_updated": 1, "metrics": 5, "order_count": 10, "total_revenue": "100.01", "ledger": None,
+             "rows_updated": 1, "metrics": 5, "order_count": 10, "total_revenue": "100.01",
+             "counted_revenue": "100.005", "ledger": None,
              "export": {"path": "output/metrics.json", "days": 7, "lines": 5}},
 }
 
@@ -40,7 +43,13 @@ def broken(path, value):
 
 def test_consistent_counts_reconcile():
     assert reconcile.check(GOOD) == []  # a sink without a ledger kept: compared with analyze's
-    assert reconcile.check(broken(("sink", "ledger"), {"count": 10, "revenue_cents": "100.01"})) == []
+    assert reconcile.check(broken(("sink", "ledger"), {"count": 10, "revenue": "100.005"})) == []
+
+
+def test_the_rows_totals_in_cents_are_not_what_is_compared():
+    # Each window rounds once, so the rows' totals in cents need not add up to the exact revenue
+    # counted (100.01 here, of 100.005): the partials' exact sum does.
+    assert reconcile.check(broken(("sink", "total_revenue"), "100.02")) == []
 
 
 @pytest.mark.parametrize(
@@ -51,8 +60,8 @@ def test_consistent_counts_reconcile():
         (("analyze", "read"), 9, "analyze: read != counted + invalid + late + duplicate: 9 != 8"),
         (("analyze", "counted_revenue"), "60.00",
          "analyze: revenue added to the ledger != revenue of the orders counted: 60.005 != 60.00"),
-        (("sink", "total_revenue"), "100.00",
-         "sink: revenue in the metrics != revenue counted (in cents per window), all runs: 100.00 != 100.01"),
+        (("sink", "counted_revenue"), "100.01",
+         "sink: revenue in the metrics (exact) != revenue counted, all runs: 100.01 != 100.005"),
         (("sink", "order_count"), 9, "sink: orders in the metrics != orders counted, all runs: 9 != 10"),
         (("analyze", "input", "lost"), 3,
          "analyze: records deleted by retention before they were read: 3 != 0"),
@@ -65,7 +74,8 @@ def test_each_discrepancy_is_named(path, value, problem):
 # Another run's stages ran between this run's analyze and its sink (the sink failed and waited for its
 # retry): 5 more orders, 50.00 more revenue, in the store and in the ledger the sink kept with its totals.
 AFTER_ANOTHER_RUN = {
-    "order_count": 15, "total_revenue": "150.01", "ledger": {"count": 15, "revenue_cents": "150.01"},
+    "order_count": 15, "total_revenue": "150.01", "counted_revenue": "150.005",
+    "ledger": {"count": 15, "revenue": "150.005"},
 }
 
 
@@ -75,7 +85,7 @@ def test_a_sink_after_another_runs_stages_reconciles_with_the_ledger_it_kept():
     # the same totals would not.
     assert reconcile.check(broken(("sink",), {**GOOD["sink"], **AFTER_ANOTHER_RUN, "ledger": None})) == [
         "sink: orders in the metrics != orders counted, all runs: 15 != 10",
-        "sink: revenue in the metrics != revenue counted (in cents per window), all runs: 150.01 != 100.01",
+        "sink: revenue in the metrics (exact) != revenue counted, all runs: 150.005 != 100.005",
     ]
 
 
@@ -83,9 +93,8 @@ def test_a_sink_after_another_runs_stages_reconciles_with_the_ledger_it_kept():
     ("field", "value", "problem"),
     [
         ("order_count", 14, "sink: orders in the metrics != orders counted, all runs: 14 != 15"),
-        ("total_revenue", "150.00",
-         "sink: revenue in the metrics != revenue counted (in cents per window), all runs: "
-         "150.00 != 150.01"),
+        ("counted_revenue", "150.004",
+         "sink: revenue in the metrics (exact) != revenue counted, all runs: 150.004 != 150.005"),
     ],
 )
 def test_totals_that_differ_from_the_ledger_kept_with_them_are_a_discrepancy(field, value, problem):
@@ -96,7 +105,8 @@ def test_totals_that_differ_from_the_ledger_kept_with_them_are_a_discrepancy(fie
 def test_a_store_whose_ledger_is_behind_this_runs_analyze_misses_its_records():
     # The sink applied none of what analyze wrote (product-metrics lost it): totals and the ledger
     # kept with them agree, and are those before this run.
-    before = {"order_count": 4, "total_revenue": "40.00", "ledger": {"count": 4, "revenue_cents": "40.00"}}
+    before = {"order_count": 4, "total_revenue": "40.00", "counted_revenue": "40.00",
+              "ledger": {"count": 4, "revenue": "40.00"}}
     assert reconcile.check(broken(("sink",), {**GOOD["sink"], **before})) == [
         "sink: the store's ledger is behind this run's analyze (orders counted, all runs): 4 < 10",
     ]
@@ -156,6 +166,9 @@ def test_recent_reads_the_newest_manifests_first_and_skips_unreadable_ones(tmp_p
         if key not in ("open_windows", "remembered_order_ids")
     }
     analyze.update(invalid=0, late=1, duplicate=1)
+    # and its ledgers as analyze kept them before partials, with the revenue in cents per window
+    analyze.update(ledger_before={"count": 4, "revenue": "40.00", "revenue_cents": "40.00"},
+                   ledger_after={"count": 10, "revenue": "100.005", "revenue_cents": "100.01"})
     old = {"run_id": "old", "reconciled": True, "problems": [], "summary": {"generated": 5},
            "stages": {"analyze": analyze}}
     reconcile.manifest_path("old").write_text(json.dumps(old))
@@ -171,6 +184,9 @@ def test_recent_reads_the_newest_manifests_first_and_skips_unreadable_ones(tmp_p
         6, 1, 1, 0, 0
     )
     assert everything[-1].stages.process is None
+    assert (analyzed.ledger_before, analyzed.ledger_after) == (
+        Ledger(4, Decimal("40.00")), Ledger(10, Decimal("100.005")),
+    )
 
 
 def test_the_summary_names_the_store_the_export_and_the_reasons():

@@ -23,12 +23,14 @@ log = logging.getLogger(__name__)
 
 def produce(
     producer: Producer, topic: str, key: bytes | None, value: bytes | None, headers=None, timestamp: int = 0,
+    partition: int = -1,
 ) -> None:
     """produce(), waiting for room when the local queue is full instead of failing. A
-    ``timestamp`` (epoch ms) carries an input record's time on; 0 is now."""
+    ``timestamp`` (epoch ms) carries an input record's time on; 0 is now. ``partition`` -1: the
+    partitioner's choice, by key."""
     while True:
         try:
-            producer.produce(topic, value, key, headers=headers, timestamp=timestamp)
+            producer.produce(topic, value, key, headers=headers, timestamp=timestamp, partition=partition)
             return
         except BufferError:
             producer.poll(0.05)
