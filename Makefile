@@ -90,10 +90,10 @@ test-integration: install
 	$(VENV)/bin/pytest tests/integration
 
 # The DAGs and the Order metrics page through a real scheduler, triggerer and API server (and a
-# real browser), and the lag trigger alone.
+# real browser), the lag trigger alone, and a run on two Celery workers.
 test-airflow: install
 	$(VENV)/bin/pytest tests/integration/test_scheduler.py tests/integration/test_metrics_page.py \
-	  tests/integration/test_lag_trigger.py
+	  tests/integration/test_lag_trigger.py tests/integration/test_celery.py
 
 test-stream: install
 	$(VENV)/bin/pytest tests/integration/test_stream.py
