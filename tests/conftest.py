@@ -33,7 +33,7 @@ LONGEST_FIRST = [  # measured: `make test` of 2026-11-29 (in-process DAG runs), 
     "integration/test_metrics_postgres.py",  # 99 s
     "integration/test_secured_cluster.py",  # 98 s
     "integration/test_metrics_page.py",  # 94 s
-    "integration/test_celery.py",  # 80-100 s (measured alone, 2026-11-29)
+    "integration/test_celery.py",  # 80-115 s (measured alone, 2026-11-29)
     "integration/test_lag_trigger.py",  # 49 s
     "integration/test_replay.py",  # 41 s
     "integration/test_metrics_sqlite.py",  # 33 s
