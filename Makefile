@@ -5,7 +5,7 @@ VENV ?= .venv
 DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
-.PHONY: install lock kafka-up kafka-down run produce stream acls lint test test-unit test-integration test-faults test-airflow \
+.PHONY: install lock kafka-up kafka-down redis-up redis-down airflow-celery run produce stream acls lint test test-unit test-integration test-faults test-airflow \
   test-stream test-clusters bench bench-latency clean
 
 install: $(VENV)/.installed
@@ -28,6 +28,20 @@ kafka-up: install  # a secured cluster grants its ACLs with the project's Python
 
 kafka-down:
 	scripts/kafka/broker down
+
+# The Celery executor's broker (PIPELINE_EXECUTOR=celery): a redis-server on 127.0.0.1:6379
+# (REDIS_PORT), no persistence, its pid file and log in .redis/<port>/.
+redis-up:
+	@$(PYTHON) scripts/redis/local.py up
+
+redis-down:
+	@$(PYTHON) scripts/redis/local.py down
+
+# Airflow with the CeleryExecutor in the foreground (Ctrl-C stops it all): the API server,
+# scheduler, dag-processor, triggerer and WORKERS Celery workers (scripts/airflow celery-stack).
+WORKERS ?= 2
+airflow-celery: install kafka-up redis-up
+	scripts/airflow celery-stack $(WORKERS)
 
 # One whole kafka_pipeline run (airflow dags test) for the hour before DATE; the Airflow log
 # goes to output/last-run.log, the summary to the terminal.
@@ -76,10 +90,10 @@ test-integration: install
 	$(VENV)/bin/pytest tests/integration
 
 # The DAGs and the Order metrics page through a real scheduler, triggerer and API server (and a
-# real browser), and the lag trigger alone.
+# real browser), the lag trigger alone, and a run on two Celery workers.
 test-airflow: install
 	$(VENV)/bin/pytest tests/integration/test_scheduler.py tests/integration/test_metrics_page.py \
-	  tests/integration/test_lag_trigger.py
+	  tests/integration/test_lag_trigger.py tests/integration/test_celery.py
 
 test-stream: install
 	$(VENV)/bin/pytest tests/integration/test_stream.py

@@ -29,6 +29,7 @@ LONGEST_FIRST = [  # measured: `make test` of 2026-11-29 (in-process DAG runs), 
     "integration/test_replicated_cluster.py",  # 158 s
     "integration/test_faults_crash.py",  # 157 s
     "integration/test_stream.py",  # 146 s
+    "integration/test_celery.py",  # 115 s
     "integration/test_workers.py",  # 105 s
     "integration/test_faults_rerun.py",  # 102 s
     "integration/test_metrics_postgres.py",  # 99 s

@@ -1,4 +1,5 @@
-"""docker-compose.yaml agrees with the pins and settings the rest of the project uses.
+"""docker-compose.yaml agrees with the pins and settings the rest of the project uses, and its
+Celery workers scale.
 
 No Docker needed: the file is parsed and compared with requirements.txt, scripts/kafka/pom.xml
 and include/pipeline/settings.py, so a version bump or a new topic that misses the compose
@@ -26,12 +27,13 @@ AIRFLOW_SERVICES = (
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
+    "airflow-worker",
 )
 # The long-running ones: they run or parse the DAG, so they need the extra packages.
 AIRFLOW_RUNTIME_SERVICES = AIRFLOW_SERVICES[1:]
 EXTRA_PACKAGES = {
     "apache-airflow-providers-apache-kafka", "confluent-kafka", "kafka-python", "msgspec", "numpy", "plotly",
-    "psycopg[binary]",
+    "psycopg[binary]", "apache-airflow-providers-celery", "celery[redis]", "kombu", "redis",
 }
 
 
@@ -92,11 +94,13 @@ def test_service_names(services):
         "kafka",
         "kafka-init",
         "postgres",
+        "redis",
         "airflow-init",
         "airflow-apiserver",
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
+        "airflow-worker",
     }
 
 
@@ -132,8 +136,11 @@ def test_airflow_mounts(services, name):
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)
 def test_airflow_environment(services, name):
     env = _env(services[name])
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://airflow:airflow@postgres/airflow"
+    # The broker is the redis service; the results go to the metadata database.
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
     assert env["PYTHONPATH"] == "/opt/airflow"
     assert env["PIPELINE_OUTPUT_DIR"] == "/opt/airflow/output"
@@ -197,12 +204,42 @@ def test_extra_pip_requirements_match_requirements_txt(compose, services, pins):
 
 
 @pytest.mark.parametrize("name", AIRFLOW_RUNTIME_SERVICES)
-def test_airflow_waits_for_database_init_and_topics(services, name):
+def test_airflow_waits_for_database_broker_init_and_topics(services, name):
+    # The workers also wait for the API server: they report their tasks' states to it.
+    apiserver = {"airflow-apiserver": {"condition": "service_healthy"}} if name == "airflow-worker" else {}
     assert services[name]["depends_on"] == {
         "postgres": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
         "airflow-init": {"condition": "service_completed_successfully"},
         "kafka-init": {"condition": "service_completed_successfully"},
+        **apiserver,
     }
+    assert "healthcheck" in services["redis"] and "healthcheck" in services["airflow-apiserver"]
+
+
+def test_the_broker_is_the_redis_service_inside_the_network(services):
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:") and redis["image"] != "redis:latest"
+    assert [str(port) for port in redis["expose"]] == ["6379"]
+    assert "ports" not in redis  # no host port: only the containers reach it
+
+
+def test_the_worker_scales(services):
+    """`docker compose up --scale airflow-worker=3`: nothing in it that only one container can have."""
+    worker = services["airflow-worker"]
+    assert worker["command"] == "celery worker"
+    assert "container_name" not in worker and "ports" not in worker and "hostname" not in worker
+    # SIGTERM to the worker alone (a warm shutdown that lets its tasks finish), not to its tasks.
+    assert _env(worker)["DUMB_INIT_SETSID"] == "0"
+    assert "healthcheck" in worker
+    # Remote workers reach the execution API by the API server's service name and port.
+    url = _env(worker)["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+    assert url == "http://airflow-apiserver:8080/execution/"
+
+
+def test_only_the_worker_sets_dumb_init_setsid(services):
+    setsid = [name for name in AIRFLOW_SERVICES if "DUMB_INIT_SETSID" in _env(services[name])]
+    assert setsid == ["airflow-worker"]
 
 
 def test_airflow_init_creates_the_pool_the_stages_use(services):

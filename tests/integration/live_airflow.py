@@ -2,7 +2,10 @@
 api-server, LocalExecutor) on free ports with its own AIRFLOW_HOME, driven through the REST API
 as a user would, stopped (and started again) as a user or a service manager would, and stopped
 when the block ends. Its processes are those of its session: the task processes move to process
-groups of their own, but stay in the session standalone was started in."""
+groups of their own, but stay in the session standalone was started in.
+
+Or the same with the CeleryExecutor: `scripts/airflow celery-stack 2` (the same components, and
+two Celery workers, w1 and w2, in place of the LocalExecutor) with a throwaway Redis as broker."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +22,7 @@ import httpx
 import psutil
 
 from scripts.kafka.local import free_port, free_port_pair, throwaway_broker
+from scripts.redis.local import throwaway_redis
 from tests.integration import in_process
 from tests.integration.conftest import Pipeline
 
@@ -27,19 +31,26 @@ FINISHED = {"success", "failed"}
 
 
 class LiveAirflow:
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
-        self.home, self.env, self.log = home, env, home / "standalone.log"
+    def __init__(self, home: Path, env: dict[str, str], workers: int = 0) -> None:
+        """``workers``: 0 for standalone (LocalExecutor), else that many Celery workers."""
+        self.command = ["celery-stack", str(workers)] if workers else ["standalone"]
+        self.home, self.env, self.log = home, env, home / f"{self.command[0]}.log"
         self.url = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"
         self.client = httpx.Client(base_url=self.url, timeout=30)
         self.process: subprocess.Popen | None = None
+        self.workers = [f"w{i}" for i in range(1, workers + 1)]  # their logs: worker_log(name)
+
+    def worker_log(self, name: str) -> Path:
+        """The log of a Celery worker, or of another component, of `scripts/airflow celery-stack`."""
+        return self.home / "celery-stack" / f"{name}.log"
 
     def start(self) -> None:
-        """`scripts/airflow standalone` in a session of its own, with SIGINT's default action as a
-        terminal gives it (pytest-xdist's workers ignore SIGINT, and a child inherits that, so
-        bash could not trap Ctrl-C); call ``wait_until_ready`` next."""
+        """`scripts/airflow standalone` (or `celery-stack`) in a session of its own, with SIGINT's
+        default action as a terminal gives it (pytest-xdist's workers ignore SIGINT, and a child
+        inherits that, so bash could not trap Ctrl-C); call ``wait_until_ready`` next."""
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [str(ROOT / "scripts/airflow"), "standalone"], env=self.env, stdout=out,
+                [str(ROOT / "scripts/airflow"), *self.command], env=self.env, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
@@ -157,7 +168,14 @@ class LiveAirflow:
         return "\n".join(lines)
 
     def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        logs = [self.log]
+        if self.workers:  # the stack's components log to files of their own
+            components = ["api-server", "scheduler", "dag-processor", "triggerer", *self.workers]
+            logs += [self.worker_log(name) for name in components]
+        return "\n".join(
+            f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            for log in logs if log.exists()
+        )
 
 
     def wait_until_ready(self, dag_ids: set[str], timeout: float = 180) -> None:
@@ -171,7 +189,9 @@ class LiveAirflow:
             assert time.monotonic() < deadline, f"airflow standalone not ready in {timeout}s:\n{self.tail()}"
             try:
                 health = self.client.get("/api/v2/monitor/health").json()
-                if all(health.get(c, {}).get("status") == "healthy" for c in components):
+                if all(health.get(c, {}).get("status") == "healthy" for c in components) and all(
+                    " ready." in self.worker_log(name).read_text(errors="replace") for name in self.workers
+                ):
                     self.login()
                     if dag_ids <= {dag["dag_id"] for dag in self.get("/dags")["dags"]}:
                         return
@@ -188,18 +208,20 @@ def fresh_home(root: Path) -> tuple[Path, dict[str, str]]:
     in_process.airflow_home(home)
     env = {
         key: value for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW__API", "AIRFLOW__LOGGING", "AIRFLOW_CONN_"))
+        if not key.startswith(("AIRFLOW__API", "AIRFLOW__LOGGING", "AIRFLOW_CONN_", "AIRFLOW__CELERY"))
+        and key not in ("PIPELINE_EXECUTOR", "REDIS_URL")
     }
     return home, env
 
 
 @contextmanager
-def live_airflow(home: Path, env: dict[str, str]) -> Iterator[LiveAirflow]:
-    """Start `scripts/airflow standalone` in ``home`` (which may hold a migrated DB) on a free API
-    port whose log-server ports (port + 713, port + 714, as scripts/airflow derives them) are
-    free too; stop it when the block ends. Call ``wait_until_ready`` before using it."""
+def live_airflow(home: Path, env: dict[str, str], workers: int = 0) -> Iterator[LiveAirflow]:
+    """Start `scripts/airflow standalone` (or, with ``workers``, `celery-stack` with that many
+    Celery workers) in ``home`` (which may hold a migrated DB) on a free API port whose log-server
+    ports (port + 713, port + 714, as scripts/airflow derives them) are free too; stop it when the
+    block ends. Call ``wait_until_ready`` before using it."""
     env = {**env, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(free_port(713, 714))}
-    airflow = LiveAirflow(home, env)
+    airflow = LiveAirflow(home, env, workers)
     airflow.start()
     try:
         yield airflow
@@ -211,14 +233,20 @@ def live_airflow(home: Path, env: dict[str, str]) -> Iterator[LiveAirflow]:
 
 @contextmanager
 def live_stack(
-    root: Path, dag_ids: set[str], **env: str,
+    root: Path, dag_ids: set[str], celery_workers: int = 0, **env: str,
 ) -> Iterator[tuple[LiveAirflow, Pipeline]]:
     """A live Airflow (home in ``root``, ``env`` added to its environment) and a throwaway broker
     it points at, both ready, with the output in ``root``/output. Airflow starts (the slow part)
-    while the broker does."""
+    while the broker does. With ``celery_workers``: the CeleryExecutor with that many workers,
+    and a throwaway Redis, started first, as its broker."""
     home, base = fresh_home(root)
     port = free_port_pair()
     base.update(PIPELINE_OUTPUT_DIR=str(root / "output"), KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}", **env)
-    with live_airflow(home, base) as airflow, throwaway_broker(root / "kafka", base, port) as kafka_env:
-        airflow.wait_until_ready(dag_ids)
+    with ExitStack() as stack:
+        if celery_workers:
+            base.update(PIPELINE_EXECUTOR="celery", REDIS_URL=stack.enter_context(throwaway_redis()).url)
+        airflow = stack.enter_context(live_airflow(home, base, celery_workers))
+        kafka_env = stack.enter_context(throwaway_broker(root / "kafka", base, port))
+        # The stack starts two processes more than standalone, each paying Airflow's start-up.
+        airflow.wait_until_ready(dag_ids, timeout=300 if celery_workers else 180)
         yield airflow, Pipeline(kafka_env, root / "output")
