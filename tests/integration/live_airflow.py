@@ -30,6 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 FINISHED = {"success", "failed"}
 
 
+def instance_name(ti: dict) -> str:
+    """A task instance of the REST API by its task id, with ``[map index]`` if it is mapped."""
+    return ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"
+
+
 class LiveAirflow:
     def __init__(self, home: Path, env: dict[str, str], workers: int = 0) -> None:
         """``workers``: 0 for standalone (LocalExecutor), else that many Celery workers."""
@@ -146,19 +151,28 @@ class LiveAirflow:
         )
 
     def tasks(self, dag_id: str, run_id: str) -> dict[str, tuple[str, int]]:
-        """task id -> (state, try number)."""
+        """task id (``process[1]``: a mapped task's instance) -> (state, try number)."""
         tis = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
-        return {ti["task_id"]: (ti["state"], ti["try_number"]) for ti in tis}
+        return {instance_name(ti): (ti["state"], ti["try_number"]) for ti in tis}
 
     def xcom(self, dag_id: str, run_id: str, task_id: str):
-        return self.get(
-            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
-        )["value"]
+        """What the task pushed; a mapped task's instances', as a list in map index order."""
+        tis = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        indexes = sorted(ti["map_index"] for ti in tis if ti["task_id"] == task_id)
+        values = [
+            self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+                     map_index=index)["value"]
+            for index in indexes
+        ]
+        return values if indexes != [-1] else values[0]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The log of a task (``process[1]``: a mapped task's instance)."""
+        task_id, _, index = task_id.rstrip("]").partition("[")
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
         response = self.api(
-            "GET", path, headers={"Accept": "application/json"}, params={"full_content": True}
+            "GET", path, headers={"Accept": "application/json"},
+            params={"full_content": True, "map_index": int(index) if index else -1},
         )
         response.raise_for_status()
         lines = []

@@ -1,7 +1,8 @@
-"""A kafka_pipeline run under the CeleryExecutor: `scripts/airflow celery-stack 2` (api-server,
-scheduler, dag-processor, triggerer and two Celery workers, w1 and w2) with a throwaway Redis as
-broker and the metadata DB as result backend, driven through the REST API against a real Kafka
-broker; checked with kafka-python, the run's manifest and the workers' own logs.
+"""A kafka_pipeline run with 3 workers under the CeleryExecutor: `scripts/airflow celery-stack 2`
+(api-server, scheduler, dag-processor, triggerer and two Celery workers, w1 and w2), its mapped
+instances of process and analyze spread over both, with a throwaway Redis as broker and the
+metadata DB as result backend, driven through the REST API against a real Kafka broker; checked
+with kafka-python, the run's manifest and the workers' own logs.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import pytest
 from airflow.utils.net import get_hostname
 
 from include.pipeline import generator, settings
-from tests.integration.live_airflow import live_stack
-from tests.integration.test_scheduler import STAGES, check_metrics, check_task_logs
+from include.pipeline.results import run_results
+from tests.integration.live_airflow import instance_name, live_stack
+from tests.integration.test_scheduler import check_metrics, check_task_logs
 
 pytestmark = pytest.mark.integration
 
 WORKERS = ("w1", "w2")
-TASKS = ["check_params", "create_topics", "generate", "wait_for_orders", *STAGES, "reconcile"]
+INSTANCES = 3  # the run's `workers`: process and analyze as 3 mapped instances each
+MAPPED = [f"{stage}[{i}]" for stage in ("process", "analyze") for i in range(INSTANCES)]
+TASKS = ["check_params", "create_topics", "generate", "wait_for_orders", *MAPPED, "sink", "reconcile"]
 ORDERS, INVALID_RATIO, SEED = 2000, 0.1, 41
 
 
@@ -50,7 +54,7 @@ def test_a_run_on_two_celery_workers_counts_every_order_once(live):
     airflow, pipeline = live
     # The latest hourly interval's logical date: unpaused, the scheduler finds its run exists.
     latest = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    conf = {"orders": ORDERS, "seed": SEED, "invalid_ratio": INVALID_RATIO}
+    conf = {"orders": ORDERS, "seed": SEED, "invalid_ratio": INVALID_RATIO, "workers": INSTANCES}
     run_id = airflow.trigger("kafka_pipeline", conf, logical_date=latest.isoformat())
     airflow.set_paused("kafka_pipeline", False)
     try:
@@ -67,9 +71,11 @@ def test_a_run_on_two_celery_workers_counts_every_order_once(live):
     # hands the queue's messages to the waiting workers in turn, so both take some).
     instances = airflow.get(f"/dags/kafka_pipeline/dagRuns/{run_id}/taskInstances")["task_instances"]
     by = executed_by(airflow, {ti["id"] for ti in instances})
-    assert {ti["task_id"]: len(by[ti["id"]]) for ti in instances} == dict.fromkeys(TASKS, 1), by
-    print("task -> worker:", {ti["task_id"]: by[ti["id"]][0] for ti in instances})
-    assert {workers[0] for workers in by.values()} == set(WORKERS)
+    assert {instance_name(ti): len(by[ti["id"]]) for ti in instances} == dict.fromkeys(TASKS, 1), by
+    ran_on = {instance_name(ti): by[ti["id"]][0] for ti in instances}
+    print("task -> worker:", ran_on)
+    # The mapped instances ran at once, on both workers.
+    assert {ran_on[name] for name in MAPPED} == set(WORKERS), ran_on
     # The workers run on this host: the task instances' hostname is its name (as Airflow finds it:
     # one name for every worker of a host), and the workers' Celery node names are w1@ and w2@ it.
     assert {ti["hostname"] for ti in instances} == {get_hostname()}
@@ -80,9 +86,14 @@ def test_a_run_on_two_celery_workers_counts_every_order_once(live):
     summary = pipeline.manifest(run_id)
     assert summary["reconciled"] is True, summary["problems"]
     assert (summary["summary"]["generated"], summary["summary"]["processed"]) == (ORDERS, ORDERS)
-    assert summary["stages"] == {
+    assert run_results(summary["stages"]) == run_results({
         stage: airflow.xcom("kafka_pipeline", run_id, stage) for stage in summary["stages"]
-    }
+    })
+    # Each instance read its own third of the partitions of its input.
+    for stage in ("process", "analyze"):
+        pushed = airflow.xcom("kafka_pipeline", run_id, stage)
+        shares = [sorted(map(int, instance["input"]["partitions"])) for instance in pushed]
+        assert shares == [[0, 3], [1, 4], [2, 5]], stage
     assert summary["summary"]["valid"] + summary["summary"]["invalid"] == ORDERS
     # The orders are exactly what the generator makes of the params and the run's data interval.
     start, end = (datetime.fromisoformat(run[f"data_interval_{edge}"]) for edge in ("start", "end"))
@@ -91,5 +102,5 @@ def test_a_run_on_two_celery_workers_counts_every_order_once(live):
     )
     assert mine - Counter(r.value for r in pipeline.read(settings.ORDERS)) == Counter()
     # The logs the workers wrote, read through the API server; the metrics to the cent.
-    check_task_logs(airflow, pipeline, run_id)
+    check_task_logs(airflow, pipeline, run_id, stages=[*MAPPED, "sink"])
     check_metrics(pipeline)

@@ -253,7 +253,7 @@ def test_standalone_stopped_or_killed_mid_bounded_run_then_started_again_ends_ex
     restart(airflow)
     run = airflow.wait_for_run(BOUNDED, run_id, timeout=300)
     assert run["state"] == "success", airflow.tasks(BOUNDED, run_id)
-    assert airflow.tasks(BOUNDED, run_id)["process"][1] >= 2  # the stopped try, then the one that finished
+    assert airflow.tasks(BOUNDED, run_id)["process[0]"][1] >= 2  # the stopped try, then the one that finished
     drain(airflow)
     assert open_transactions(pipeline) == {}
     assert_every_order_once_and_the_metrics_exact(pipeline)
