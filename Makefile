@@ -38,10 +38,11 @@ redis-down:
 	@$(PYTHON) scripts/redis/local.py down
 
 # Airflow with the CeleryExecutor in the foreground (Ctrl-C stops it all): the API server,
-# scheduler, dag-processor, triggerer and WORKERS Celery workers (scripts/airflow celery-stack).
-WORKERS ?= 2
+# scheduler, dag-processor, triggerer and WORKERS Celery workers, 2 by default (scripts/airflow
+# celery-stack). For `make stream`, WORKERS is the processes of process and analyze (1).
+WORKERS ?=
 airflow-celery: install kafka-up redis-up
-	scripts/airflow celery-stack $(WORKERS)
+	scripts/airflow celery-stack $(or $(WORKERS),2)
 
 # One whole kafka_pipeline run (airflow dags test) for the hour before DATE; the Airflow log
 # goes to output/last-run.log, the summary to the terminal.
@@ -60,11 +61,12 @@ produce: install kafka-up
 	$(VENV)/bin/python scripts/produce.py --orders $(ORDERS)
 
 # Continuous mode in the foreground: the four stages as processes, a status line every few seconds,
-# Ctrl-C to stop. RATE orders a second (0: no generator); ARGS for more (`make stream ARGS=--help`).
+# Ctrl-C to stop. RATE orders a second (0: no generator); WORKERS processes of process and analyze,
+# each on its share of the partitions; ARGS for more (`make stream ARGS=--help`).
 RATE ?= 30
 ARGS ?=
 stream: install kafka-up
-	$(VENV)/bin/python -m include.pipeline.stream --rate $(RATE) $(ARGS)
+	$(VENV)/bin/python -m include.pipeline.stream --rate $(RATE) --workers $(or $(WORKERS),1) $(ARGS)
 
 # The test files run on TEST_WORKERS processes (pytest-xdist), in the order tests/conftest.py
 # gives them (the longest first; xdist would otherwise start the files with the most tests first).

@@ -7,7 +7,11 @@ Starts a throwaway local broker (scripts/kafka/broker on free ports, data in a t
      read_committed on, in a fresh process so its peak RSS is its own; again at N/10;
   3. a whole kafka_pipeline run of N orders with `airflow dags test`: wall time, and how much of
      it is Airflow rather than the stages;
-  4. sink_history: the sink applying one run's changes (1,000 window records) onto a metrics
+  4. scaling: process and analyze as 1, 2 and 3 workers (a process each, on their shares of the
+     partitions, started together) over the same N orders on a fresh broker each, with the raw
+     consume baseline of that broker and each worker's peak RSS at N and N/10; and the whole DAG
+     run at 1 and 2 workers;
+  5. sink_history: the sink applying one run's changes (1,000 window records) onto a metrics
      store that already holds 0, 100,000, 1,000,000 and 2,628,000 rows (a year; filled
      directly), on SQLite and on PostgreSQL (a throwaway server), in a fresh process each, with
      the Order metrics page's default range read at each size; and reconcile at the largest.
@@ -48,8 +52,9 @@ COPY_TOPIC = "bench-copy"  # where the consume -> produce baseline writes
 BASELINE_FOR = {"generate": None, "process": "consume_produce", "analyze": "consume", "sink": "consume"}
 
 
-def child(what: str, n: int, store_url: str, profile: str | None) -> None:
-    """Run one measured step in this (fresh) process; print {seconds, records, peak_rss_mb}."""
+def child(what: str, n: int, store_url: str, profile: str | None, share: str | None = None) -> None:
+    """Run one measured step in this (fresh) process (``share`` "i/n": as worker i of n); print
+    {seconds, records, peak_rss_mb, started, ended} (the last two epoch seconds)."""
     from include.pipeline import stages
     from include.pipeline.kafka_io.client import Kafka
     from include.pipeline.metrics_store import MetricsStore
@@ -58,13 +63,14 @@ def child(what: str, n: int, store_url: str, profile: str | None) -> None:
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
-    started = time.perf_counter()
+    index, workers = map(int, (share or "0/1").split("/"))
+    started, started_at = time.perf_counter(), time.time()
     if what == "generate":
         records = stages.generate(kafka, n, START, END, invalid_ratio=0.0, seed=1).generated
     elif what == "process":
-        records = stages.process(kafka).read
+        records = stages.process(kafka, workers=workers, worker=index).read
     elif what == "analyze":
-        records = stages.analyze(kafka).read
+        records = stages.analyze(kafka, workers=workers, worker=index).read
     elif what == "sink":
         records = stages.sink(kafka, MetricsStore(store_url, "bench")).read
     elif what == "reconcile":
@@ -81,7 +87,8 @@ def child(what: str, n: int, store_url: str, profile: str | None) -> None:
         with open(profile, "w") as file:
             pstats.Stats(profiler, stream=file).sort_stats("tottime").print_stats(25)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "records": records, "peak_rss_mb": round(peak_mb, 1)}))
+    print(json.dumps({"seconds": seconds, "records": records, "peak_rss_mb": round(peak_mb, 1),
+                      "started": started_at, "ended": started_at + seconds}))
 
 
 def baseline(kafka, what: str) -> int:
@@ -152,10 +159,35 @@ def measure(env: dict, what: str, n: int, store: str, profiles: Path | None = No
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run_series(
-    env: dict, n: int, work: Path, with_baselines: bool, profiles: Path | None = None,
-) -> tuple[dict, dict]:
-    """Fresh topics (a fresh broker), then the baselines and the stages over n orders."""
+def measure_workers(env: dict, what: str, n: int, workers: int) -> dict:
+    """``what`` as ``workers`` processes started together, each on its share of the partitions:
+    the seconds from the first one's start to the last one's end, the records they read, and the
+    largest peak RSS of one of them."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--child", what, "--n", str(n), "--store", "-",
+             "--share", f"{i}/{workers}"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(workers)
+    ]
+    steps = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            sys.exit(f"bench: {what} as {workers} workers failed:\n{err[-3000:]}")
+        steps.append(json.loads(out.strip().splitlines()[-1]))
+    return {
+        "seconds": max(s["ended"] for s in steps) - min(s["started"] for s in steps),
+        "records": sum(s["records"] for s in steps),
+        "peak_rss_mb": max(s["peak_rss_mb"] for s in steps),
+    }
+
+
+def fresh_topics(env: dict) -> None:
+    """The pipeline's topics on a fresh broker, and the cluster warmed up: it creates its
+    transaction and consumer-offset topics on first use (about a second), a one-time cost of the
+    cluster, paid here rather than by whichever step is first."""
     from include.pipeline import stages
     from include.pipeline.kafka_io.client import TIMEOUT, Kafka
     from include.pipeline.kafka_io.errors import retrying
@@ -165,12 +197,52 @@ def run_series(
     admin = kafka.admin()
     for future in admin.create_topics([NewTopic(COPY_TOPIC, settings.partitions(), 1)]).values():
         future.result()
-    # A fresh cluster creates its transaction and consumer-offset topics on first use (about a
-    # second): a one-time cost of the cluster, paid here rather than by whichever step is first.
     kafka.producer(transactional_id="bench-warm-up").init_transactions(TIMEOUT)
     consumer = kafka.consumer("bench-warm-up")
     retrying(consumer.committed, [TopicPartition(settings.ORDERS, 0)], timeout=TIMEOUT)
     consumer.close()
+
+
+SCALING_WORKERS = (1, 2, 3)
+
+
+def scaling(env: dict, work: Path, n: int, skip_dag: bool) -> dict:
+    """process and analyze as 1, 2 and 3 workers over the same n orders (generated with one seed),
+    each count on a fresh broker; the raw consume baseline of the same broker; the peak RSS of
+    one worker at n and n/10 (2 workers); the whole DAG run at 1 and 2 workers."""
+    report: dict = {"process": {}, "analyze": {}, "consume_baseline_orders_per_s": {}}
+    for workers in SCALING_WORKERS:
+        with throwaway_broker(work / f"kafka-w{workers}", env) as kafka_env:
+            fresh_topics(kafka_env)
+            measure(kafka_env, "generate", n, "-")
+            consume = measure(kafka_env, "consume", n, "-")
+            report["consume_baseline_orders_per_s"][str(workers)] = round(rate(consume, n))
+            for stage in ("process", "analyze"):
+                step = measure_workers(kafka_env, stage, n, workers)
+                assert step["records"] == n, (stage, workers, step)
+                report[stage][str(workers)] = {
+                    "orders_per_s": round(rate(step, n)), "seconds": round(step["seconds"], 2),
+                    "peak_rss_mb_per_worker": step["peak_rss_mb"],
+                }
+    with throwaway_broker(work / "kafka-w2-small", env) as kafka_env:
+        fresh_topics(kafka_env)
+        measure(kafka_env, "generate", n // 10, "-")
+        for stage in ("process", "analyze"):
+            report[stage]["2"]["peak_rss_mb_per_worker_small"] = measure_workers(
+                kafka_env, stage, n // 10, 2,
+            )["peak_rss_mb"]
+    if not skip_dag:
+        report["dag_run_seconds"] = {
+            str(workers): dag_run(env, work, n, workers)["dag_seconds"] for workers in (1, 2)
+        }
+    return report
+
+
+def run_series(
+    env: dict, n: int, work: Path, with_baselines: bool, profiles: Path | None = None,
+) -> tuple[dict, dict]:
+    """Fresh topics (a fresh broker), then the baselines and the stages over n orders."""
+    fresh_topics(env)
     store = f"sqlite:///{work / f'metrics-{n}.db'}"
     results = {"generate": measure(env, "generate", n, store, profiles)}
     baselines = {}
@@ -330,6 +402,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=1_000_000, help="orders (default 1,000,000)")
     parser.add_argument("--child")
     parser.add_argument("--store", help="(child) the metrics store's URL")
+    parser.add_argument("--share", help="(child) as worker i of n: i/n")
+    parser.add_argument("--scaling-only", action="store_true", help="only the scaling part")
     parser.add_argument("--skip-dag", action="store_true", help="leave out the whole-DAG run")
     parser.add_argument("--sink-history-only", action="store_true", help="only the sink_history part")
     parser.add_argument(
@@ -352,7 +426,7 @@ def main() -> int:
     and write its report; with --child, one measured step of it."""
     args = arguments()
     if args.child:
-        child(args.child, args.n, args.store, args.profile_to)
+        child(args.child, args.n, args.store, args.profile_to, args.share)
         return 0
     n, small = args.n, args.n // 10
     sizes = tuple(int(size) for size in args.history_sizes.split(","))
@@ -370,6 +444,10 @@ def main() -> int:
             report = {"sink_history": sink_history(env, work, sizes)}
             write(report, render_history(report["sink_history"], sizes))
             return 0
+        if args.scaling_only:
+            report = {"n": n, "scaling": scaling(env, work, n, args.skip_dag)}
+            write(report, render_scaling(report["scaling"]))
+            return 0
         with throwaway_broker(work / "kafka-n", env) as kafka_env:
             big, baselines = run_series(kafka_env, n, work, with_baselines=True)
         with throwaway_broker(work / "kafka-small", env) as kafka_env:
@@ -377,8 +455,11 @@ def main() -> int:
         report = stage_report(n, big, smaller, baselines)
         if not args.skip_dag:
             report.update(dag_run(env, work, n))
+        report["scaling"] = scaling(env, work, n, args.skip_dag)
         report["sink_history"] = sink_history(env, work, sizes)
-    write(report, render(report) + "\n\n" + render_history(report["sink_history"], sizes))
+    write(report, "\n\n".join([
+        render(report), render_scaling(report["scaling"]), render_history(report["sink_history"], sizes),
+    ]))
     return 0
 
 
@@ -415,14 +496,15 @@ def stage_report(n: int, big: dict, smaller: dict, baselines: dict) -> dict:
     return report
 
 
-def dag_run(env: dict, work: Path, n: int) -> dict:
-    """A whole kafka_pipeline run of ``n`` orders (airflow dags test): its seconds, the stages'
-    share of them, and Airflow's."""
-    with throwaway_broker(work / "kafka-dag", {**env, "AIRFLOW_HOME": str(work / "airflow")}) as kafka_env:
+def dag_run(env: dict, work: Path, n: int, workers: int = 1) -> dict:
+    """A whole kafka_pipeline run of ``n`` orders (airflow dags test) with ``workers``: its
+    seconds, the stages' share of them, and Airflow's."""
+    home = {**env, "AIRFLOW_HOME": str(work / f"airflow-{workers}")}
+    with throwaway_broker(work / f"kafka-dag-{workers}", home) as kafka_env:
         started = time.perf_counter()
         result = subprocess.run(
             [str(ROOT / "scripts/airflow"), "dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00",
-             "--conf", json.dumps({"orders": n, "invalid_ratio": 0.0, "seed": 1})],
+             "--conf", json.dumps({"orders": n, "invalid_ratio": 0.0, "seed": 1, "workers": workers})],
             env=kafka_env, capture_output=True, text=True,
         )
         dag_seconds = time.perf_counter() - started
@@ -491,6 +573,26 @@ def render(report: dict) -> str:
             f"whole DAG run (dags test): {report['dag_seconds']} s, of which stages "
             f"{report['dag_stage_seconds']} s and Airflow {report['dag_airflow_overhead_seconds']} s"
         )
+    return "\n".join(lines)
+
+
+def render_scaling(scaling: dict) -> str:
+    """process and analyze per number of workers: orders/s, speed-up over one, peak MB a worker."""
+    lines = [f"{'workers':<10}{'stage':<10}{'orders/s':>12}{'x one':>8}{'peak MB/worker':>16}"
+             f"{'consume baseline':>18}"]
+    for stage in ("process", "analyze"):
+        one = scaling[stage]["1"]["orders_per_s"]
+        for workers, row in scaling[stage].items():
+            speed_up = row["orders_per_s"] / one
+            baseline = scaling["consume_baseline_orders_per_s"][workers]
+            lines.append(f"{workers:<10}{stage:<10}{row['orders_per_s']:>12,}{speed_up:>8.2f}"
+                         f"{row['peak_rss_mb_per_worker']:>16}{baseline:>18,}")
+    for stage in ("process", "analyze"):
+        small = scaling[stage]["2"]["peak_rss_mb_per_worker_small"]
+        lines.append(f"{stage}, 2 workers, peak MB a worker at N/10: {small}")
+    if "dag_run_seconds" in scaling:
+        runs = scaling["dag_run_seconds"].items()
+        lines.append("whole DAG run (dags test): " + ", ".join(f"{w} worker(s) {s} s" for w, s in runs))
     return "\n".join(lines)
 
 

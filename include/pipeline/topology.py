@@ -54,6 +54,8 @@ SINK = Stage("sink", input=settings.METRICS, transactional=False)
 REPLAY = Stage("replay", outputs=(settings.METRICS,), reads=(settings.PROCESSED, settings.DLQ))
 
 PIPELINE = (GENERATE, PROCESS, ANALYZE, SINK)  # in order: each consumes what the one before wrote
+# The stages that run as several workers, each on its share of its input's partitions (assignment).
+SCALABLE = (PROCESS, ANALYZE)
 CONSUMING = tuple(stage for stage in PIPELINE if stage.input)
 STAGES = {stage.name: stage for stage in (*PIPELINE, REPLAY)}
 # What is left on these topics past their group's offsets is work to do (lag).

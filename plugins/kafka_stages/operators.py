@@ -180,7 +180,10 @@ class KafkaStreamOperator(KafkaStageOperator):
             if not upstream["finished"] and now - upstream["asked"] >= 1:
                 upstream["asked"] = now
                 states = ti.get_task_states(dag_id=self.dag_id, task_ids=[self.after], run_ids=[run_id])
-                upstream["finished"] = states.get(run_id, {}).get(self.after) not in self.GOING
+                # A mapped upstream's instances are "<task>_<map index>": finished when all are.
+                mine = [state for task, state in states.get(run_id, {}).items()
+                        if task == self.after or task.startswith(f"{self.after}_")]
+                upstream["finished"] = not any(state in self.GOING for state in mine)
                 if upstream["finished"]:
                     self.log.info("%s has finished: reading what it wrote, then stopping", self.after)
             return upstream["finished"]

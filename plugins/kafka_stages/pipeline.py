@@ -38,7 +38,7 @@ RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}  # the scheduled 
 PIPELINE = topology.names(topology.PIPELINE)
 CONSUMING = topology.names(topology.CONSUMING)
 # The stages run as `workers` mapped instances, each a share of the partitions of its input.
-MAPPED = ("process", "analyze")
+MAPPED = tuple(topology.names(topology.SCALABLE))
 # The pool's size: a stream run's stages, each as many instances as the topics have partitions.
 POOL_SLOTS = len(PIPELINE) * settings.DEFAULT_PARTITIONS
 # Chain position -> priority weight (absolute): later stages first.
@@ -140,6 +140,7 @@ def consume_params() -> dict[str, Param]:
 def stream_params() -> dict[str, Param]:
     """The params of a stream run."""
     return {
+        **workers_param(),
         "duration_seconds": Param(
             3540, type="integer", minimum=1,
             description=(
@@ -167,14 +168,15 @@ def stage_task(task_id: str, stage, operator=KafkaStageOperator, **kwargs: Any) 
     )
 
 
-def mapped_stage_task(task_id: str, stage, plan, **kwargs: Any):
+def mapped_stage_task(task_id: str, stage, plan, operator=KafkaStageOperator, **kwargs: Any):
     """A stage as ``workers`` mapped instances, a slot of the pool each: instance ``worker``
     reads its share of the input's partitions (``include.pipeline.assignment``).
 
     :param plan: what the instances are mapped over: the worker indexes check_params returns.
+    :param operator: ``KafkaStageOperator``, or ``KafkaStreamOperator`` for a stream run's.
     """
     op_kwargs = {**kwargs.pop("op_kwargs", {}), "workers": "{{ params.workers }}"}
-    partial = KafkaStageOperator.partial(
+    partial = operator.partial(
         task_id=task_id, stage=stage, pool=POOL, pool_slots=1, priority_weight=POSITION[task_id],
         weight_rule="absolute", op_kwargs=op_kwargs, **kwargs,
     )
@@ -248,7 +250,9 @@ def pipeline_tasks(*, generate: bool) -> None:
 
 def stream_tasks() -> None:
     """check_params >> create_topics >> [generate, process, analyze, sink], streaming together
-    for ``duration_seconds``, each ending after the one before it >> reconcile."""
+    for ``duration_seconds``, each ending after the one before it (all of its instances, process
+    and analyze being ``workers`` mapped instances) >> reconcile."""
+    check_params = CheckParamsOperator(task_id="check_params", retries=0)
     extra = {
         "generate": {
             "op_kwargs": {"rate": "{{ params.rate }}", "invalid_ratio": "{{ params.invalid_ratio }}"},
@@ -256,18 +260,15 @@ def stream_tasks() -> None:
         "analyze": ANALYZE_KWARGS,
         "sink": SINK_KWARGS,
     }
-    streaming = [
-        stage_task(
-            name, getattr(stages, name), operator=KafkaStreamOperator, after=after,
-            duration_seconds="{{ params.duration_seconds }}",
-            commit_interval_ms="{{ params.commit_interval_ms }}",
-            **extra.get(name, {}),
+    streaming = []
+    for after, name in zip((None, *PIPELINE), PIPELINE):
+        kwargs = {
+            "after": after, "duration_seconds": "{{ params.duration_seconds }}",
+            "commit_interval_ms": "{{ params.commit_interval_ms }}", **extra.get(name, {}),
+        }
+        stage = getattr(stages, name)
+        streaming.append(
+            mapped_stage_task(name, stage, check_params.output, KafkaStreamOperator, **kwargs)
+            if name in MAPPED else stage_task(name, stage, operator=KafkaStreamOperator, **kwargs)
         )
-        for after, name in zip((None, *PIPELINE), PIPELINE)
-    ]
-    chain(
-        CheckParamsOperator(task_id="check_params", retries=0),
-        create_topics_task(PIPELINE),
-        streaming,
-        reconcile_task(PIPELINE),
-    )
+    chain(check_params, create_topics_task(PIPELINE), streaming, reconcile_task(PIPELINE))

@@ -19,13 +19,14 @@ def arg(task, name: str):
     """An argument of a task's operator, mapped or not (None: it has no such argument)."""
     if not task.is_mapped:
         return getattr(task, name, None)
-    default = inspect.signature(task.operator_class.__init__).parameters[name].default
-    return task.partial_kwargs.get(name, default)
+    if name in task.partial_kwargs:
+        return task.partial_kwargs[name]
+    return inspect.signature(task.operator_class.__init__).parameters[name].default
 
 
-def is_stage(task) -> bool:
-    """Whether the task runs a stage (KafkaStageOperator or a subclass), mapped or not."""
-    return issubclass(task.operator_class if task.is_mapped else type(task), KafkaStageOperator)
+def is_stage(task, kind: type = KafkaStageOperator) -> bool:
+    """Whether the task runs a stage (a ``kind`` of KafkaStageOperator), mapped or not."""
+    return issubclass(task.operator_class if task.is_mapped else type(task), kind)
 
 
 @pytest.fixture(scope="module")
@@ -201,10 +202,11 @@ def test_every_kafka_stage_of_every_dag_queues_for_the_one_pool_later_stages_fir
     assert {t.pool for t in stage_tasks} == {POOL}
     # A bounded task that is not mapped takes the whole pool; a mapped instance, or a stream
     # run's stage, one slot: a stream run's four stages with an instance per partition fit.
-    streaming = [t for t in stage_tasks if isinstance(t, KafkaStreamOperator)]
+    streaming = [t for t in stage_tasks if is_stage(t, KafkaStreamOperator)]
     assert sorted(t.task_id for t in streaming) == ["analyze", "generate", "process", "sink"]
     assert {t.pool_slots for t in streaming} == {1} and POOL_SLOTS == 4 * 6
     assert {t.pool_slots for t in stage_tasks if t.is_mapped} == {1}
+    assert sorted(t.task_id for t in streaming if t.is_mapped) == sorted(MAPPED)
     assert {t.pool_slots for t in stage_tasks if t not in streaming and not t.is_mapped} == {POOL_SLOTS}
     assert {(t.task_id, t.priority_weight, t.weight_rule) for t in stage_tasks} == {
         ("create_topics", 1, "absolute"), ("generate", 2, "absolute"), ("process", 3, "absolute"),

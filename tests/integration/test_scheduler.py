@@ -22,6 +22,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from include.pipeline import generator, reconcile, settings, stage_summary, stages
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.results import run_results
+from kafka_stages.pipeline import POOL_SLOTS
 from tests.integration.conftest import Pipeline
 from tests.integration.expected import counted, expected_metrics, order_value
 from tests.integration.live_airflow import ROOT, live_stack
@@ -31,8 +32,11 @@ pytestmark = pytest.mark.integration
 DAGS = {"kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay", "kafka_pipeline_stream"}
 THRESHOLD = 2000  # the watcher's min_records here (KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS)
 STAGES = ["process", "analyze", "sink"]
-BOUNDED = ["process[0]", "analyze[0]", "sink"]  # a kafka_pipeline run's, with one worker
-PIPELINE_GROUPS = {"kafka-pipeline-process", "kafka-pipeline-analyze", "kafka-pipeline-sink"}
+BOUNDED = ["process[0]", "analyze[0]", "sink"]  # as a run with one worker names its stage tasks
+# The stages' groups, and the one create_topics marks analyze-state migrated in (stages.MIGRATED).
+PIPELINE_GROUPS = {
+    "kafka-pipeline-process", "kafka-pipeline-analyze", "kafka-pipeline-sink", stages.MIGRATED,
+}
 PROCESS_GROUP = "kafka-pipeline-process"
 
 
@@ -242,7 +246,7 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
     streaming = ["generate", *STAGES]
     assert run["state"] == "success", airflow.tasks("kafka_pipeline_stream", run_id)
     assert airflow.tasks("kafka_pipeline_stream", run_id) == {
-        task: ("success", 1) for task in ["check_params", "create_topics", *streaming, "reconcile"]
+        task: ("success", 1) for task in ["check_params", "create_topics", "generate", *BOUNDED, "reconcile"]
     }
     assert [
         r["dag_run_id"] for r in airflow.runs("kafka_pipeline_stream")
@@ -264,7 +268,7 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
     assert result["process"]["read"] == generated
     assert result["analyze"]["read"] == result["process"]["valid"] == result["analyze"]["counted"]
     assert result["analyze"]["written"][settings.METRICS] > 0
-    for stage, before in zip(STAGES, streaming):
+    for stage, before in zip(BOUNDED, streaming):  # process and analyze: one instance each
         log = airflow.task_log("kafka_pipeline_stream", run_id, stage)
         assert f"{before} has finished: reading what it wrote, then stopping" in log
     check_metrics(pipeline)
@@ -357,7 +361,7 @@ def test_the_watcher_remembers_its_backlog_across_a_triggerer_restart(live):
         assert events[0]["extra"]["payload"]["records"] >= THRESHOLD
         assert "remembering what it fired for before a restart: orders up to offsets" in log.read_text()
 
-        set_pool_slots(airflow, 4)
+        set_pool_slots(airflow, POOL_SLOTS)
         run = airflow.wait_for_run("kafka_pipeline_on_orders", runs[0])
         assert run["state"] == "success", airflow.tasks("kafka_pipeline_on_orders", runs[0])
         summary = pipeline.manifest(runs[0])
@@ -372,6 +376,6 @@ def test_the_watcher_remembers_its_backlog_across_a_triggerer_restart(live):
         admin.close()
         assert {tp: meta.offset for tp, meta in committed.items() if tp.topic == settings.ORDERS} == ends
     finally:
-        set_pool_slots(airflow, 4)
+        set_pool_slots(airflow, POOL_SLOTS)
         stop(psutil.Process(triggerer.pid))
         triggerer.wait()

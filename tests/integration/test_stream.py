@@ -55,7 +55,8 @@ class Stream:
         pytest.fail(f"no line matching {pattern!r} within {timeout}s:\n{self.output[-4000:]}")
 
     def pids(self, stage: str) -> list[int]:
-        return [int(pid) for pid in re.findall(rf"{stage} started \(pid (\d+)\)", self.output)]
+        """The pids of a stage's process (``process[1]``: one of several workers), in start order."""
+        return [int(pid) for pid in re.findall(rf"{re.escape(stage)} started \(pid (\d+)\)", self.output)]
 
     def wait(self, timeout: float) -> int:
         try:
@@ -116,6 +117,29 @@ def test_each_stage_killed_with_sigkill_while_streaming_is_restarted_and_nothing
     orders = check_every_order_counted_once(pipeline)
     # Its throughput is make bench-latency's to measure: here only that it streamed at all, a second's worth.
     assert orders >= 2_000, orders
+
+
+def test_two_workers_a_stage_one_killed_while_streaming_is_restarted_and_nothing_is_lost_or_doubled(pipeline):
+    stream = Stream(
+        pipeline, "--rate", "2000", "--generate-seconds", "40", "--status-seconds", "2", "--workers", "2",
+    )
+    try:
+        stream.wait_for(r"latency p50 \d+ ms")
+        for name in ("process[1]", "analyze[0]"):
+            (pid,) = stream.pids(name)
+            mark = len(stream.lines)
+            os.kill(pid, signal.SIGKILL)
+            stream.wait_for(rf"{re.escape(name)} was killed by SIGKILL; restarting it in 1s", after=mark)
+            stream.wait_for(rf"{re.escape(name)} started \(pid \d+\)", after=mark)
+            stream.wait_for(r"sink [1-9][\d,]*/s in.*latency p50", after=len(stream.lines))
+        assert stream.wait(timeout=180) == 0
+    finally:
+        stream.kill()
+    for name in ("process[0]", "process[1]", "analyze[0]", "analyze[1]"):
+        assert len(stream.pids(name)) == (2 if name in ("process[1]", "analyze[0]") else 1), name
+    summary = stream.output[stream.output.index("stopped after"):]
+    assert "lag at the end: process 0, analyze 0, sink 0" in summary
+    assert check_every_order_counted_once(pipeline) >= 2_000
 
 
 def test_ctrl_c_ends_every_stage_between_transactions_and_the_next_start_reads_nothing_twice(pipeline):

@@ -37,7 +37,10 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="how long a counted order_id is remembered (>= grace)")
     parser.add_argument("--metrics-json-days", type=int, default=settings.METRICS_JSON_DAYS,
                         help="days of windows the sink exports to metrics.json when it stops (0: none)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes of each of process and analyze, each on its share of the partitions")
     parser.add_argument("--worker", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--share", type=int, default=0, help=argparse.SUPPRESS)  # the worker's index
     parser.add_argument("--generate-until", type=float, help=argparse.SUPPRESS)  # epoch seconds
     args = parser.parse_args(argv)
     problems = []
@@ -49,6 +52,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append(f"--commit-interval-ms must be between 1 and 60000, got {args.commit_interval_ms:g}")
     if args.status_seconds <= 0:
         problems.append(f"--status-seconds must be above 0, got {args.status_seconds:g}")
+    if args.workers < 1:
+        problems.append(f"--workers must be 1 or more, got {args.workers}")
     if args.metrics_json_days < 0:
         problems.append(f"--metrics-json-days must be 0 or more, got {args.metrics_json_days}")
     try:

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from include.pipeline import settings, telemetry
+from include.pipeline import settings, telemetry, topology
 from include.pipeline.stream.report import say
 from include.pipeline.stream.worker import USAGE_ERROR
 
@@ -24,6 +24,7 @@ class Child:
     """One stage's process, restarted with backoff when it dies."""
 
     stage: str
+    share: int | None = None  # of a stage run as several workers: its index
     process: subprocess.Popen | None = None
     started: float = 0.0
     restarts: int = 0
@@ -31,13 +32,25 @@ class Child:
     start_at: float = 0.0  # when to start it (again)
     done: bool = False  # it ended by itself (a generator whose time is up)
 
+    @property
+    def name(self) -> str:
+        """The stage, with ``[index]`` for one of several workers."""
+        return self.stage if self.share is None else f"{self.stage}[{self.share}]"
+
 
 class StageProcesses:
-    """A process per stage, each running this package with ``--worker STAGE`` and the
-    supervisor's own arguments; what they report comes in on ``reports``."""
+    """A process per stage (``workers`` of each scalable one), each running this package with
+    ``--worker STAGE`` and the supervisor's own arguments; what they report comes in on ``reports``."""
 
-    def __init__(self, names: list[str], argv: list[str], generate_until: float | None) -> None:
-        self.children = {stage: Child(stage) for stage in names}
+    def __init__(
+        self, names: list[str], argv: list[str], generate_until: float | None, workers: int = 1,
+    ) -> None:
+        scalable = topology.names(topology.SCALABLE)
+        children = [
+            Child(stage, share) for stage in names
+            for share in (range(workers) if workers > 1 and stage in scalable else [None])
+        ]
+        self.children = {child.name: child for child in children}
         self.argv, self.generate_until = argv, generate_until
         self.reports: queue.Queue = queue.Queue()
         self.readers: list[threading.Thread] = []
@@ -52,6 +65,8 @@ class StageProcesses:
     def start(self, child: Child) -> None:
         """Start the stage's process, and a thread that reads its reports."""
         command = [sys.executable, "-m", "include.pipeline.stream", "--worker", child.stage, *self.argv]
+        if child.share is not None:
+            command += ["--share", str(child.share)]
         if child.stage == "generate" and self.generate_until is not None:
             command += ["--generate-until", repr(self.generate_until)]
         child.process = subprocess.Popen(
@@ -62,7 +77,7 @@ class StageProcesses:
         reader = threading.Thread(target=self.read_reports, args=(child.process,), daemon=True)
         reader.start()
         self.readers.append(reader)
-        say(f"{child.stage} started (pid {child.process.pid})")
+        say(f"{child.name} started (pid {child.process.pid})")
 
     def read_reports(self, process: subprocess.Popen) -> None:
         """Pass on the report lines of a stage's process until it closes its output."""
@@ -88,9 +103,9 @@ class StageProcesses:
             child.process = None
             if code == 0:
                 child.done = True
-                say(f"{child.stage} finished")
+                say(f"{child.name} finished")
             elif code == USAGE_ERROR:
-                say(f"{child.stage} cannot run with these settings (see its message above); stopping")
+                say(f"{child.name} cannot run with these settings (see its message above); stopping")
                 return USAGE_ERROR
             else:
                 how = (
@@ -98,7 +113,7 @@ class StageProcesses:
                 )
                 child.restarts += 1
                 child.start_at = now + child.backoff
-                say(f"{child.stage} {how}; restarting it in {child.backoff:g}s (restart {child.restarts})")
+                say(f"{child.name} {how}; restarting it in {child.backoff:g}s (restart {child.restarts})")
                 child.backoff = min(child.backoff * 2, BACKOFF_MAX)
         return None
 
@@ -112,7 +127,7 @@ class StageProcesses:
             try:
                 child.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                say(f"{child.stage} did not stop within {STOP_SECONDS:g}s; killing it")
+                say(f"{child.name} did not stop within {STOP_SECONDS:g}s; killing it")
                 child.process.kill()
                 child.process.wait()
         for reader in self.readers:  # until each has passed on its process's last lines

@@ -17,6 +17,7 @@ from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.lag_probe import LagProbe
 from include.pipeline.lag import lag
 from include.pipeline.metrics_store import MetricsStore
+from include.pipeline.results import run_results, xcom
 from include.pipeline.stream.processes import StageProcesses
 from include.pipeline.stream.report import STAGES, Interval, render, say
 
@@ -32,17 +33,18 @@ class Supervisor:
         self.args = args
         self.names = [stage for stage in STAGES if stage != "generate" or args.rate > 0]
         self.generate_until = None if args.generate_seconds is None else time.time() + args.generate_seconds
-        self.processes = StageProcesses(self.names, argv, self.generate_until)  # with the same arguments
+        # With the same arguments; the scalable stages as args.workers processes each.
+        self.processes = StageProcesses(self.names, argv, self.generate_until, args.workers)
         self.stopping = threading.Event()
         self.started = time.monotonic()
         self.interval, self.total, self.measured = Interval(), Interval(), telemetry.Latencies()
-        self.results: dict[str, dict] = {}
+        self.results: dict[str, list[dict]] = {}  # stage -> what each of its processes returned
 
     def run(self) -> int:
         """Until stopped; returns the exit code."""
         try:
             kafka = Kafka.from_env()
-            stages.create_topics(kafka, self.names)
+            stages.create_topics(kafka, self.names, self.args.workers)
         except (ConnectionError, ValueError) as exc:
             print(f"stream: {exc}", file=sys.stderr)
             return 1
@@ -90,7 +92,7 @@ class Supervisor:
         warm = time.monotonic() - self.started >= self.args.warmup_seconds
         while (report := self.processes.next_report()) is not None:
             if isinstance(report, telemetry.Ended):
-                self.results[report.stage] = report.result
+                self.results.setdefault(report.stage, []).append(report.result)
                 continue
             self.interval.add(report)
             self.total.add(report)
@@ -127,9 +129,13 @@ class Supervisor:
             "stages": {
                 stage: {
                     "read": self.total.read[stage], "written": self.total.written[stage],
-                    "restarts": self.processes.children[stage].restarts,
+                    "restarts": sum(c.restarts for c in self.processes.children.values() if c.stage == stage),
                 }
                 for stage in self.names
             },
-            "results": self.results,
+            # A stage's processes' results as one (run_results combines a scalable stage's).
+            "results": {
+                stage: parts[0] if len(parts) == 1 else xcom(getattr(run_results({stage: parts}), stage))
+                for stage, parts in self.results.items()
+            },
         }

@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 
-from include.pipeline import shutdown, stages, telemetry
+from include.pipeline import shutdown, stages, telemetry, topology
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.reading import Follow
 from include.pipeline.results import xcom
@@ -38,6 +38,8 @@ def work(stage: str, args: argparse.Namespace) -> int:
         "analyze": {"grace_seconds": args.grace_seconds, "dedup_horizon_seconds": args.dedup_horizon_seconds},
         "sink": {"metrics_json_days": args.metrics_json_days},
     }.get(stage, {})
+    if stage in topology.names(topology.SCALABLE):
+        kwargs.update(workers=args.workers, worker=args.share)
     try:
         with shutdown.supervised():
             result = getattr(stages, stage)(Kafka.from_env(), follow=follow, **kwargs)
