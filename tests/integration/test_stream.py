@@ -64,6 +64,18 @@ class Stream:
         except subprocess.TimeoutExpired:
             pytest.fail(f"the supervisor did not exit within {timeout}s:\n{self.output[-4000:]}")
 
+    def kill_and_wait_for_restart(self, name: str) -> None:
+        """SIGKILL to a stage's process (``process[1]``: one of several workers), then wait until
+        it is restarted and orders reach the store again."""
+        (pid,) = self.pids(name)
+        mark = len(self.lines)
+        os.kill(pid, signal.SIGKILL)
+        killed = rf"{re.escape(name)} was killed by SIGKILL; restarting it in 1s \(restart 1\)"
+        self.wait_for(killed, after=mark)
+        self.wait_for(rf"{re.escape(name)} started \(pid \d+\)", after=mark)
+        # Streaming again, through the store, before the next one goes down.
+        self.wait_for(r"sink [1-9][\d,]*/s in.*latency p50", after=len(self.lines))
+
     def kill(self) -> None:
         """A failed test must leave no supervisor or stage behind (the stages end when it does)."""
         if self.process.poll() is None:
@@ -98,13 +110,7 @@ def test_each_stage_killed_with_sigkill_while_streaming_is_restarted_and_nothing
     try:
         stream.wait_for(r"latency p50 \d+ ms")  # orders have reached the store
         for stage in STAGES:
-            (pid,) = stream.pids(stage)
-            mark = len(stream.lines)
-            os.kill(pid, signal.SIGKILL)
-            stream.wait_for(rf"{stage} was killed by SIGKILL; restarting it in 1s \(restart 1\)", after=mark)
-            stream.wait_for(rf"{stage} started \(pid \d+\)", after=mark)
-            # Streaming again, through the store, before the next stage goes down.
-            stream.wait_for(r"sink [1-9][\d,]*/s in.*latency p50", after=len(stream.lines))
+            stream.kill_and_wait_for_restart(stage)
         assert stream.wait(timeout=180) == 0
         stream.wait_for("the generator has finished and every stage has drained")
     finally:
@@ -126,12 +132,7 @@ def test_two_workers_a_stage_one_killed_while_streaming_is_restarted_and_nothing
     try:
         stream.wait_for(r"latency p50 \d+ ms")
         for name in ("process[1]", "analyze[0]"):
-            (pid,) = stream.pids(name)
-            mark = len(stream.lines)
-            os.kill(pid, signal.SIGKILL)
-            stream.wait_for(rf"{re.escape(name)} was killed by SIGKILL; restarting it in 1s", after=mark)
-            stream.wait_for(rf"{re.escape(name)} started \(pid \d+\)", after=mark)
-            stream.wait_for(r"sink [1-9][\d,]*/s in.*latency p50", after=len(stream.lines))
+            stream.kill_and_wait_for_restart(name)
         assert stream.wait(timeout=180) == 0
     finally:
         stream.kill()
