@@ -113,9 +113,9 @@ bench: install
 	$(VENV)/bin/python scripts/bench.py --n $(N)
 
 # End-to-end latency of continuous mode at 50, 5,000 and 50,000 orders a second (its own
-# throwaway broker): output/latency.json and a table.
+# throwaway broker), 50,000 with 1 and 2 workers (WORKERS=N: with 1 and N): output/latency.json.
 bench-latency: install
-	$(VENV)/bin/python scripts/bench_latency.py
+	$(VENV)/bin/python scripts/bench_latency.py $(if $(WORKERS),--workers 1 $(WORKERS))
 
 clean:
 	rm -rf output .airflow

@@ -5,8 +5,9 @@ Starts a throwaway local broker (scripts/kafka/broker on free ports, data in a t
      the same bytes, over the same N orders;
   2. each stage alone (generate, process, analyze, sink) over N orders, transactions and
      read_committed on, in a fresh process so its peak RSS is its own; again at N/10;
-  3. a whole kafka_pipeline run of N orders with `airflow dags test`: wall time, and how much of
-     it is Airflow rather than the stages;
+  3. a whole kafka_pipeline run of N orders with `airflow dags test --use-executor` (the
+     LocalExecutor, its task instances in parallel, and an API server for them): wall time, and
+     how much of it is Airflow rather than the stages;
   4. scaling: process and analyze as 1, 2 and 3 workers (a process each, on their shares of the
      partitions, started together) over the same N orders on a fresh broker each, with the raw
      consume baseline of that broker and each worker's peak RSS at N and N/10; and the whole DAG
@@ -27,14 +28,17 @@ import os
 import pstats
 import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
+import urllib.request
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
@@ -43,11 +47,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from include.pipeline import settings, topology  # noqa: E402
-from scripts.kafka.local import throwaway_broker  # noqa: E402
+from scripts.kafka.local import free_port, throwaway_broker  # noqa: E402
 
 START = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
 END = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
 STAGES = topology.names(topology.PIPELINE)
+AIRFLOW = str(ROOT / "scripts/airflow")
 COPY_TOPIC = "bench-copy"  # where the consume -> produce baseline writes
 BASELINE_FOR = {"generate": None, "process": "consume_produce", "analyze": "consume", "sink": "consume"}
 
@@ -204,12 +209,13 @@ def fresh_topics(env: dict) -> None:
 
 
 SCALING_WORKERS = (1, 2, 3)
+DAG_RUN_WORKERS = (1, 2)  # the whole DAG run: one worker, and the 2 of this 2-core machine
 
 
-def scaling(env: dict, work: Path, n: int, skip_dag: bool) -> dict:
+def scaling(env: dict, work: Path, n: int) -> dict:
     """process and analyze as 1, 2 and 3 workers over the same n orders (generated with one seed),
     each count on a fresh broker; the raw consume baseline of the same broker; the peak RSS of
-    one worker at n and n/10 (2 workers); the whole DAG run at 1 and 2 workers."""
+    one worker at n and n/10 (2 workers)."""
     report: dict = {"process": {}, "analyze": {}, "consume_baseline_orders_per_s": {}}
     for workers in SCALING_WORKERS:
         with throwaway_broker(work / f"kafka-w{workers}", env) as kafka_env:
@@ -231,10 +237,6 @@ def scaling(env: dict, work: Path, n: int, skip_dag: bool) -> dict:
             report[stage]["2"]["peak_rss_mb_per_worker_small"] = measure_workers(
                 kafka_env, stage, n // 10, 2,
             )["peak_rss_mb"]
-    if not skip_dag:
-        report["dag_run_seconds"] = {
-            str(workers): dag_run(env, work, n, workers)["dag_seconds"] for workers in (1, 2)
-        }
     return report
 
 
@@ -445,7 +447,9 @@ def main() -> int:
             write(report, render_history(report["sink_history"], sizes))
             return 0
         if args.scaling_only:
-            report = {"n": n, "scaling": scaling(env, work, n, args.skip_dag)}
+            report = {"n": n, "scaling": scaling(env, work, n)}
+            if not args.skip_dag:
+                report["scaling"]["dag_run_seconds"] = dag_run_seconds(dag_runs(env, work, n))
             write(report, render_scaling(report["scaling"]))
             return 0
         with throwaway_broker(work / "kafka-n", env) as kafka_env:
@@ -453,9 +457,11 @@ def main() -> int:
         with throwaway_broker(work / "kafka-small", env) as kafka_env:
             smaller, _ = run_series(kafka_env, small, work, with_baselines=False)
         report = stage_report(n, big, smaller, baselines)
+        report["scaling"] = scaling(env, work, n)
         if not args.skip_dag:
-            report.update(dag_run(env, work, n))
-        report["scaling"] = scaling(env, work, n, args.skip_dag)
+            runs = dag_runs(env, work, n)
+            report.update(runs[1])
+            report["scaling"]["dag_run_seconds"] = dag_run_seconds(runs)
         report["sink_history"] = sink_history(env, work, sizes)
     write(report, "\n\n".join([
         render(report), render_scaling(report["scaling"]), render_history(report["sink_history"], sizes),
@@ -496,27 +502,91 @@ def stage_report(n: int, big: dict, smaller: dict, baselines: dict) -> dict:
     return report
 
 
+def dag_runs(env: dict, work: Path, n: int) -> dict[int, dict]:
+    """The whole DAG run at 1 and 2 workers (``dag_run``), by workers."""
+    return {workers: dag_run(env, work, n, workers) for workers in DAG_RUN_WORKERS}
+
+
+def dag_run_seconds(runs: dict[int, dict]) -> dict[str, float]:
+    """The scaling part's ``dag_run_seconds``: workers -> the run's seconds."""
+    return {str(workers): run["dag_seconds"] for workers, run in runs.items()}
+
+
 def dag_run(env: dict, work: Path, n: int, workers: int = 1) -> dict:
-    """A whole kafka_pipeline run of ``n`` orders (airflow dags test) with ``workers``: its
-    seconds, the stages' share of them, and Airflow's."""
-    home = {**env, "AIRFLOW_HOME": str(work / f"airflow-{workers}")}
-    with throwaway_broker(work / f"kafka-dag-{workers}", home) as kafka_env:
+    """A whole kafka_pipeline run of ``n`` orders with ``workers`` (airflow dags test, its tasks on
+    the LocalExecutor, so mapped instances run side by side as under a scheduler): its seconds,
+    the stages' share of them, and Airflow's. Its whole output goes to
+    output/bench-dag-run-<workers>.log."""
+    # Its own Airflow and its own store: a store holds one cluster's metrics, and each run has a broker.
+    home = {
+        **env, "AIRFLOW_HOME": str(work / f"airflow-{workers}"),
+        "PIPELINE_OUTPUT_DIR": str(work / f"output-dag-{workers}"),
+    }
+    broker = throwaway_broker(work / f"kafka-dag-{workers}", home)
+    with broker as kafka_env, api_server(kafka_env) as airflow_env:
         started = time.perf_counter()
         result = subprocess.run(
-            [str(ROOT / "scripts/airflow"), "dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00",
+            [AIRFLOW, "dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00", "--use-executor",
              "--conf", json.dumps({"orders": n, "invalid_ratio": 0.0, "seed": 1, "workers": workers})],
-            env=kafka_env, capture_output=True, text=True,
+            env=airflow_env, capture_output=True, text=True,
         )
         dag_seconds = time.perf_counter() - started
-    if result.returncode != 0 or "state=success" not in result.stdout + result.stderr:
-        sys.exit("bench: the DAG run failed:\n" + (result.stdout + result.stderr)[-3000:])
-    # Each stage logs "<what>: <count> in <seconds>s" (progress.Progress.done); the rest is Airflow.
     output = result.stdout + result.stderr
-    stage_seconds = sum(float(s) for s in re.findall(r": \d+ in ([0-9.]+)s \(", output))
+    log = settings.output_dir() / f"bench-dag-run-{workers}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(output)
+    if result.returncode != 0 or "state=success" not in output:
+        sys.exit(f"bench: the DAG run at {workers} workers failed (all of its output in {log}):\n"
+                 + output[-3000:])
+    # Each stage logs "<what>: <count> in <seconds>s" (progress.Progress.done); the rest is Airflow.
+    # A mapped stage's instances run side by side: the stage takes as long as its slowest.
+    slowest: dict[str, float] = {}
+    for seconds, task in re.findall(r": \d+ in ([0-9.]+)s \(.* task_id=(\w+)", output):
+        slowest[task] = max(slowest.get(task, 0.0), float(seconds))
+    stage_seconds = sum(slowest.values())
     return {
         "dag_seconds": round(dag_seconds, 1), "dag_stage_seconds": round(stage_seconds, 1),
         "dag_airflow_overhead_seconds": round(dag_seconds - stage_seconds, 1),
     }
+
+
+@contextmanager
+def api_server(env: dict) -> Iterator[dict]:
+    """`scripts/airflow api-server` on free ports, whose execution API an executor's task
+    processes call; yields ``env`` pointing at it."""
+    env = {**env, "AIRFLOW__API__PORT": str(free_port(713, 714))}  # and its two log servers'
+    # Migrates the metadata DB and writes airflow.cfg with its secrets (the JWT key the executor
+    # signs with and the server checks) once, before the two processes read them.
+    subprocess.run([AIRFLOW, "config", "get-value", "core", "executor"], env=env, check=True,
+                   capture_output=True)
+    home = Path(env["AIRFLOW_HOME"])
+    with (home / "api-server.log").open("wb") as log:
+        server = subprocess.Popen([AIRFLOW, "api-server"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        health = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}/api/v2/monitor/health"
+        deadline = time.monotonic() + 180
+        while not answers(health):
+            if server.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"bench: the API server did not start; its log: {home / 'api-server.log'}")
+            time.sleep(1)
+        yield env
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers with a success."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def write(report: dict, text: str) -> None:

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 PARENT_POLL_SECONDS = 0.5
 
 _requested = threading.Event()
+_announced = threading.Event()
 _reason: list[str] = []
 
 
@@ -29,11 +30,24 @@ class Stopped(Exception):
 
 
 def request(reason: str) -> None:
-    """Ask the stage to stop after the batch it is on; the first reason is the one kept."""
+    """Ask the stage to stop after the batch it is on; the first reason is the one kept. Not from
+    a signal handler: it logs (``supervised``'s handlers only record, its watcher logs)."""
+    _record(reason)
+    _announce()
+
+
+def _record(reason: str) -> None:
+    # No I/O here: in a signal handler, a log line written while the interrupted code
+    # was writing one fails ("reentrant call") or waits forever on the lock that code holds.
     if not _requested.is_set():
         _reason.append(reason)
         _requested.set()
-        log.warning("stopping: %s; the batch in flight commits or aborts, then the stage ends", reason)
+
+
+def _announce() -> None:
+    if _requested.is_set() and not _announced.is_set():
+        _announced.set()
+        log.warning("stopping: %s; the batch in flight commits or aborts, then the stage ends", reason())
 
 
 def requested() -> bool:
@@ -59,24 +73,26 @@ def supervised(parent: bool = True) -> Iterator[None]:
     were and no stop is pending. Call from the main thread (signal handlers live there)."""
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     for signum in previous:
-        signal.signal(signum, lambda received, _: request(f"{signal.Signals(received).name} received"))
+        signal.signal(signum, lambda received, _: _record(f"{signal.Signals(received).name} received"))
     done = threading.Event()
-    if parent:
-        threading.Thread(target=_watch_parent, args=(os.getppid(), done), daemon=True).start()
+    threading.Thread(target=_watch, args=(os.getppid() if parent else None, done), daemon=True).start()
     try:
         yield
     finally:
         done.set()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        _announce()
         _requested.clear()
+        _announced.clear()
         _reason.clear()
 
 
-def _watch_parent(parent: int, done: threading.Event) -> None:
-    # Reparented (to init or a subreaper) means the parent has died. Polling works wherever the
-    # stage runs; PR_SET_PDEATHSIG would be Linux-only and fires on the forking thread's exit.
+def _watch(parent: int | None, done: threading.Event) -> None:
+    """Says why the stage stops once a stop is requested, and requests one when ``parent`` has
+    died: reparented (to init or a subreaper). Polling works wherever the stage runs;
+    PR_SET_PDEATHSIG would be Linux-only and fires on the forking thread's exit."""
     while not done.wait(PARENT_POLL_SECONDS):
-        if os.getppid() != parent:
-            request(f"its parent process (pid {parent}), the supervisor, has gone")
-            return
+        if parent is not None and os.getppid() != parent:
+            _record(f"its parent process (pid {parent}), the supervisor, has gone")
+        _announce()

@@ -72,11 +72,14 @@ class LiveAirflow:
                 continue
         return found
 
-    def stop(self, sig: signal.Signals = signal.SIGTERM, within: float = 30) -> list[psutil.Process]:
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, within: float = 30) -> list[str]:
         """Stop it as Ctrl-C in a terminal (SIGINT) or a service manager (SIGTERM) does: ``sig`` to
         its process group (SIGKILL: to every one of its processes, as a crash would). Returns what
-        still runs after ``within`` seconds (nothing, when it stops as it should); those are then
-        killed."""
+        still runs after ``within`` seconds, each as its pid, process group and command line
+        (nothing, when it stops as it should); those are then killed."""
         if sig == signal.SIGKILL:
             for proc in self.processes():
                 proc.kill()
@@ -85,10 +88,15 @@ class LiveAirflow:
         deadline = time.monotonic() + within
         while (left := self.processes()) and time.monotonic() < deadline:
             time.sleep(0.2)
+        described = []
         for proc in left:
-            proc.kill()
+            try:
+                described.append(f"{proc.pid} (group {os.getpgid(proc.pid)}): {' '.join(proc.cmdline())}")
+                proc.kill()
+            except (psutil.NoSuchProcess, ProcessLookupError):
+                continue
         self.process.wait()
-        return left
+        return described
 
     def login(self) -> None:
         passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())

@@ -58,6 +58,14 @@ def live(tmp_path_factory):
         yield stack
 
 
+@pytest.fixture(autouse=True)
+def started(live):
+    """Each test finds Airflow running, even after one that failed while it was stopped."""
+    airflow, _ = live
+    if not airflow.running():
+        restart(airflow)
+
+
 def open_transactions(pipeline: Pipeline) -> dict:
     """(topic, partition) -> (last stable offset, log end offset) wherever they differ: a
     transaction left open. kafka-python, independent of the pipeline's client."""

@@ -1,9 +1,11 @@
 """A stop request: from a signal, from the parent process going away, and none left over."""
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +35,39 @@ def test_the_first_reason_is_kept():
         shutdown.request("second")
         assert shutdown.reason() == "first"
     shutdown.check()  # nothing pending after the block
+
+
+class SlowHandler(logging.Handler):
+    """A handler with a plain lock, as a socket's writer has: a signal that arrives while a record
+    is being written must not write another one from its handler (that one would wait forever)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing, self.messages = threading.Lock(), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        assert self.writing.acquire(timeout=3), "a log line written from within another one"
+        try:
+            self.messages.append(record.getMessage())
+            if record.getMessage() == "a batch":
+                os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-write
+        finally:
+            self.writing.release()
+
+
+def test_a_signal_mid_log_line_is_said_after_it_not_within_it():
+    handler, log = SlowHandler(), logging.getLogger("include.pipeline")
+    log.addHandler(handler)
+    try:
+        with shutdown.supervised(parent=False):
+            log.warning("a batch")
+            assert shutdown.requested()
+        assert handler.messages == [
+            "a batch",
+            "stopping: SIGTERM received; the batch in flight commits or aborts, then the stage ends",
+        ]
+    finally:
+        log.removeHandler(handler)
 
 
 # A stage process under a parent that dies: it must notice by itself and end.
