@@ -531,10 +531,10 @@ def _store_batch(
 def _visible(follow: Follow, batch: list[Message], changed: int) -> None:
     """Report a following sink's batch: its orders' end-to-end latencies end now, as its totals
     become visible to readers."""
-    visible_ms = int(time.time() * 1000)
+    visible_ms, since_ms = int(time.time() * 1000), int(follow.measure_since * 1000)
     latencies = telemetry.Latencies()
     for message in batch:
-        latencies.add_origins(telemetry.origins(message.headers()), visible_ms)
+        latencies.add_origins(telemetry.origins(message.headers()), visible_ms, since_ms)
     follow.committed(SINK.name, len(batch), changed, latencies)
 
 

@@ -54,10 +54,12 @@ class Latencies(msgspec.Struct):
         latency_ms = max(0, latency_ms)  # clocks of two hosts may disagree by a little
         self.counts[latency_ms] = self.counts.get(latency_ms, 0) + orders
 
-    def add_origins(self, pairs: list[tuple[int, int]], visible_ms: int) -> None:
-        """Counts the orders of a record's ``origins`` pairs, made visible at ``visible_ms`` (epoch ms)."""
+    def add_origins(self, pairs: list[tuple[int, int]], visible_ms: int, since_ms: int = 0) -> None:
+        """Counts the orders of a record's ``origins`` pairs, made visible at ``visible_ms`` (epoch
+        ms), that were produced at ``since_ms`` or later."""
         for produced_ms, orders in pairs:
-            self.add(visible_ms - produced_ms, orders)
+            if produced_ms >= since_ms:
+                self.add(visible_ms - produced_ms, orders)
 
     def merge(self, other: Latencies) -> None:
         """Adds the counts of ``other`` to these."""

@@ -90,6 +90,12 @@ def test_add_origins_measures_each_pair_from_its_produce_time():
     assert latencies.orders == 11
 
 
+def test_add_origins_leaves_out_the_orders_produced_before_since():
+    latencies = Latencies()
+    latencies.add_origins([(1000, 2), (1499, 1), (1500, 4), (1800, 3)], visible_ms=2000, since_ms=1500)
+    assert latencies.counts == {500: 4, 200: 3}
+
+
 @pytest.mark.parametrize(
     ("q", "expected"),
     [(0, 1), (0.5, 1), (1, 1), (1.5, 2), (50, 50), (50.1, 51), (95, 95), (99, 99), (99.5, 100), (100, 100)],

@@ -37,11 +37,14 @@ class Follow:
         one stream run to the next, once the stage upstream has finished).
     :param report: called after each committed batch with the stage's name, the records it read
         and wrote, and the end-to-end latencies it measured (the caller builds its report).
+    :param measure_since: epoch seconds: the latencies of orders produced before are left out (a
+        warm-up's, whose wait is the start-up's).
     """
 
     interval: float = 0.1
     finish: Callable[[], bool] = _never
     report: Callable[[str, int, int, Any], None] | None = None
+    measure_since: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.interval <= 60:

@@ -29,7 +29,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--generate-seconds", type=float,
                         help="generate for this long, then exit once the other stages have drained")
     parser.add_argument("--warmup-seconds", type=float, default=0.0,
-                        help="leave the latencies of the first seconds out of the summary")
+                        help="leave the orders produced in the first seconds out of the latencies")
     parser.add_argument("--summary", type=Path, help="also write the summary to this file, as JSON")
     parser.add_argument("--grace-seconds", type=float, default=settings.GRACE_SECONDS,
                         help="how long after a window ends its late orders still count")
@@ -42,6 +42,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--share", type=int, default=0, help=argparse.SUPPRESS)  # the worker's index
     parser.add_argument("--generate-until", type=float, help=argparse.SUPPRESS)  # epoch seconds
+    parser.add_argument("--measure-since", type=float, default=0.0, help=argparse.SUPPRESS)  # epoch seconds
     args = parser.parse_args(argv)
     problems = []
     if args.rate < 0:

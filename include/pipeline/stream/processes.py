@@ -40,10 +40,11 @@ class Child:
 
 class StageProcesses:
     """A process per stage (``workers`` of each scalable one), each running this package with
-    ``--worker STAGE`` and the supervisor's own arguments; what they report comes in on ``reports``."""
+    ``--worker STAGE``, the supervisor's own arguments and the stage's ``extra`` ones; what they
+    report comes in on ``reports``."""
 
     def __init__(
-        self, names: list[str], argv: list[str], generate_until: float | None, workers: int = 1,
+        self, names: list[str], argv: list[str], extra: dict[str, list[str]], workers: int = 1,
     ) -> None:
         scalable = topology.names(topology.SCALABLE)
         children = [
@@ -51,7 +52,7 @@ class StageProcesses:
             for share in (range(workers) if workers > 1 and stage in scalable else [None])
         ]
         self.children = {child.name: child for child in children}
-        self.argv, self.generate_until = argv, generate_until
+        self.argv, self.extra = argv, extra
         self.reports: queue.Queue = queue.Queue()
         self.readers: list[threading.Thread] = []
 
@@ -67,8 +68,7 @@ class StageProcesses:
         command = [sys.executable, "-m", "include.pipeline.stream", "--worker", child.stage, *self.argv]
         if child.share is not None:
             command += ["--share", str(child.share)]
-        if child.stage == "generate" and self.generate_until is not None:
-            command += ["--generate-until", repr(self.generate_until)]
+        command += self.extra.get(child.stage, [])
         child.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, cwd=settings.PROJECT_ROOT,
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it tells the stages

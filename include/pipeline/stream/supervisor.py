@@ -32,11 +32,9 @@ class Supervisor:
     def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
         self.args = args
         self.names = [stage for stage in STAGES if stage != "generate" or args.rate > 0]
-        self.generate_until = None if args.generate_seconds is None else time.time() + args.generate_seconds
-        # With the same arguments; the scalable stages as args.workers processes each.
-        self.processes = StageProcesses(self.names, argv, self.generate_until, args.workers)
+        self.argv = argv
+        self.generate_until: float | None = None
         self.stopping = threading.Event()
-        self.started = time.monotonic()
         self.interval, self.total, self.measured = Interval(), Interval(), telemetry.Latencies()
         self.results: dict[str, list[dict]] = {}  # stage -> what each of its processes returned
 
@@ -48,6 +46,8 @@ class Supervisor:
         except (ConnectionError, ValueError) as exc:
             print(f"stream: {exc}", file=sys.stderr)
             return 1
+        self.processes = self.stage_processes()
+        self.started = time.monotonic()  # --seconds and the warm-up count from the stages' start
         self.probe = LagProbe(kafka, topology.INPUTS, quiet=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self.stopping.set())
@@ -66,6 +66,18 @@ class Supervisor:
             self.args.summary.write_text(json.dumps(summary, indent=2) + "\n")
         self.probe.close()
         return code
+
+    def stage_processes(self) -> StageProcesses:
+        """The stages' processes, with the supervisor's arguments (the scalable stages as
+        args.workers processes each), timed from now, once the topics are there: the generator's
+        end, and the warm-up, after which the sink measures the orders produced (those of the
+        warm-up wait on the start-up)."""
+        now = time.time()
+        extra = {"sink": ["--measure-since", repr(now + self.args.warmup_seconds)]}
+        if self.args.generate_seconds is not None:
+            self.generate_until = now + self.args.generate_seconds
+            extra["generate"] = ["--generate-until", repr(self.generate_until)]
+        return StageProcesses(self.names, self.argv, extra, self.args.workers)
 
     def supervise(self) -> int:
         """Look after the stages until it is time to stop; returns the exit code."""
@@ -89,15 +101,13 @@ class Supervisor:
 
     def collect(self) -> None:
         """Take in what the stages reported: committed batches, and the results of those that ended."""
-        warm = time.monotonic() - self.started >= self.args.warmup_seconds
         while (report := self.processes.next_report()) is not None:
             if isinstance(report, telemetry.Ended):
                 self.results.setdefault(report.stage, []).append(report.result)
                 continue
             self.interval.add(report)
             self.total.add(report)
-            if warm:
-                self.measured.merge(report.latencies)
+            self.measured.merge(report.latencies)
 
     def lags(self) -> dict[str, int]:
         """Each consuming stage's lag on its input; {} when it cannot be read."""

@@ -32,6 +32,7 @@ def work(stage: str, args: argparse.Namespace) -> int:
     follow = Follow(
         interval=args.commit_interval_ms / 1000, report=committed,
         finish=(lambda: time.time() >= until) if until is not None else (lambda: False),
+        measure_since=args.measure_since,
     )
     kwargs = {
         "generate": {"rate": args.rate, "invalid_ratio": args.invalid_ratio},
