@@ -640,7 +640,7 @@ def render(report: dict) -> str:
     lines.append(f"process + analyze + sink task time: {report['stage_seconds_process_analyze_sink']} s")
     if "dag_seconds" in report:
         lines.append(
-            f"whole DAG run (dags test): {report['dag_seconds']} s, of which stages "
+            f"whole DAG run (dags test on the LocalExecutor): {report['dag_seconds']} s, of which stages "
             f"{report['dag_stage_seconds']} s and Airflow {report['dag_airflow_overhead_seconds']} s"
         )
     return "\n".join(lines)
@@ -662,7 +662,8 @@ def render_scaling(scaling: dict) -> str:
         lines.append(f"{stage}, 2 workers, peak MB a worker at N/10: {small}")
     if "dag_run_seconds" in scaling:
         runs = scaling["dag_run_seconds"].items()
-        lines.append("whole DAG run (dags test): " + ", ".join(f"{w} worker(s) {s} s" for w, s in runs))
+        lines.append("whole DAG run (dags test on the LocalExecutor): "
+                     + ", ".join(f"{w} worker(s) {s} s" for w, s in runs))
     return "\n".join(lines)
 
 
