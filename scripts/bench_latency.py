@@ -1,8 +1,8 @@
 """End-to-end latency of continuous mode (`make bench-latency`).
 
 For each rate, a throwaway broker and store, and the stream supervisor (include.pipeline.stream)
-for a warm-up and then the measured seconds: the latency percentiles of the orders whose totals
-became visible after the warm-up, and the lag left at the end (whether the stages kept up). The
+for a warm-up and then the measured seconds, both from the stages' start: the latency percentiles
+of the orders produced after the warm-up, and the lag left at the end (whether the stages kept up). The
 highest rate again with each of ``--workers`` (processes per scalable stage; the others with one).
 Writes output/latency.json and prints a table.
 """
