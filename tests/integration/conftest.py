@@ -1,4 +1,4 @@
-"""A real Apache Kafka broker per test (scripts/kafka/broker, fresh data dir and ports), the
+"""A real Apache Kafka broker (scripts/kafka/broker) for each pytest process, emptied for each test, the
 pipeline's DAGs and tasks run against it inside this process (in_process.py) or, for the tests of
 the CLI itself, with the project's airflow CLI, and kafka-python as an independent client to
 check what the pipeline wrote."""
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import confluent_kafka
+import confluent_kafka.admin
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -252,6 +253,52 @@ def pipeline_on(tmp_path: Path, **cluster) -> Iterator[Pipeline]:
         yield Pipeline(env, tmp_path / "output")
 
 
+BROKER_SETTINGS = ("KAFKA_PORT", "KAFKA_DATA_DIR", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_NODES", "KAFKA_SECURITY")
+GROUPS_EMPTY_WITHIN = 60  # s: a consumer killed with -9 leaves its group after session.timeout.ms (45 s)
+
+
+@pytest.fixture(scope="session")
+def shared_broker(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """One plain broker for the tests of this pytest process that need no cluster of their own:
+    a broker's start costs about 7 CPU-seconds and 8 s, more than most tests' Kafka work. Its
+    settings (throwaway_broker's); each test gets it as new from ``fresh_pipeline``."""
+    with throwaway_broker(tmp_path_factory.mktemp("kafka"), dict(os.environ)) as env:
+        yield {key: env[key] for key in BROKER_SETTINGS}
+
+
+def fresh_pipeline(tmp_path: Path, broker: dict[str, str]) -> Pipeline:
+    """A Pipeline with an Airflow home of its own on the shared broker, emptied as a new broker
+    is: running (a test may have stopped it), no topics, no consumer groups (with their offsets).
+    Transactional ids stay, as a producer's epoch does: the next producer of an id fences the
+    last one."""
+    env = {**airflow_env(tmp_path), **broker}
+    subprocess.run([str(ROOT / "scripts/kafka/broker"), "up"], env=env, check=True, timeout=300,
+                   capture_output=True)
+    admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": broker["KAFKA_BOOTSTRAP_SERVERS"]})
+    topics = [name for name in admin.list_topics(timeout=30).topics if not name.startswith("__")]
+    for future in (admin.delete_topics(topics, operation_timeout=30) if topics else {}).values():
+        future.result()
+    deadline = time.monotonic() + GROUPS_EMPTY_WITHIN
+    while groups := [group.group_id for group in admin.list_consumer_groups().result().valid]:
+        failed = []
+        for group, future in admin.delete_consumer_groups(groups, request_timeout=30).items():
+            try:
+                future.result()
+            except confluent_kafka.KafkaException as error:
+                failed.append(f"{group}: {error}")
+        assert not failed or time.monotonic() < deadline, f"groups left on the shared broker: {failed}"
+        time.sleep(1 if failed else 0)
+    # Gone from the metadata, and from the broker's log dir (renamed "<topic>-<p>.<id>-delete"): it
+    # has stopped serving them, so the topics made next are new to it.
+    logs = Path(broker["KAFKA_DATA_DIR"]) / "logs"
+    while set(topics) & set(admin.list_topics(timeout=30).topics) or any(
+        path.name.rpartition("-")[0] in topics for path in logs.iterdir() if not path.name.endswith("-delete")
+    ):
+        assert time.monotonic() < deadline, f"topics still on the shared broker: {topics}"
+        time.sleep(0.2)
+    return Pipeline(env, tmp_path / "output")
+
+
 @pytest.fixture(autouse=True)
 def no_runs_of_other_tests() -> None:
     """The worker's metadata DB without the runs of the tests before."""
@@ -259,9 +306,8 @@ def no_runs_of_other_tests() -> None:
 
 
 @pytest.fixture
-def pipeline(tmp_path):
-    with pipeline_on(tmp_path) as pipeline:
-        yield pipeline
+def pipeline(tmp_path, shared_broker):
+    return fresh_pipeline(tmp_path, shared_broker)
 
 
 @pytest.fixture

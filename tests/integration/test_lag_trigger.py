@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -13,8 +12,7 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
 from kafka_stages.triggers import ConsumerLagTrigger
-from scripts.kafka.local import throwaway_broker
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import fresh_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +20,14 @@ QUIET = 3.0  # seconds in which a trigger that should not fire must stay silent
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    """One broker for the module; each test has topics and a group of its own."""
-    root = tmp_path_factory.mktemp("lag-trigger")
-    with throwaway_broker(root / "kafka", dict(os.environ)) as env, pytest.MonkeyPatch.context() as patch:
+def broker(tmp_path_factory, shared_broker):
+    """The shared broker, emptied, for the module; each test has topics and a group of its own."""
+    pipeline = fresh_pipeline(tmp_path_factory.mktemp("lag-trigger"), shared_broker)
+    with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", json.dumps(
-            {"conn_type": "kafka", "extra": {"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]}}
+            {"conn_type": "kafka", "extra": {"bootstrap.servers": pipeline.bootstrap}}
         ))
-        yield Pipeline(env, root / "output")
+        yield pipeline
 
 
 @pytest.fixture

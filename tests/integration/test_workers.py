@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from include.pipeline import generator
 from tests.integration import in_process
-from tests.integration.conftest import pipeline_on
+from tests.integration.conftest import fresh_pipeline
 from tests.integration.expected import expected_metrics, order_value
 
 HOUR = "2026-01-05T10:00:00+00:00"
@@ -52,21 +52,21 @@ def outcome(pipeline) -> dict:
     return {"metrics": pipeline.metrics_lines(), "dead": dead, "summary": summary}
 
 
-def test_one_two_and_three_workers_give_identical_exact_results(tmp_path):
+def test_one_two_and_three_workers_give_identical_exact_results(tmp_path, shared_broker):
     first, late = first_run_input(), late_input()
     outcomes = {}
     for workers in (1, 2, 3):
-        with pipeline_on(tmp_path / f"w{workers}") as pipeline:
-            pipeline.task("create_topics")
-            pipeline.produce_many("orders", first)
-            assert pipeline.dag_test(HOUR, orders=0, workers=workers).ok
-            pipeline.produce_many("orders", late)
-            assert pipeline.dag_test(NEXT_HOUR, orders=0, workers=workers).ok
-            outcomes[workers] = outcome(pipeline)
-            # Each instance read its own partitions of orders, round robin.
-            shares = in_process.instance_results("process", pipeline.manifest()["run_id"])
-            owned = {index: sorted(map(int, share["input"]["partitions"])) for index, share in shares.items()}
-            assert owned == {index: list(range(index, 6, workers)) for index in range(workers)}
+        pipeline = fresh_pipeline(tmp_path / f"w{workers}", shared_broker)
+        pipeline.task("create_topics")
+        pipeline.produce_many("orders", first)
+        assert pipeline.dag_test(HOUR, orders=0, workers=workers).ok
+        pipeline.produce_many("orders", late)
+        assert pipeline.dag_test(NEXT_HOUR, orders=0, workers=workers).ok
+        outcomes[workers] = outcome(pipeline)
+        # Each instance read its own partitions of orders, round robin.
+        shares = in_process.instance_results("process", pipeline.manifest()["run_id"])
+        owned = {index: sorted(map(int, share["input"]["partitions"])) for index, share in shares.items()}
+        assert owned == {index: list(range(index, 6, workers)) for index in range(workers)}
 
     assert outcomes[1] == outcomes[2] == outcomes[3]
     # And exact. The generator keys a valid order by its id and an invalid record by a user id;

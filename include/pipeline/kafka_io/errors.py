@@ -28,6 +28,12 @@ class Misconfigured(ValueError):
 UNREACHABLE = frozenset(
     {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE, KafkaError._TIMED_OUT}
 )
+# Retriable in Kafka's protocol, though librdkafka does not mark them so on every call (a
+# consumer's watermark query): a coordinator moving, a partition's leader moving or not yet
+# elected (a topic just created, or deleted and created again).
+MOVING = frozenset(
+    {KafkaError.NOT_COORDINATOR, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
+)
 
 
 class Outage:
@@ -91,7 +97,7 @@ def retrying(call, *args, **kwargs):
             result = call(*args, **kwargs)
         except KafkaException as exc:
             error = exc.args[0]
-            transient = error.retriable() or error.code() in UNREACHABLE | {KafkaError.NOT_COORDINATOR}
+            transient = error.retriable() or error.code() in UNREACHABLE | MOVING
             if not transient or time.monotonic() > give_up:
                 raise
             if error.code() in UNREACHABLE:
