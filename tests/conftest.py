@@ -22,24 +22,24 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ.setdefault("KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
 # The files that take longest go first, so that the workers end together.
-LONGEST_FIRST = [  # measured: `make test` of 2026-11-29 (in-process DAG runs), setup + calls + teardown
-    "integration/test_operations.py",  # 973 s
-    "integration/test_scheduler.py",  # 267 s
-    "integration/test_stages_alone.py",  # 176 s
-    "integration/test_replicated_cluster.py",  # 158 s
-    "integration/test_faults_crash.py",  # 157 s
-    "integration/test_stream.py",  # 146 s
-    "integration/test_celery.py",  # 115 s
-    "integration/test_workers.py",  # 105 s
-    "integration/test_faults_rerun.py",  # 102 s
-    "integration/test_metrics_postgres.py",  # 99 s
-    "integration/test_secured_cluster.py",  # 98 s
-    "integration/test_metrics_page.py",  # 94 s
-    "integration/test_upgrade.py",  # 55 s
-    "integration/test_lag_trigger.py",  # 49 s
-    "integration/test_replay.py",  # 41 s
-    "integration/test_metrics_sqlite.py",  # 33 s
-    "integration/test_dag_run.py",  # 32 s
+LONGEST_FIRST = [  # measured: `make test` of 2026-11-29 (one broker per worker), setup + calls + teardown
+    "integration/test_operations.py",  # 1117 s
+    "integration/test_scheduler.py",  # 454 s
+    "integration/test_celery.py",  # 241 s
+    "integration/test_faults_crash.py",  # 202 s
+    "integration/test_replicated_cluster.py",  # 175 s
+    "integration/test_stream.py",  # 164 s
+    "integration/test_secured_cluster.py",  # 139 s
+    "integration/test_stages_alone.py",  # 137 s
+    "integration/test_faults_rerun.py",  # 112 s
+    "integration/test_workers.py",  # 108 s
+    "integration/test_metrics_page.py",  # 102 s
+    "integration/test_metrics_postgres.py",  # 100 s
+    "integration/test_metrics_sqlite.py",  # 49 s
+    "integration/test_replay.py",  # 47 s
+    "integration/test_lag_trigger.py",  # 40 s
+    "integration/test_upgrade.py",  # 32 s
+    "integration/test_dag_run.py",  # 20 s
 ]
 
 
