@@ -41,7 +41,9 @@ class LiveAirflow:
         self.command = ["celery-stack", str(workers)] if workers else ["standalone"]
         self.home, self.env, self.log = home, env, home / f"{self.command[0]}.log"
         self.url = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"
-        self.client = httpx.Client(base_url=self.url, timeout=30)
+        # After a start, the API server's first execution API call (a task starting) took 10-36 s
+        # on a loaded CI machine, and it answered nothing else meanwhile.
+        self.client = httpx.Client(base_url=self.url, timeout=90)
         self.process: subprocess.Popen | None = None
         self.workers = [f"w{i}" for i in range(1, workers + 1)]  # their logs: worker_log(name)
 
