@@ -293,9 +293,13 @@ def wait_for_line(log: Path, *texts: str, timeout: float = 120) -> str:
 def standalone_triggerer(airflow) -> psutil.Process:
     """Standalone's triggerer component (scripts/airflow runs standalone as its child), not the
     trigger runner that component starts (a triggerer process too, its child)."""
-    tree = psutil.Process(airflow.process.pid).children(recursive=True)
-    tree = [p for p in tree if p.status() != psutil.STATUS_ZOMBIE]
-    return next(p for p in tree if "triggerer" in p.cmdline() and "triggerer" not in p.parent().cmdline())
+    for process in airflow.processes():
+        try:
+            if "triggerer" in process.cmdline() and "triggerer" not in process.parent().cmdline():
+                return process
+        except psutil.NoSuchProcess:  # a task's process that ended meanwhile (seen in CI)
+            continue
+    raise AssertionError(f"no triggerer among {[p.pid for p in airflow.processes()]}")
 
 
 def stop(process: psutil.Process) -> None:
