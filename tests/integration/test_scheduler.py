@@ -250,7 +250,8 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
     }
     assert [
         r["dag_run_id"] for r in airflow.runs("kafka_pipeline_stream")
-        if datetime.fromisoformat(r["logical_date"]) <= started  # not the run of an hour that ended since
+        # Not the run of an hour that ended since (its logical date, the hour's start, is before it).
+        if datetime.fromisoformat(r["data_interval_end"]) <= started
     ] == [run_id]
     # Together: every stage ran while the generator did.
     instances = airflow.get(f"/dags/kafka_pipeline_stream/dagRuns/{run_id}/taskInstances")["task_instances"]
