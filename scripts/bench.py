@@ -97,38 +97,35 @@ def child(what: str, n: int, store_url: str, profile: str | None, share: str | N
 
 
 def baseline(kafka, what: str) -> int:
-    """Raw bytes through the same client, settings and bounded read as the stages, no parsing."""
+    """Raw bytes through the same client, settings, bounded read and transactions (one batch
+    behind the reading, as the stages commit them) as the stages, no parsing."""
     from include.pipeline.kafka_io.reading import BoundedRead
-    from include.pipeline.kafka_io.writing import produce
+    from include.pipeline.kafka_io.writing import Behind, produce
 
     group = f"bench-{what}"
     with closing(kafka.consumer(group)) as consumer:
         if what == "consume":
             return sum(len(batch) for batch in BoundedRead(consumer, settings.ORDERS))
-        txns = transactions(kafka, group)
         count = 0
         source = BoundedRead(consumer, settings.ORDERS)
-        for batch in source:
+        with Behind(transactions(kafka, group), consumer) as behind:
+            for batch in source:
 
-            def send(producer) -> None:
-                for message in batch:
-                    produce(producer, COPY_TOPIC, message.key(), message.value())
+                def send(producer, batch=batch) -> None:
+                    for message in batch:
+                        produce(producer, COPY_TOPIC, message.key(), message.value())
 
-            txns.run(send, consumer, source)
-            count += len(batch)
+                behind.commit(send, source, lambda: None)
+                count += len(batch)
         return count
 
 
 def transactions(kafka, transactional_id: str):
-    """The stages' unit of work (kafka_io.Transactions) on a producer of its own."""
+    """The stages' unit of work (kafka_io.Transactions) on a producer of its own, made as theirs are."""
     from include.pipeline.kafka_io.writing import Transactions
+    from include.pipeline.stages import transactional_producer
 
-    def make():
-        producer = kafka.producer(transactional_id=transactional_id)
-        producer.init_transactions(30)
-        return producer
-
-    return Transactions(make)
+    return Transactions(lambda: transactional_producer(kafka, transactional_id))
 
 
 def reconcile_at(store) -> int:

@@ -13,8 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
-from include.pipeline import money, state_codec
-from include.pipeline.dedup import SeenOrders, fingerprint
+from include.pipeline import dedup, money, state_codec
+from include.pipeline.dedup import SeenOrders
+from include.pipeline.order_columns import OrderColumns
 from include.pipeline.orders import Order
 from include.pipeline.reasons import Reason
 from include.pipeline.settings import WINDOW_SECONDS
@@ -30,10 +31,10 @@ class CountedIds(Protocol):
 
     def __len__(self) -> int: ...
 
-    def contains(self, fingerprints: list[bytes]) -> np.ndarray:
+    def contains(self, fingerprints: np.ndarray) -> np.ndarray:
         """Which of ``fingerprints`` were counted before (a bool per fingerprint)."""
 
-    def add(self, fingerprints: list[bytes], event_us: list[int]) -> list[Record]:
+    def add(self, fingerprints: np.ndarray, event_us: np.ndarray) -> list[Record]:
         """Remember newly counted ids; returns the changelog records that save them."""
 
     def forget_before(self, cutoff_us: int) -> list[bytes]:
@@ -44,6 +45,11 @@ class CountedIds(Protocol):
 
     def load(self, segment: state_codec.Segment) -> None:
         """Restoring, second pass: the ids of a live segment."""
+
+
+COUNTED, DUPLICATE, LATE = 0, 1, 2  # offer_batch's verdicts
+VERDICTS: tuple[Reason | None, ...] = (None, Reason.DUPLICATE, Reason.LATE)
+NO_WATERMARK = -(2**62)  # below any event time, and far enough from int64's end to subtract from
 
 
 @dataclass
@@ -57,7 +63,8 @@ class Analyzer:
     seen: CountedIds = field(default_factory=SeenOrders)  # counted order ids within the horizon
     watermark: int | None = None  # newest event time counted (us)
     ledger: Ledger = field(default_factory=Ledger)
-    counted: dict[bytes, int] = field(default_factory=dict)  # since take_changes(): fingerprint -> event us
+    # Counted since take_changes(), not yet in ``seen``: (fingerprints, event times) per offer.
+    counted: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @classmethod
     def create(cls, grace_seconds: float, horizon_seconds: float) -> Analyzer:
@@ -67,32 +74,55 @@ class Analyzer:
 
     def offer(self, order: Order) -> Reason | None:
         """Count the order, or say why not (a duplicate or late)."""
-        return self.offer_all([order])[0]
+        return VERDICTS[int(self.offer_batch(OrderColumns.of([order]))[0])]
 
-    def offer_all(self, orders: list[Order]) -> list[Reason | None]:
-        """offer() for each order in turn; the dedup lookup is done for all of them at once."""
-        fingerprints = [fingerprint(order.order_id) for order in orders]
-        seen_before = self.seen.contains(fingerprints).tolist()
-        counted, watermark, grace_us = self.counted, self.watermark, self.grace_us
-        accepted: list[Order] = []
-        verdicts: list[Reason | None] = []
-        for order, key, before in zip(orders, fingerprints, seen_before):
-            if before or key in counted:
-                verdicts.append(Reason.DUPLICATE)
-                continue
-            event_us = order.event_us
-            if watermark is not None and (order.window_start + WINDOW_SECONDS) * US < watermark - grace_us:
-                verdicts.append(Reason.LATE)
-                continue
-            counted[key] = event_us
-            if watermark is None or event_us > watermark:
-                watermark = event_us
-            accepted.append(order)
-            verdicts.append(None)
-        self.watermark = watermark
-        self.windows.add_all(accepted)
-        self.ledger.count += len(accepted)
-        self.ledger.revenue = money.total((order.amount for order in accepted), self.ledger.revenue)
+    def offer_batch(self, orders: OrderColumns) -> np.ndarray:
+        """Count the orders as offering each in turn would, or say why not: a verdict per order
+        (COUNTED, DUPLICATE or LATE), decided for the whole batch at once.
+
+        In turn, an order is a duplicate if its id was counted before (within the horizon, or
+        earlier in the batch); else late if its window ended more than the grace period before
+        the watermark, the newest event time counted before it. A late order's event time is
+        below that watermark, so the watermark before each order is the running maximum over the
+        orders before it that are not duplicates, late or not. Of an id's copies in the batch,
+        the first that is not late counts; each round moves on from a late one to the next copy.
+        """
+        keys = dedup.fingerprints(orders.order_ids)
+        event_us, n = orders.event_us, len(orders)
+        before = self.seen.contains(keys)
+        for fingerprints, _ in self.counted:
+            before |= np.isin(keys, fingerprints)
+        # Each order's next copy in the batch (-1: none), and whether it is its id's first copy.
+        by_key = dedup.sort_order(keys)
+        repeat = np.zeros(n, bool)
+        repeat[1:] = keys[by_key[1:]] == keys[by_key[:-1]]
+        next_copy = np.full(n, -1)
+        next_copy[by_key[:-1][repeat[1:]]] = by_key[1:][repeat[1:]]
+        candidate = np.zeros(n, bool)
+        candidate[by_key] = ~repeat
+        candidate &= ~before
+        passed = np.zeros(n, bool)  # copies found late while candidates
+        window_end = (orders.window_start + WINDOW_SECONDS) * US
+        start = NO_WATERMARK if self.watermark is None else self.watermark
+        while True:
+            running = np.maximum.accumulate(np.where(candidate, event_us, NO_WATERMARK))
+            watermark = np.maximum(np.concatenate(([start], running[:-1])), start)
+            late = window_end < watermark - self.grace_us
+            moving = candidate & late & (next_copy >= 0)
+            if not moving.any():
+                break
+            candidate[moving], passed[moving] = False, True
+            candidate[next_copy[moving]] = True
+        counts = candidate & ~late
+        verdicts = np.where(counts, COUNTED, np.where((candidate & late) | passed, LATE, DUPLICATE))
+        if counts.any():
+            counted = orders.take(np.flatnonzero(counts))
+            self.counted.append((keys[counts], counted.event_us))
+            self.watermark = max(start, int(counted.event_us.max()))
+            self.windows.add(counted)
+            [total] = counted.totals(np.zeros(len(counted), np.int64), 1)
+            self.ledger.count += len(counted)
+            self.ledger.revenue = money.total([total], self.ledger.revenue)
         return verdicts
 
     def take_changes(self) -> tuple[list[tuple[WindowKey, Aggregate]], list[Record]]:
@@ -100,9 +130,11 @@ class Analyzer:
         changelog records that save the state as it is now."""
         windows = [(key, self.windows.aggregates[key]) for key in self.windows.take_changed()]
         records = [state_codec.window_record(key, aggregate) for key, aggregate in windows]
-        records += self.seen.add(list(self.counted), list(self.counted.values()))
+        if self.counted:
+            keys, event_us = (np.concatenate(column) for column in zip(*self.counted))
+            records += self.seen.add(keys, event_us)
         records += [state_codec.watermark_record(self.watermark), state_codec.ledger_record(self.ledger)]
-        self.counted = {}
+        self.counted = []
         return windows, records
 
     def expire(self) -> list[Record]:

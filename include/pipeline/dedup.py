@@ -40,31 +40,58 @@ def fingerprint(order_id: str) -> bytes:
     return blake2b(order_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+_EMPTY = blake2b(digest_size=16)
+
+
+def fingerprints(order_ids: list[bytes]) -> np.ndarray:
+    """fingerprint() of each id (UTF-8), as an array of FINGERPRINT."""
+    new = _EMPTY.copy  # a copy of a hash with its parameters set costs less than making one
+    digests = []
+    add = digests.append
+    for order_id in order_ids:
+        digest = new()
+        digest.update(order_id)
+        add(digest.digest())
+    return np.frombuffer(b"".join(digests), FINGERPRINT) if digests else np.empty(0, FINGERPRINT)
+
+
 class Run:
     """Fingerprints in ascending order, with the event time (epoch us) of each."""
 
-    __slots__ = ("keys", "event_us")
+    __slots__ = ("keys", "event_us", "_high")
 
     def __init__(self, keys: np.ndarray, event_us: np.ndarray) -> None:
         self.keys, self.event_us = keys, event_us
+        self._high: np.ndarray | None = None
+
+    @property
+    def high(self) -> np.ndarray:
+        """The keys' first 8 bytes as integers, in the same order: searched far faster."""
+        if self._high is None:
+            self._high = high_halves(self.keys)
+        return self._high
 
     @classmethod
     def of(cls, keys: np.ndarray, event_us: np.ndarray) -> Run:
         """A run of these entries, sorted."""
-        order = np.argsort(keys, kind="stable")
+        order = sort_order(keys)
         return cls(keys[order], event_us[order])
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def contains(self, query: np.ndarray) -> np.ndarray:
-        """Which of ``query`` are in the run."""
-        return _found(self.keys, query)
+    def contains(self, query: np.ndarray, query_high: np.ndarray | None = None) -> np.ndarray:
+        """Which of ``query`` (with its ``high_halves``, if at hand) are in the run."""
+        if not len(self):
+            return np.zeros(len(query), bool)
+        at = _positions(self, query, high_halves(query) if query_high is None else query_high)
+        at[at == len(self)] = 0
+        return self.keys[at] == query
 
     def merge(self, other: Run) -> Run:
         """Both runs as one, in order."""
         # Linear: each of other's keys goes where searchsorted says, self's fill the rest.
-        slots = np.searchsorted(self.keys, other.keys) + np.arange(len(other))
+        slots = _positions(self, other.keys, other.high) + np.arange(len(other))
         rest = np.ones(len(self) + len(other), dtype=bool)
         rest[slots] = False
         keys = np.empty(len(rest), dtype=FINGERPRINT)
@@ -157,12 +184,13 @@ class SeenOrders:
     def __len__(self) -> int:
         return sum(len(run) for run in self.runs) + sum(run.size for run in self.spilled)
 
-    def contains(self, fingerprints: list[bytes]) -> np.ndarray:
-        """Which of ``fingerprints`` were counted before (a bool per fingerprint)."""
-        query = np.array(fingerprints, dtype=FINGERPRINT)
+    def contains(self, fingerprints: np.ndarray) -> np.ndarray:
+        """Which of ``fingerprints`` (FINGERPRINT) were counted before (a bool per fingerprint)."""
+        query = np.asarray(fingerprints, dtype=FINGERPRINT)
         found = np.zeros(len(query), dtype=bool)
+        query_high = high_halves(query)
         for run in self.runs:
-            found |= run.contains(query)
+            found |= run.contains(query, query_high)
         probes: dict[int, np.ndarray] = {}  # per filter size
         for spilled in self.spilled:
             if spilled.bits not in probes:
@@ -170,12 +198,13 @@ class SeenOrders:
             found |= spilled.contains(query, probes[spilled.bits], self.cutoff_us)
         return found
 
-    def add(self, fingerprints: list[bytes], event_us: list[int]) -> list[Record]:
-        """Remember newly counted ids; returns the changelog records that save them."""
-        if not fingerprints:
+    def add(self, fingerprints: np.ndarray, event_us: np.ndarray) -> list[Record]:
+        """Remember newly counted ids (FINGERPRINT, EVENT_US); returns the changelog records that
+        save them."""
+        keys = np.asarray(fingerprints, dtype=FINGERPRINT)
+        times = np.asarray(event_us, dtype=EVENT_US)
+        if not len(keys):
             return []
-        keys = np.array(fingerprints, dtype=FINGERPRINT)
-        times = np.array(event_us, dtype=EVENT_US)
         self._push(Run.of(keys, times))
         records: list[Record] = []
         for key, value, newest in state_codec.segment_records(keys, times):
@@ -258,10 +287,28 @@ def _merged(a: Iterator[Run], b: Iterator[Run]) -> Iterator[Run]:
             head = next(stream, None)
 
 
-def _found(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
-    at = np.searchsorted(keys, query)
-    at[at == len(keys)] = 0
-    return keys[at] == query
+def high_halves(keys: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each fingerprint as an unsigned integer (big-endian, so that they
+    sort as the fingerprints do)."""
+    return np.ascontiguousarray(keys).view(">u8")[0::2].astype(np.uint64)
+
+
+def sort_order(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") of fingerprints, sorting integers (far faster)."""
+    halves = np.ascontiguousarray(keys).view(">u8").astype(np.uint64)
+    return np.lexsort((halves[1::2], halves[0::2]))
+
+
+def _positions(run: Run, query: np.ndarray, query_high: np.ndarray) -> np.ndarray:
+    """np.searchsorted(run.keys, query), searching the high halves (integers compare in one
+    step, 16-byte strings do not); exact where a key of the run shares a query's high half."""
+    at = np.searchsorted(run.high, query_high)
+    shared = np.zeros(len(query), bool)
+    inside = at < len(run)
+    shared[inside] = run.high[at[inside]] == query_high[inside]
+    if shared.any():  # an id seen before, or (once in 2**64) two with the same first 8 bytes
+        at[shared] = np.searchsorted(run.keys, query[shared])
+    return at
 
 
 def _probes(keys: np.ndarray, bits: int) -> np.ndarray:

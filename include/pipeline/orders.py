@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from include.pipeline import codec
+from include.pipeline import codec, timestamps
 from include.pipeline.reasons import Reason
 from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
 
@@ -61,20 +61,21 @@ class Rejected(msgspec.Struct, frozen=True):
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class _Wire(msgspec.Struct, forbid_unknown_fields=True):
+class Wire(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     """The common case, type-checked in C: the contract's fields, plus the two that process adds,
-    and nothing else. Any other value takes the slow path, which says what is wrong with it."""
+    and nothing else. Any other value takes the slow path, which says what is wrong with it.
+    Its fields are in the order of the processed-orders record, which it also is (``enrich``)."""
 
     order_id: NonEmpty
     user_id: NonEmpty
     product_id: str
+    product_name: Any = None
     amount: msgspec.Raw  # decoded as the slow path does, so both agree on every number
     timestamp: str
-    product_name: Any = None
     processed_at: Any = None
 
 
-_wire = msgspec.json.Decoder(_Wire)
+wire_decoder = msgspec.json.Decoder(Wire)
 
 
 def parse(value: bytes | None) -> Order | Rejected:
@@ -88,7 +89,7 @@ def parse(value: bytes | None) -> Order | Rejected:
             Reason.TOO_LARGE, f"the value has {len(value)} bytes; an order has at most {MAX_ORDER_BYTES}",
         )
     try:
-        wire = _wire.decode(value)
+        wire = wire_decoder.decode(value)
         amount = codec.decode(wire.amount)
     except codec.DecodeError:
         return _parse_slowly(value)
@@ -129,7 +130,7 @@ def _order(order_id: Any, user_id: Any, product_id: Any, amount: Any, timestamp:
         return Rejected(Reason.INVALID_AMOUNT, f"amount must be finite, got {_show(amount)}")
     if exact < MIN_AMOUNT:
         return Rejected(Reason.INVALID_AMOUNT, f"amount must be greater than 0, got {_show(amount)}")
-    event_time = parse_timestamp(timestamp)
+    event_time = timestamps.parse(timestamp)
     if event_time is None:
         return Rejected(
             Reason.INVALID_TIMESTAMP,
@@ -138,39 +139,12 @@ def _order(order_id: Any, user_id: Any, product_id: Any, amount: Any, timestamp:
     return Order(order_id, user_id, product_id, exact, timestamp, (event_time - EPOCH) // MICROSECOND)
 
 
-def parse_timestamp(value: Any) -> datetime | None:
-    """ISO-8601 date and time; `Z` or an offset, none meaning UTC. None if it is not one."""
-    if not isinstance(value, str) or "T" not in value.upper()[8:] and " " not in value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    try:
-        return parsed.astimezone(timezone.utc)
-    except OverflowError:  # an offset that pushes it past year 1 or 9999
-        return None
-
-
-class Processed(msgspec.Struct):
-    """The processed-orders record: the order's fields plus product_name and processed_at."""
-
-    order_id: str
-    user_id: str
-    product_id: str
-    product_name: str
-    amount: Decimal
-    timestamp: str
-    processed_at: str
-
-
 def enrich(order: Order, processed_at: str) -> bytes:
     """The processed-orders record of a valid order: with its product's name and ``processed_at``."""
-    return codec.encode(Processed(
-        order.order_id, order.user_id, order.product_id, PRODUCTS[order.product_id], order.amount,
-        order.timestamp, processed_at,
+    return codec.encode(Wire(
+        order_id=order.order_id, user_id=order.user_id, product_id=order.product_id,
+        product_name=PRODUCTS[order.product_id], amount=msgspec.Raw(codec.encode(order.amount)),
+        timestamp=order.timestamp, processed_at=processed_at,
     ))
 
 

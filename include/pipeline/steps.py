@@ -8,17 +8,24 @@ A batch is a list of records as confluent_kafka gives them: anything with ``key(
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Protocol
+from itertools import chain, repeat
+from operator import methodcaller
+from typing import Callable, Protocol
 
 import msgspec
+import numpy as np
 
-from include.pipeline import codec, state_codec, telemetry
-from include.pipeline.analyzer import Analyzer
-from include.pipeline.orders import Order, enrich, parse
+from include.pipeline import codec, order_columns, state_codec, telemetry
+from include.pipeline.analyzer import COUNTED, VERDICTS, Analyzer
+from include.pipeline.order_columns import OrderColumns, window_code
+from include.pipeline.orders import Rejected
 from include.pipeline.reasons import Reason
+from include.pipeline.settings import PRODUCTS
 from include.pipeline.windows import Partial, ledger_header, partial_key_bytes
 
+# A batch's record values -> its valid orders, and (position, why) for the others.
+Decode = Callable[[list[bytes | None]], tuple[OrderColumns, list[tuple[int, Rejected]]]]
+NO_ORIGINS = telemetry.ORIGINS, b"[]"  # a window whose new orders have no produce time
 
 class Record(Protocol):
     """An input record, as confluent_kafka's ``Message`` is one."""
@@ -85,69 +92,66 @@ class Analyzed(msgspec.Struct):
         return self.metrics
 
 
-def process(batch: list[Record], processed_at: str) -> Processed:
+def process(batch: list[Record], processed_at: str, decode: Decode = order_columns.decode) -> Processed:
     """Valid orders enriched, keyed by order id (so every copy of an order lands on one partition
     of processed-orders, where one analyze worker sees them all), keeping their record's
     timestamp (the produce time that end-to-end latency starts from); anything else rejected
-    with the parser's reason."""
-    valid, rejected = [], []
-    for index, message in enumerate(batch):
-        result = parse(message.value())
-        if type(result) is Order:
-            key = result.order_id.encode("utf-8", "surrogatepass")
-            valid.append(Outgoing(key, enrich(result, processed_at), None, _produced_ms(message)))
-        else:
-            rejected.append(Rejection(index, result.reason, result.detail))
-    return Processed(valid, rejected)
+    with the parser's reason. (``decode``: the bulk path, or ``order_columns.decode_each``.)"""
+    values = [message.value() for message in batch]
+    orders, rejected = decode(values)
+    wires = orders.wires
+    for wire in wires:
+        wire.product_name = PRODUCTS[wire.product_id]
+        wire.processed_at = processed_at
+    records = codec.encode_lines(wires).split(b"\n")[:-1]  # JSON escapes a newline in a string
+    produced = _produced_ms(batch)[orders.index].tolist()
+    valid = list(map(Outgoing, orders.order_ids, records, repeat(None), produced))
+    return Processed(valid, [Rejection(index, why.reason, why.detail) for index, why in rejected])
 
 
-def analyze(analyzers: dict[int, Analyzer], batch: list[Record]) -> Analyzed:
+def analyze(
+    analyzers: dict[int, Analyzer], batch: list[Record], decode: Decode = order_columns.decode,
+) -> Analyzed:
     """Count the batch's orders into their windows, each partition's with its own ``Analyzer``
     (its stream time, its remembered ids: every copy of an order is on one partition), and say
     what changed: each changed window's new partial of that partition, with the produce times of
     the orders newly counted in it (the ``origins`` header) and the partition's ledger after the
     batch (the ``ledger`` header: what a store holding these partials adds up to); and the state
     changelog records. Duplicates and late orders are rejected."""
-    positions: dict[int, list[int]] = defaultdict(list)
-    for index, message in enumerate(batch):
-        positions[message.partition()].append(index)
-    out = Analyzed([], [], [], 0)
-    for partition, indexes in sorted(positions.items()):
-        part = _analyze_partition(analyzers[partition], partition, [batch[i] for i in indexes])
-        out.metrics += part.metrics
-        out.state += part.state
-        out.rejected += [Rejection(indexes[r.index], r.reason, r.detail) for r in part.rejected]
-        out.counted += part.counted
+    orders, invalid = decode([message.value() for message in batch])
+    partitions = np.fromiter(map(methodcaller("partition"), batch), np.int64, len(batch))
+    produced = _produced_ms(batch)
+    out = Analyzed([], [], [Rejection(index, why.reason, why.detail) for index, why in invalid], 0)
+    of_row = partitions[orders.index]
+    for partition in np.unique(partitions).tolist():
+        part = orders.take(np.flatnonzero(of_row == partition))
+        analyzer = analyzers[partition]
+        verdicts = analyzer.offer_batch(part)
+        for row in np.flatnonzero(verdicts != COUNTED).tolist():
+            why = VERDICTS[verdicts[row]]
+            order_id = part.order_ids[row].decode("utf-8", "surrogatepass")
+            detail = f"order {order_id} is {why}; not counted"
+            out.rejected.append(Rejection(int(part.index[row]), why, detail))
+        counted = verdicts == COUNTED
+        origins = telemetry.origins_headers(part.window_codes[counted], produced[part.index[counted]])
+        windows, state = analyzer.take_changes()
+        ledger = ledger_header(analyzer.ledger.mark(partition))  # after this batch; one value for all
+        out.metrics += [
+            Outgoing(
+                partial_key_bytes((*window, partition)),
+                codec.encode(Partial(*window, partition, aggregate.count, aggregate.total)),
+                [origins.get(window_code(window), NO_ORIGINS), ledger],
+            )
+            for window, aggregate in windows
+        ]
+        out.state += state_codec.scoped(partition, state)
+        out.counted += int(counted.sum())
     out.rejected.sort(key=lambda r: r.index)
     return out
 
 
-def _analyze_partition(analyzer: Analyzer, partition: int, records: list[Record]) -> Analyzed:
-    parsed = [parse(message.value()) for message in records]
-    verdicts = iter(analyzer.offer_all([order for order in parsed if type(order) is Order]))
-    rejected = []
-    produced: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for index, (message, result) in enumerate(zip(records, parsed)):
-        if type(result) is not Order:
-            rejected.append(Rejection(index, result.reason, result.detail))
-        elif (why := next(verdicts)) is not None:
-            rejected.append(Rejection(index, why, f"order {result.order_id} is {why}; not counted"))
-        else:
-            produced[result.window_start, result.product_id].append(_produced_ms(message))
-    windows, state = analyzer.take_changes()
-    ledger = ledger_header(analyzer.ledger.mark(partition))  # after this batch; one value for all
-    metrics = [
-        Outgoing(
-            partial_key_bytes((*window, partition)),
-            codec.encode(Partial(*window, partition, aggregate.count, aggregate.total)),
-            [telemetry.origins_header(produced[window]), ledger],
-        )
-        for window, aggregate in windows
-    ]
-    counted = sum(len(times) for times in produced.values())
-    return Analyzed(metrics, state_codec.scoped(partition, state), rejected, counted)
-
-
-def _produced_ms(message: Record) -> int:
-    kind, ms = message.timestamp()
-    return ms if kind and ms > 0 else 0
+def _produced_ms(batch: list[Record]) -> np.ndarray:
+    """Each record's produce time in epoch ms; 0 for one without a usable timestamp."""
+    stamps = np.fromiter(chain.from_iterable(map(methodcaller("timestamp"), batch)), np.int64, 2 * len(batch))
+    kind, ms = stamps[0::2], stamps[1::2]
+    return np.where((kind != 0) & (ms > 0), ms, 0)

@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Iterable
 
 import msgspec
+import numpy as np
 
 ORIGINS = "origins"
 
@@ -26,6 +27,23 @@ def origins_header(produced_ms: Iterable[int]) -> tuple[str, bytes]:
     """The header for a product-metrics record that counts orders produced at ``produced_ms``
     (0: a record without a timestamp, not measured)."""
     return ORIGINS, msgspec.json.encode(sorted(Counter(ms for ms in produced_ms if ms > 0).items()))
+
+
+def origins_headers(groups: np.ndarray, produced_ms: np.ndarray) -> dict[int, tuple[str, bytes]]:
+    """origins_header() of the orders of each group, by group (``groups``: each order's), for
+    the groups with an order produced at a known time."""
+    timed = produced_ms > 0
+    groups, produced_ms = groups[timed], produced_ms[timed]
+    order = np.lexsort((produced_ms, groups))
+    groups, produced_ms = groups[order], produced_ms[order]
+    new = np.ones(len(groups), bool)
+    new[1:] = (groups[1:] != groups[:-1]) | (produced_ms[1:] != produced_ms[:-1])
+    firsts = np.flatnonzero(new)
+    counts = np.diff(np.append(firsts, len(groups))).tolist()
+    pairs: dict[int, list[tuple[int, int]]] = {}
+    for group, ms, count in zip(groups[firsts].tolist(), produced_ms[firsts].tolist(), counts):
+        pairs.setdefault(group, []).append((ms, count))
+    return {group: (ORIGINS, msgspec.json.encode(times)) for group, times in pairs.items()}
 
 
 _pairs = msgspec.json.Decoder(list[tuple[int, int]])

@@ -9,8 +9,10 @@ from decimal import Decimal
 from typing import Iterable
 
 import msgspec
+import numpy as np
 
 from include.pipeline import codec, money
+from include.pipeline.order_columns import OrderColumns, window_key
 from include.pipeline.orders import Order
 from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
 
@@ -32,18 +34,25 @@ class TumblingWindows:
         self.aggregates: dict[WindowKey, Aggregate] = aggregates or {}
         self.changed: set[WindowKey] = set()
 
-    def add_all(self, orders: Iterable[Order]) -> None:
+    def add(self, orders: OrderColumns) -> None:
         """Count the orders into their windows, exactly."""
-        amounts: dict[WindowKey, list[Decimal]] = {}
-        for order in orders:
-            amounts.setdefault((order.window_start, order.product_id), []).append(order.amount)
-        for key, added in amounts.items():
+        if not len(orders):
+            return
+        codes, groups = np.unique(orders.window_codes, return_inverse=True)
+        counts = np.bincount(groups, minlength=len(codes)).tolist()
+        totals = orders.totals(groups, len(codes))
+        for code, count, total in zip(codes.tolist(), counts, totals):
+            key = window_key(code)
             aggregate = self.aggregates.get(key)
             if aggregate is None:
                 aggregate = self.aggregates[key] = Aggregate()
             self.changed.add(key)
-            aggregate.count += len(added)
-            aggregate.total = money.total(added, aggregate.total)
+            aggregate.count += count
+            aggregate.total = money.total([total], aggregate.total)
+
+    def add_all(self, orders: list[Order]) -> None:
+        """add() of orders the per-record parser made."""
+        self.add(OrderColumns.of(orders))
 
     def take_changed(self) -> list[WindowKey]:
         """The windows changed since the last call, in key order."""

@@ -101,7 +101,7 @@ def _start(kafka: Kafka, stage: str) -> None:
     """A stage's first steps: its checks and, transactional, its producer's registration."""
     access.ready(kafka, [stage])
     if access.TRANSACTIONS in access.GRANTS[stage]:
-        stages._transactional_producer(kafka, topology.STAGES[stage].transactional_id)
+        stages.transactional_producer(kafka, topology.STAGES[stage].transactional_id)
 
 
 @pytest.mark.parametrize("grant", [

@@ -2,14 +2,19 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline.analyzer import Analyzer
+from include.pipeline.analyzer import VERDICTS, Analyzer
 from include.pipeline.dedup import fingerprint
+from include.pipeline.order_columns import OrderColumns
 from include.pipeline.windows import Ledger
 from tests.factories import order
 
 W = 1767607200  # 2026-01-05T10:00:00Z
 
 
+
+
+def offer_batch(analyzer, orders):
+    return [VERDICTS[verdict] for verdict in analyzer.offer_batch(OrderColumns.of(orders))]
 
 
 def restore(records):
@@ -126,10 +131,10 @@ def test_duplicates_are_found_within_a_batch_and_across_batches():
     analyzer = Analyzer.create(3600, 86400)
     batch = [order("a", "2026-01-05T10:00:00Z"), order("b", "2026-01-05T10:00:01Z"),
              order("a", "2026-01-05T10:00:02Z")]
-    assert analyzer.offer_all(batch) == [None, None, "duplicate"]
+    assert offer_batch(analyzer, batch) == [None, None, "duplicate"]
     analyzer.take_changes()
-    assert analyzer.offer_all(
-        [order("b", "2026-01-05T10:00:03Z"), order("c", "2026-01-05T10:00:03Z")]
+    assert offer_batch(
+        analyzer, [order("b", "2026-01-05T10:00:03Z"), order("c", "2026-01-05T10:00:03Z")]
     ) == ["duplicate", None]
     assert analyzer.ledger.count == 3
 

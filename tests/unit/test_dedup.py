@@ -1,7 +1,10 @@
 import random
 
+import numpy as np
+
 from include.pipeline import dedup, state_codec
-from include.pipeline.dedup import SeenOrders, fingerprint
+from include.pipeline.dedup import SeenOrders, fingerprint, fingerprints, sort_order
+from include.pipeline.state_codec import FINGERPRINT
 
 
 def ids(start, stop):
@@ -102,3 +105,19 @@ def test_forgetting_drops_whole_files_hides_older_ids_in_the_rest_and_merges_lea
 def test_random_lookups_with_spills_agree_with_a_python_set(monkeypatch):
     small_spills(monkeypatch)
     test_random_lookups_agree_with_a_python_set()
+
+
+def test_fingerprints_sharing_their_first_8_bytes_are_still_told_apart():
+    # Searches go by the first 8 bytes; two ids whose fingerprints share them need the rest.
+    same_start = [bytes(8) + bytes([i]) * 8 for i in (3, 1, 2)]
+    seen = SeenOrders()
+    seen.add(same_start[:2], [1, 2])
+    assert seen.contains(same_start).tolist() == [True, True, False]
+    seen.add(same_start[2:], [3])  # merges into the run before
+    assert seen.contains(same_start + [bytes(16)]).tolist() == [True, True, True, False]
+    assert sort_order(np.array(same_start, dtype=FINGERPRINT)).tolist() == [1, 2, 0]
+
+
+def test_fingerprints_of_many_ids_are_those_of_each():
+    order_ids = ["a", "ü-1", "x" * 100]
+    assert fingerprints([i.encode() for i in order_ids]).tolist() == [fingerprint(i) for i in order_ids]

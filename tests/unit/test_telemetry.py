@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from include.pipeline.telemetry import (
@@ -7,6 +8,7 @@ from include.pipeline.telemetry import (
     Tick,
     origins,
     origins_header,
+    origins_headers,
     read_report,
     report_line,
 )
@@ -184,3 +186,12 @@ def test_an_ended_line_round_trips():
 )
 def test_anything_else_printed_is_not_a_report(line):
     assert read_report(line) is None
+
+
+def test_origins_headers_of_groups_count_each_groups_orders_per_produce_time():
+    groups = np.array([7, 3, 7, 7, 3, 9])
+    produced = np.array([20, 5, 10, 20, 0, 0])  # 0: no produce time
+    assert origins_headers(groups, produced) == {
+        7: ("origins", b"[[10,1],[20,2]]"), 3: ("origins", b"[[5,1]]"),
+    }
+    assert origins_headers(groups[:0], produced[:0]) == {}
