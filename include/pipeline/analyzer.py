@@ -34,8 +34,11 @@ class CountedIds(Protocol):
     def contains(self, fingerprints: np.ndarray) -> np.ndarray:
         """Which of ``fingerprints`` were counted before (a bool per fingerprint)."""
 
-    def add(self, fingerprints: np.ndarray, event_us: np.ndarray) -> list[Record]:
-        """Remember newly counted ids; returns the changelog records that save them."""
+    def remember(self, fingerprints: np.ndarray, event_us: np.ndarray) -> None:
+        """Newly counted ids, found by contains() from now on."""
+
+    def saved(self, fingerprints: np.ndarray, event_us: np.ndarray) -> list[Record]:
+        """The changelog records that save ids remembered since the last call."""
 
     def forget_before(self, cutoff_us: int) -> list[bytes]:
         """Forget ids older than ``cutoff_us``; returns the keys of the segments now empty."""
@@ -63,7 +66,7 @@ class Analyzer:
     seen: CountedIds = field(default_factory=SeenOrders)  # counted order ids within the horizon
     watermark: int | None = None  # newest event time counted (us)
     ledger: Ledger = field(default_factory=Ledger)
-    # Counted since take_changes(), not yet in ``seen``: (fingerprints, event times) per offer.
+    # Counted since take_changes(), remembered but not yet saved: (fingerprints, event times) per offer.
     counted: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @classmethod
@@ -90,8 +93,6 @@ class Analyzer:
         keys = dedup.fingerprints(orders.order_ids)
         event_us, n = orders.event_us, len(orders)
         before = self.seen.contains(keys)
-        for fingerprints, _ in self.counted:
-            before |= np.isin(keys, fingerprints)
         # Each order's next copy in the batch (-1: none), and whether it is its id's first copy.
         by_key = dedup.sort_order(keys)
         repeat = np.zeros(n, bool)
@@ -118,6 +119,7 @@ class Analyzer:
         if counts.any():
             counted = orders.take(np.flatnonzero(counts))
             self.counted.append((keys[counts], counted.event_us))
+            self.seen.remember(keys[counts], counted.event_us)
             self.watermark = max(start, int(counted.event_us.max()))
             self.windows.add(counted)
             [total] = counted.totals(np.zeros(len(counted), np.int64), 1)
@@ -132,7 +134,7 @@ class Analyzer:
         records = [state_codec.window_record(key, aggregate) for key, aggregate in windows]
         if self.counted:
             keys, event_us = (np.concatenate(column) for column in zip(*self.counted))
-            records += self.seen.add(keys, event_us)
+            records += self.seen.saved(keys, event_us)
         records += [state_codec.watermark_record(self.watermark), state_codec.ledger_record(self.ledger)]
         self.counted = []
         return windows, records

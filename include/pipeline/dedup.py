@@ -201,13 +201,20 @@ class SeenOrders:
     def add(self, fingerprints: np.ndarray, event_us: np.ndarray) -> list[Record]:
         """Remember newly counted ids (FINGERPRINT, EVENT_US); returns the changelog records that
         save them."""
+        self.remember(fingerprints, event_us)
+        return self.saved(fingerprints, event_us)
+
+    def remember(self, fingerprints: np.ndarray, event_us: np.ndarray) -> None:
+        """Newly counted ids, found by contains() from now on; ``saved`` makes their records."""
         keys = np.asarray(fingerprints, dtype=FINGERPRINT)
-        times = np.asarray(event_us, dtype=EVENT_US)
-        if not len(keys):
-            return []
-        self._push(Run.of(keys, times))
+        if len(keys):
+            self._push(Run.of(keys, np.asarray(event_us, dtype=EVENT_US)))
+
+    def saved(self, fingerprints: np.ndarray, event_us: np.ndarray) -> list[Record]:
+        """The changelog records that save ids remembered since the last call (one batch's)."""
+        keys = np.asarray(fingerprints, dtype=FINGERPRINT)
         records: list[Record] = []
-        for key, value, newest in state_codec.segment_records(keys, times):
+        for key, value, newest in state_codec.segment_records(keys, np.asarray(event_us, dtype=EVENT_US)):
             self.segments[key] = newest
             records.append((key, value))
         return records

@@ -599,11 +599,14 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
     with closing(kafka.consumer(topology.group("replay-reader"))) as consumer:
         for batch in BoundedRead(consumer, settings.PROCESSED, from_beginning=True, upto=upto):
             read += len(batch)
+            counted: dict[int, list[Order]] = {partition: [] for partition in windows}
             for message in batch:
                 if (message.partition(), message.offset()) not in rejected and type(
                     order := parse(message.value())
                 ) is Order and low_s <= order.window_start < high_s:
-                    windows[message.partition()].add_all([order])
+                    counted[message.partition()].append(order)
+            for partition, found in counted.items():
+                windows[partition].add_all(found)
     rebuilt = sorted({key for w in windows.values() for key in w.aggregates})
     records = [
         (partial_key_bytes((*key, p)), codec.encode(Partial(*key, p, aggregate.count, aggregate.total)))

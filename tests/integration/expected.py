@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from include.pipeline import codec, orders, settings
-from include.pipeline.analyzer import Analyzer
+from include.pipeline.analyzer import COUNTED, VERDICTS, Analyzer
+from include.pipeline.order_columns import OrderColumns
 from include.pipeline.windows import metric
 
 
@@ -16,13 +17,11 @@ def clean_run(values: list[bytes | None], grace: int = settings.GRACE_SECONDS,
               horizon: int = settings.DEDUP_HORIZON_SECONDS) -> tuple[list[dict], Counter]:
     """(metrics.json lines, dead-letter reasons) for order values processed in this order."""
     analyzer = Analyzer.create(grace, horizon)
-    reasons: Counter[str] = Counter()
-    for value in values:
-        result = orders.parse(value)
-        if isinstance(result, orders.Rejected):
-            reasons[result.reason] += 1
-        elif (why := analyzer.offer(result)) is not None:
-            reasons[why] += 1
+    parsed = [orders.parse(value) for value in values]
+    reasons: Counter[str] = Counter(result.reason for result in parsed if isinstance(result, orders.Rejected))
+    # One batch of all the valid orders: as offering them in turn (tests/unit/test_batch_path.py).
+    verdicts = analyzer.offer_batch(OrderColumns.of([r for r in parsed if isinstance(r, orders.Order)]))
+    reasons.update(VERDICTS[verdict] for verdict in verdicts.tolist() if verdict != COUNTED)
     lines = [metric(key, aggregate) for key, aggregate in sorted(analyzer.windows.aggregates.items())]
     return [codec.decode(codec.encode(line)) for line in lines], reasons
 

@@ -244,7 +244,7 @@ def order_values(draw, order_ids=ids, amounts=amounts, timestamps=timestamps, br
     return encoded(pairs, *draw(st.sampled_from([(":", ","), (": ", ", "), (" : ", " ,\n\t")])))
 
 
-# Printable ASCII but the quote and the backslash: a processed-orders string the bulk path reads.
+# Printable ASCII but the quote and the backslash: strings that JSON writes without an escape.
 plain_texts = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'))
 CANONICAL = ("order_id", "user_id", "product_id", "product_name", "amount", "timestamp", "processed_at")
 # Bytes that move, add or break a token: a processed-orders record one character away.
@@ -253,9 +253,9 @@ NEAR_MISSES = [b" ", b'"', b",", b":", b"\\", b"0", b".", b"}", b"{", b"\x7f", b
 
 @st.composite
 def processed_values(draw, order_ids=ids, amounts=amounts, timestamps=timestamps):
-    """A processed-orders record as process writes it (the analyze stage's input, which the bulk
-    path reads from the positions of its quotes), often with its fields' values of other kinds
-    and sometimes a field or a character away from that."""
+    """A processed-orders record as process writes it (the analyze stage's input: its 7 fields in
+    order, no spaces), often with its fields' values of other kinds and sometimes a field or a
+    character away from that."""
     product_id = draw(st.one_of(products, products, unknown_products))
     values = {
         "order_id": draw(st.one_of(st.sampled_from(POOL).map(json.dumps), json_strings(order_ids))),
