@@ -97,26 +97,26 @@ def child(what: str, n: int, store_url: str, profile: str | None, share: str | N
 
 
 def baseline(kafka, what: str) -> int:
-    """Raw bytes through the same client, settings, bounded read and transactions (one batch
-    behind the reading, as the stages commit them) as the stages, no parsing."""
+    """Raw bytes through the same client, settings, bounded read and transactions as the stages,
+    no parsing."""
     from include.pipeline.kafka_io.reading import BoundedRead
-    from include.pipeline.kafka_io.writing import Behind, produce
+    from include.pipeline.kafka_io.writing import produce
 
     group = f"bench-{what}"
     with closing(kafka.consumer(group)) as consumer:
         if what == "consume":
             return sum(len(batch) for batch in BoundedRead(consumer, settings.ORDERS))
+        txns = transactions(kafka, group)
         count = 0
         source = BoundedRead(consumer, settings.ORDERS)
-        with Behind(transactions(kafka, group), consumer) as behind:
-            for batch in source:
+        for batch in source:
 
-                def send(producer, batch=batch) -> None:
-                    for message in batch:
-                        produce(producer, COPY_TOPIC, message.key(), message.value())
+            def send(producer) -> None:
+                for message in batch:
+                    produce(producer, COPY_TOPIC, message.key(), message.value())
 
-                behind.commit(send, source, lambda: None)
-                count += len(batch)
+            txns.run(send, consumer, source)
+            count += len(batch)
         return count
 
 

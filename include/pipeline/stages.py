@@ -12,7 +12,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -39,7 +38,7 @@ from include.pipeline.kafka_io.admin import partition_count
 from include.pipeline.kafka_io.client import TIMEOUT, Kafka
 from include.pipeline.kafka_io.errors import retrying
 from include.pipeline.kafka_io.reading import BoundedRead, Follow
-from include.pipeline.kafka_io.writing import Behind, Transactions, produce, produce_all
+from include.pipeline.kafka_io.writing import Transactions, produce, produce_all
 from include.pipeline.metrics_store import MetricsStore
 from include.pipeline.orders import Order, parse
 from include.pipeline.progress import Progress
@@ -107,10 +106,6 @@ def create_topics(
 def transactional_producer(kafka: Kafka, transactional_id: str, follow: bool = False) -> Producer:
     """A producer of ``transactional_id``, its transactions initialised (fencing an earlier one)."""
     producer = kafka.producer(transactional_id=transactional_id, follow=follow)
-    # librdkafka looks for the transaction coordinator among the brokers it is connected to, and
-    # asked before its first connection is up tries again only 500 ms later: a metadata request
-    # connects it first (init_transactions 0.5 s -> 0.06 s, for each fenced id too).
-    retrying(producer.list_topics, timeout=TIMEOUT)
     retrying(access.init_transactions, kafka, producer)  # a broker may be coming back (Transactions)
     return producer
 
@@ -263,27 +258,23 @@ class TransformLoop:
             self.progress.done()
 
     def run(self, step: Callable[[list[Message]], steps.Processed | steps.Analyzed]) -> None:
-        """Each batch of the input through ``step``, its outputs and offsets in one transaction,
-        which commits while the next batch is read and stepped (``Behind``)."""
+        """Each batch of the input through ``step``, its outputs and offsets in one transaction."""
         output = self.stage.outputs[0]
-        with Behind(self.txns, self.consumer) as transactions:
-            for batch in self.source:
-                out = step(batch)
+        for batch in self.source:
+            out = step(batch)
 
-                def send(producer: Producer, batch=batch, out=out) -> None:
-                    _send(producer, output, out.records)
-                    for r in out.rejected:
-                        dead_letters.send(producer, batch[r.index], r.reason, r.detail)
-                    _send_state(producer, out.state, self.changelog)
+            def send(producer: Producer) -> None:
+                _send(producer, output, out.records)
+                for r in out.rejected:
+                    dead_letters.send(producer, batch[r.index], r.reason, r.detail)
+                _send_state(producer, out.state, self.changelog)
 
-                transactions.commit(send, self.source, partial(self._committed, batch, out))
-
-    def _committed(self, batch: list[Message], out: steps.Processed | steps.Analyzed) -> None:
-        self.written += len(out.records)
-        self.reasons.update(rejection.reason for rejection in out.rejected)
-        self.progress.add(len(batch))
-        if self.follow is not None:
-            self.follow.committed(self.stage.name, len(batch), len(out.records))
+            self.txns.run(send, self.consumer, self.source)
+            self.written += len(out.records)
+            self.reasons.update(rejection.reason for rejection in out.rejected)
+            self.progress.add(len(batch))
+            if self.follow is not None:
+                self.follow.committed(self.stage.name, len(batch), len(out.records))
 
     @property
     def read(self) -> int:

@@ -8,24 +8,17 @@ import math
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Protocol
+from typing import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 # Constants read through their modules, so that a test can shorten them in one place.
 from include.pipeline.kafka_io import client, errors
 from include.pipeline.kafka_io.errors import OUTAGE, UNREACHABLE, retrying
+from include.pipeline.kafka_io.reading import BoundedRead
 
 log = logging.getLogger(__name__)
-
-
-class Read(Protocol):
-    """Where a batch's input was read up to: a ``reading.BoundedRead``, or its positions as they were."""
-
-    def positions(self) -> list[TopicPartition]:
-        """The offsets to commit with the batch, per partition."""
 
 
 def produce(
@@ -78,7 +71,7 @@ class Transactions:
 
     def run(
         self, send: Callable[[Producer], None], consumer: Consumer | None = None,
-        source: Read | None = None,
+        source: BoundedRead | None = None,
     ) -> None:
         """Commits, in one transaction, what ``send`` produces and the positions ``source`` has read up to."""
         give_up = time.monotonic() + errors.OUTAGE_SECONDS
@@ -86,7 +79,7 @@ class Transactions:
             while not self._attempt(send, consumer, source, give_up):
                 pass
 
-    def _attempt(self, send, consumer: Consumer | None, source: Read | None, give_up: float) -> bool:
+    def _attempt(self, send, consumer: Consumer | None, source: BoundedRead | None, give_up: float) -> bool:
         """One try of the transaction: True once it has committed, False to send it again."""
         producer = self.producer
         producer.begin_transaction()
@@ -148,7 +141,7 @@ class Transactions:
         return value
 
     @staticmethod
-    def _committed(consumer: Consumer, source: Read) -> bool:
+    def _committed(consumer: Consumer, source: BoundedRead) -> bool:
         """Whether the group's committed offsets are the batch's: its transaction committed."""
         positions = source.positions()
         batch_ends = {tp.partition: tp.offset for tp in positions}
@@ -180,57 +173,6 @@ class Transactions:
             self.producer.abort_transaction(client.TIMEOUT)
         except KafkaException as exc:  # a fenced or fatal producer cannot abort; the raise after it matters
             log.warning("aborting the transaction failed too: %s", exc)
-
-
-class Behind:
-    """A stage's transactions one batch behind its reading: while a batch's transaction commits on
-    a thread of its own (its calls mostly wait on the broker), the next batch is read and turned
-    into outputs. Transactions still commit one at a time and in order, each with the positions
-    its batch was read up to; a failed one raises from the next ``commit`` or from leaving.
-
-    :param txns: the stage's unit of work.
-    :param consumer: the consumer whose group's offsets each transaction commits.
-    """
-
-    def __init__(self, txns: Transactions, consumer: Consumer) -> None:
-        self.txns, self.consumer = txns, consumer
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="kafka-transactions")
-        self._pending: tuple[Future, Callable[[], None]] | None = None
-
-    def commit(self, send: Callable[[Producer], None], source: Read, done: Callable[[], None]) -> None:
-        """Once the previous transaction has committed, commit what ``send`` produces and the
-        positions ``source`` has read up to now; ``done()`` is called (here) after it commits."""
-        upto = _Upto(source.positions())
-        self.wait()
-        self._pending = self._pool.submit(self.txns.run, send, self.consumer, upto), done
-
-    def wait(self) -> None:
-        """Until the transaction in flight, if any, has committed (or raise why it did not)."""
-        if self._pending is not None:
-            (future, done), self._pending = self._pending, None
-            future.result()
-            done()
-
-    def __enter__(self) -> Behind:
-        return self
-
-    def __exit__(self, error_type, *_) -> None:
-        try:
-            if error_type is None:
-                self.wait()
-        finally:
-            self._pool.shutdown(wait=True)
-
-
-class _Upto:
-    """The positions a batch was read up to, as its transaction commits them."""
-
-    def __init__(self, positions: list[TopicPartition]) -> None:
-        self._positions = positions
-
-    def positions(self) -> list[TopicPartition]:
-        """The offsets to commit with the batch, per partition."""
-        return self._positions
 
 
 @contextmanager

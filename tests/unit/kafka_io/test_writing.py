@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from include.pipeline.kafka_io.errors import Outage
-from include.pipeline.kafka_io.writing import Behind, Transactions
+from include.pipeline.kafka_io.writing import Transactions
 
 
 class FakeProducer:
@@ -174,70 +174,3 @@ def test_a_commit_in_doubt_is_settled_by_the_groups_offsets(monkeypatch, group_a
     txns.run(lambda producer: producer.sent.append("batch"), GroupAt(group_at), CommittedSource())
     assert "abort" not in first.calls and "purge" not in first.calls  # left as it is, its commit pending
     assert second.sent == (["batch"] if sent_again else [])
-
-
-# Behind: a batch's transaction commits while the next is read
-
-
-class Recording:
-    """A producer that records, per transaction, what was sent and the positions committed."""
-
-    def __init__(self, release: threading.Event | None = None) -> None:
-        self.release, self.transactions, self.sent = release, [], []
-
-    def begin_transaction(self):
-        self.sent = []
-
-    def send_offsets_to_transaction(self, positions, metadata, timeout):
-        if self.release is not None:
-            self.release.wait(5)
-        self.transactions.append((self.sent, [tp.offset for tp in positions]))
-
-    def commit_transaction(self, timeout):
-        pass
-
-    def abort_transaction(self, timeout):
-        pass
-
-
-class Reading:
-    """A source whose read position moves on as batches are read."""
-
-    def __init__(self) -> None:
-        self.offset = 0
-
-    def positions(self):
-        return [TopicPartition("t", 0, self.offset)]
-
-
-def test_behind_commits_each_batch_in_order_with_the_positions_it_was_read_up_to():
-    producer, source, done = Recording(threading.Event()), Reading(), []
-    txns = Transactions(lambda: producer)
-
-    def commit(behind, batch):
-        source.offset += len(batch)
-        behind.commit(lambda p: p.sent.extend(batch), source, lambda: done.append(batch))
-
-    with Behind(txns, Consumer()) as behind:
-        commit(behind, ["a", "b"])
-        assert done == []  # its transaction waits on the broker while the next batch is read
-        source.offset += 5  # read on: not in the first transaction's positions
-        producer.release.set()
-        commit(behind, ["c"])
-        assert done == [["a", "b"]]  # the first committed before the second began
-        commit(behind, ["d"])
-    assert producer.transactions == [(["a", "b"], [2]), (["c"], [8]), (["d"], [9])]
-    assert done == [["a", "b"], ["c"], ["d"]]
-
-
-def test_behind_raises_a_failed_transaction_from_the_next_commit_and_sends_nothing_after_it():
-    class Failing(Recording):
-        def commit_transaction(self, timeout):
-            raise KafkaException(FENCED)
-
-    producer, done = Failing(), []
-    txns = Transactions(lambda: producer)
-    with pytest.raises(KafkaException, match="fenced"), Behind(txns, Consumer()) as behind:
-        behind.commit(lambda p: p.sent.append("a"), Reading(), lambda: done.append("a"))
-        behind.commit(lambda p: p.sent.append("b"), Reading(), lambda: done.append("b"))
-    assert (producer.transactions, done) == ([(["a"], [0])], [])
