@@ -212,7 +212,9 @@ def test_kill_9_mid_batch_then_retry(pipeline):
 
 
 def test_kill_9_of_one_analyze_instance_mid_batch_then_its_retry(pipeline):
-    records = write_input(pipeline, seed=20260108)
+    # An instance reads half the orders: enough batches that it is caught in one (the batch path
+    # counted 19,000 before the first look).
+    records = write_input(pipeline, seed=20260108, orders=3 * ORDERS)
     pipeline.task("process")
     mine, theirs = [1, 3, 5], [0, 2, 4]  # instance 1 of 2, round robin over the 6 partitions
     end = end_of(pipeline, "analyze", mine)
