@@ -25,7 +25,6 @@ from include.pipeline.windows import Partial, ledger_header, partial_key_bytes
 
 # A batch's record values -> its valid orders, and (position, why) for the others.
 Decode = Callable[[list[bytes | None]], tuple[OrderColumns, list[tuple[int, Rejected]]]]
-NO_ORIGINS = telemetry.ORIGINS, b"[]"  # a window whose new orders have no produce time
 
 class Record(Protocol):
     """An input record, as confluent_kafka's ``Message`` is one."""
@@ -140,7 +139,7 @@ def analyze(
             Outgoing(
                 partial_key_bytes((*window, partition)),
                 codec.encode(Partial(*window, partition, aggregate.count, aggregate.total)),
-                [origins.get(window_code(window), NO_ORIGINS), ledger],
+                [origins.get(window_code(window), telemetry.NO_ORIGINS), ledger],
             )
             for window, aggregate in windows
         ]

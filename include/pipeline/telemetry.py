@@ -13,9 +13,7 @@ header: a list of [produce time in epoch ms, orders] pairs.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from fractions import Fraction
-from typing import Iterable
 
 import msgspec
 import numpy as np
@@ -23,15 +21,14 @@ import numpy as np
 ORIGINS = "origins"
 
 
-def origins_header(produced_ms: Iterable[int]) -> tuple[str, bytes]:
-    """The header for a product-metrics record that counts orders produced at ``produced_ms``
-    (0: a record without a timestamp, not measured)."""
-    return ORIGINS, msgspec.json.encode(sorted(Counter(ms for ms in produced_ms if ms > 0).items()))
+# The origins header of a record that counts no order with a produce time.
+NO_ORIGINS = ORIGINS, b"[]"
 
 
 def origins_headers(groups: np.ndarray, produced_ms: np.ndarray) -> dict[int, tuple[str, bytes]]:
-    """origins_header() of the orders of each group, by group (``groups``: each order's), for
-    the groups with an order produced at a known time."""
+    """The ``origins`` header of each group of orders (``groups``: each order's), by group: the
+    [produce time in epoch ms, orders] pairs, sorted, of those produced at a known time (ms > 0);
+    a group with none has no entry (its header is NO_ORIGINS)."""
     timed = produced_ms > 0
     groups, produced_ms = groups[timed], produced_ms[timed]
     order = np.lexsort((produced_ms, groups))

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 
 from include.pipeline.telemetry import (
+    NO_ORIGINS,
     ORIGINS,
     Ended,
     Latencies,
     Tick,
     origins,
-    origins_header,
     origins_headers,
     read_report,
     report_line,
@@ -17,16 +17,17 @@ from include.pipeline.telemetry import (
 
 
 def test_origins_header_pairs_each_produce_time_with_its_orders_sorted_and_leaves_out_untimed_ones():
-    header = origins_header([1767607500_456, 1767607500_123, 0, 1767607500_456, -1, 1767607500_456, 7])
+    produced = np.array([1767607500_456, 1767607500_123, 0, 1767607500_456, -1, 1767607500_456, 7])
+    [header] = origins_headers(np.zeros(len(produced), np.int64), produced).values()
     assert header == (ORIGINS, b"[[7,1],[1767607500123,1],[1767607500456,3]]")
     assert ORIGINS == "origins"
     assert origins([header]) == [(7, 1), (1767607500123, 1), (1767607500456, 3)]
 
 
 def test_origins_header_of_no_timed_orders_is_an_empty_list():
-    assert origins_header([]) == ("origins", b"[]")
-    assert origins_header([0, 0, -5]) == ("origins", b"[]")
-    assert origins([origins_header([0])]) == []
+    assert origins_headers(np.zeros(3, np.int64), np.array([0, 0, -5])) == {}
+    assert NO_ORIGINS == ("origins", b"[]")
+    assert origins([NO_ORIGINS]) == []
 
 
 def test_origins_reads_its_header_among_others():
