@@ -105,10 +105,10 @@ def baseline(kafka, what: str) -> int:
     group = f"bench-{what}"
     with closing(kafka.consumer(group)) as consumer:
         if what == "consume":
-            return sum(len(batch) for batch in BoundedRead(consumer, settings.ORDERS))
+            return sum(len(batch) for batch in BoundedRead(consumer, settings.ORDERS, admin=kafka.admin()))
         txns = transactions(kafka, group)
         count = 0
-        source = BoundedRead(consumer, settings.ORDERS)
+        source = BoundedRead(consumer, settings.ORDERS, admin=kafka.admin())
         for batch in source:
 
             def send(producer) -> None:
@@ -125,7 +125,9 @@ def transactions(kafka, transactional_id: str):
     from include.pipeline.kafka_io.writing import Transactions
     from include.pipeline.stages import transactional_producer
 
-    return Transactions(lambda: transactional_producer(kafka, transactional_id))
+    return Transactions(
+        lambda on_delivery: transactional_producer(kafka, transactional_id, on_delivery=on_delivery)
+    )
 
 
 def reconcile_at(store) -> int:

@@ -230,12 +230,13 @@ def newest_dead_letters(kafka: Kafka, count: int) -> list[dead_letters.DeadLette
     end of each partition, further each time, until ``count`` records or the start."""
     access.ready(kafka)
     with closing(kafka.consumer(DEAD_LETTER_READER, quiet=True)) as consumer:
+        admin = kafka.admin()
         bounds = offset_range(consumer, settings.DLQ)
         ends = {p: high for p, (_, high) in bounds.items()}
         back = count
         while True:
             starts = {p: max(low, high - back) for p, (low, high) in bounds.items()}
-            read = BoundedRead(consumer, settings.DLQ, starts=starts, upto=ends)
+            read = BoundedRead(consumer, settings.DLQ, admin=admin, starts=starts, upto=ends)
             letters = [dead_letters.read(m) for batch in read for m in batch]
             per_partition = Counter(letter.partition for letter in letters)
             if all(per_partition[p] >= count or starts[p] == low for p, (low, _) in bounds.items()):

@@ -51,10 +51,43 @@ def check(results: dict[str, dict | None] | RunResults) -> list[str]:
             f"{stage}: records deleted by retention before they were read",
             getattr(results, stage).input.lost, 0,
         )
+    _check_reads(results, problems)
     _check_process(results.process, problems)
     _check_analyze(results.analyze, problems)
     _check_sink(results.sink, results.analyze.ledger_after, problems)
     return list(problems)
+
+
+def _check_reads(results: RunResults, problems: Problems) -> None:
+    """Each consuming stage read at least up to where the stage before it, in this run, committed
+    its last record on each partition: a shorter read would leave that stage's output uncounted."""
+    for upstream, stage in zip(topology.PIPELINE, topology.PIPELINE[1:]):
+        wrote, read = getattr(results, upstream.name), getattr(results, stage.name)
+        if wrote is None or read is None:
+            continue
+        for partition, end in wrote.written_upto.get(stage.input, {}).items():
+            upto = read.input.partitions.get(partition, (None, None))[1]
+            if upto is None or upto < end:
+                problems.append(
+                    f"{stage.name} read {stage.input}[{partition}] up to offset "
+                    f"{'(not at all)' if upto is None else upto}, short of {end}, "
+                    f"where {upstream.name} committed its last record in this run"
+                )
+
+
+def notes(results: dict[str, dict | None] | RunResults) -> list[str]:
+    """What the run left for the next one: partitions whose read gave up on a transaction of
+    another writer still open (a zombie, a concurrent run) before their end."""
+    results = run_results(results)
+    left = []
+    for stage in topology.CONSUMING:
+        result = getattr(results, stage.name)
+        for partition, (stopped, end) in (result.input.held if result else {}).items():
+            left.append(
+                f"{stage.name}: {stage.input}[{partition}] offsets {stopped}..{end - 1} left for the next "
+                "run (a transaction of another writer was still open)"
+            )
+    return left
 
 
 def _check_process(process: ProcessResult, problems: Problems) -> None:
@@ -112,7 +145,7 @@ class Summary(msgspec.Struct, kw_only=True):
     counted: int = 0
     late: int = 0
     duplicate: int = 0
-    windows_updated: int = 0
+    partials_written: int = 0  # to product-metrics: one per (window, product) and partition counted
     metrics_rows: int = 0
     rows_changed: int = 0
     store: str | None = None
@@ -126,6 +159,7 @@ class Manifest(msgspec.Struct, kw_only=True):
     dag_id: str = "kafka_pipeline"
     reconciled: bool
     problems: list[str]
+    notes: list[str] = []  # what was left for the next run (not a problem)
     reconciled_at: datetime | None = None
     summary: Summary
     stages: RunResults = msgspec.field(default_factory=RunResults)
@@ -142,7 +176,7 @@ def summarize(results: dict[str, dict | None] | RunResults) -> Summary:
         generated=generate.generated, processed=process.read, valid=process.valid,
         invalid=process.invalid + analyze.invalid, invalid_reasons=dict(sorted(reasons.items())),
         counted=analyze.counted, late=analyze.late, duplicate=analyze.duplicate,
-        windows_updated=analyze.metrics_written, metrics_rows=sink.metrics, rows_changed=sink.rows_changed,
+        partials_written=analyze.metrics_written, metrics_rows=sink.metrics, rows_changed=sink.rows_changed,
         store=sink.store, export=sink.export,
     )
 
@@ -154,10 +188,10 @@ def reconcile(
     results = run_results(results)
     problems = check(results)
     manifest = Manifest(
-        run_id=run_id, dag_id=dag_id, reconciled=not problems, problems=problems,
+        run_id=run_id, dag_id=dag_id, reconciled=not problems, problems=problems, notes=notes(results),
         reconciled_at=datetime.now(timezone.utc), summary=summarize(results), stages=results,
     )
-    path = manifest_path(run_id)
+    path = manifest_path(dag_id, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgspec.json.format(msgspec.json.encode(manifest)) + b"\n")
     return manifest
@@ -171,7 +205,8 @@ def failure(manifest: Manifest) -> str | None:
     if any(problem.startswith("sink:") for problem in manifest.problems):
         hint = ("\nIf rows of the metrics store were deleted or edited, or product-metrics lost records, "
                 "rebuild the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay).")
-    return (f"run {manifest.run_id} does not reconcile (manifest: {manifest_path(manifest.run_id)}):\n  "
+    path = manifest_path(manifest.dag_id, manifest.run_id)
+    return (f"run {manifest.run_id} does not reconcile (manifest: {path}):\n  "
             + "\n  ".join(manifest.problems) + hint)
 
 
@@ -196,9 +231,10 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def manifest_path(run_id: str) -> Path:
-    """Where the run's manifest is written: in output/runs/, named after the run id made file-safe."""
-    return settings.runs_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)}.json"
+def manifest_path(dag_id: str, run_id: str) -> Path:
+    """Where the run's manifest is written: in output/runs/, named after the DAG and the run id
+    made file-safe (two DAGs' runs may have one id: the scheduled runs of an hour)."""
+    return settings.runs_dir() / f"{dag_id}.{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)}.json"
 
 
 def render(manifest: Manifest) -> str:
@@ -211,12 +247,13 @@ def render(manifest: Manifest) -> str:
         f"  orders processed : {s.processed} ({s.valid} valid, {s.invalid} invalid -> {settings.DLQ})",
         *(by_reason if s.invalid_reasons else []),
         f"  orders counted   : {s.counted} ({s.late} late, {s.duplicate} duplicate -> {settings.DLQ}); "
-        f"{s.windows_updated} (window, product) metrics updated",
-        f"  metrics          : {s.metrics_rows} rows in {s.store} ({s.rows_changed} changed by this run)",
+        f"{s.rows_changed} (window, product) metrics updated ({s.partials_written} partials written)",
+        f"  metrics          : {s.metrics_rows} rows in {s.store}",
         f"  metrics.json     : {_export(s.export)}",
         f"  reconciled       : {'yes' if manifest.reconciled else 'NO'}",
     ]
-    return "\n".join(lines + [f"    {problem}" for problem in manifest.problems])
+    left = [f"  left             : {note}" for note in manifest.notes]
+    return "\n".join(lines + [f"    {problem}" for problem in manifest.problems] + left)
 
 
 def _export(export: Export | None) -> str:

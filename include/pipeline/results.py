@@ -32,6 +32,14 @@ class InputRanges(msgspec.Struct, kw_only=True):
     topic: str = ""
     partitions: dict[str, tuple[int, int]] = {}
     lost: int = 0  # records deleted by retention before they were read
+    # Partitions a transaction of another writer still held open when the read gave up waiting:
+    # [where the read stopped, the end it was reading to], left for the next run.
+    held: dict[str, tuple[int, int]] = {}
+
+
+# Per topic written, per partition (a string, as in JSON), the offset after the last record the
+# stage committed there (from the delivery reports): what its downstream must read up to.
+WrittenUpto = dict[str, dict[str, int]]
 
 
 class Consumed(Result, kw_only=True):
@@ -46,6 +54,7 @@ class Transformed(Consumed, kw_only=True):
 
     reasons: dict[str, int] = {}  # reason code -> records dead-lettered for it
     written: dict[str, int] = {}  # topic -> records written to it
+    written_upto: WrittenUpto = {}
 
     @property
     def rejected(self) -> int:
@@ -64,6 +73,7 @@ class GenerateResult(Result, kw_only=True):
 
     generated: int = 0
     seconds: float = 0.0
+    written_upto: WrittenUpto = {}
 
 
 class ProcessResult(Transformed, kw_only=True):
@@ -187,16 +197,24 @@ def combined(parts: list[Transformed]) -> Transformed:
     reasons: Counter[str] = Counter()
     written: Counter[str] = Counter()
     partitions: dict[str, tuple[int, int]] = {}
+    held: dict[str, tuple[int, int]] = {}
+    upto: WrittenUpto = {}
     for part in parts:
         reasons.update(part.reasons)
         written.update(part.written)
         partitions.update(part.input.partitions)
+        held.update(part.input.held)
+        for topic, ends in part.written_upto.items():  # instances may write to the same partitions
+            into = upto.setdefault(topic, {})
+            for partition, end in ends.items():
+                into[partition] = max(end, into.get(partition, 0))
     common = {
         "input": InputRanges(
-            topic=first.input.topic, partitions=dict(sorted(partitions.items(), key=lambda kv: int(kv[0]))),
-            lost=sum(part.input.lost for part in parts),
+            topic=first.input.topic, partitions=_by_partition(partitions),
+            lost=sum(part.input.lost for part in parts), held=_by_partition(held),
         ),
         "read": sum(part.read for part in parts), "reasons": dict(reasons), "written": dict(written),
+        "written_upto": {topic: _by_partition(ends) for topic, ends in sorted(upto.items())},
     }
     if isinstance(first, AnalyzeResult):
         before, after = Ledger(), Ledger()
@@ -210,6 +228,10 @@ def combined(parts: list[Transformed]) -> Transformed:
             remembered_order_ids=sum(part.remembered_order_ids for part in parts),
         )
     return ProcessResult(**common, valid=sum(part.valid for part in parts))
+
+
+def _by_partition(values: dict[str, object]) -> dict:
+    return dict(sorted(values.items(), key=lambda kv: int(kv[0])))
 
 
 def xcom(result: Result) -> dict:

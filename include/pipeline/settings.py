@@ -99,3 +99,10 @@ def on_orders_min_records() -> int:
 def on_orders_max_wait_seconds() -> float:
     """How long fewer orders may wait before they start a run anyway."""
     return _number("KAFKA_PIPELINE_ON_ORDERS_MAX_WAIT_SECONDS", "300", float, 0)
+
+
+def open_transaction_wait() -> float:
+    """Seconds a bounded read waits for a transaction still open to end before it ends without
+    what that holds back (PIPELINE_OPEN_TRANSACTION_WAIT_SECONDS): about what the broker takes to
+    abort one, librdkafka's transaction.timeout.ms (60 s) and its check every 10 s."""
+    return _number("PIPELINE_OPEN_TRANSACTION_WAIT_SECONDS", "75", float, 1)

@@ -103,9 +103,17 @@ def create_topics(
     return CreateTopicsResult(created=created)
 
 
-def transactional_producer(kafka: Kafka, transactional_id: str, follow: bool = False) -> Producer:
+def transactional_producer(
+    kafka: Kafka, transactional_id: str, follow: bool = False, on_delivery: Callable | None = None,
+) -> Producer:
     """A producer of ``transactional_id``, its transactions initialised (fencing an earlier one)."""
-    producer = kafka.producer(transactional_id=transactional_id, follow=follow)
+    producer = kafka.producer(transactional_id=transactional_id, follow=follow, on_delivery=on_delivery)
+    # librdkafka looks for the transaction coordinator among the brokers it is connected to, and
+    # asked before its first connection is up tries again only 500 ms later: a metadata request
+    # connects it first (init_transactions 0.5 s -> 0.06 s, for each fenced id too). Safe since
+    # a bounded read ends at the high watermark (kafka_io.reading.BoundedRead), not at the last
+    # stable offset that a faster start could take before the upstream's commit markers.
+    retrying(producer.list_topics, timeout=TIMEOUT)
     retrying(access.init_transactions, kafka, producer)  # a broker may be coming back (Transactions)
     return producer
 
@@ -114,7 +122,7 @@ def _transactions(
     kafka: Kafka, stage: Stage, follow: bool = False, transactional_id: str | None = None,
 ) -> Transactions:
     txn_id = transactional_id or stage.transactional_id
-    return Transactions(lambda: transactional_producer(kafka, txn_id, follow))
+    return Transactions(lambda on_delivery: transactional_producer(kafka, txn_id, follow, on_delivery))
 
 
 def _fence(kafka: Kafka, stage: Stage, instances: list[Assignment]) -> None:
@@ -147,7 +155,9 @@ def generate(
     else:
         _generate_bounded(txns, orders, start, end, rate, invalid_ratio, seed, progress)
     progress.done()
-    return GenerateResult(generated=progress.count, seconds=round(progress.seconds, 3))
+    return GenerateResult(
+        generated=progress.count, seconds=round(progress.seconds, 3), written_upto=txns.written_upto(),
+    )
 
 
 def _generate_bounded(
@@ -236,16 +246,17 @@ class TransformLoop:
     def __enter__(self) -> TransformLoop:
         access.ready(self.kafka, [self.stage.name])
         following = self.follow is not None
-        count = partition_count(self.kafka.admin(), self.stage.input)
+        self.admin = self.kafka.admin()
+        count = partition_count(self.admin, self.stage.input)
         self.partitions = self.worker.partitions(count)
         keeps_state = settings.ANALYZE_STATE in self.stage.outputs
-        self.changelog = partition_count(self.kafka.admin(), settings.ANALYZE_STATE) if keeps_state else 0
+        self.changelog = partition_count(self.admin, settings.ANALYZE_STATE) if keeps_state else 0
         _fence(self.kafka, self.stage, self.worker.rivals(count))
         txn_id = self.worker.transactional_id(self.stage.group)
         self.txns = _transactions(self.kafka, self.stage, following, txn_id)
         self.consumer = self.kafka.consumer(self.stage.group, follow=following)
         self.source = BoundedRead(
-            self.consumer, self.stage.input, follow=self.follow, partitions=self.partitions,
+            self.consumer, self.stage.input, admin=self.admin, follow=self.follow, partitions=self.partitions,
         )
         if self.worker.workers > 1:
             log.info("%s, %s: partitions %s of %s",
@@ -307,7 +318,7 @@ def process(kafka: Kafka, follow: Follow | None = None, workers: int = 1, worker
         loop.run(lambda batch: steps.process(batch, datetime.now(timezone.utc).isoformat()))
     return ProcessResult(
         input=loop.input, read=loop.read, valid=loop.written, reasons=dict(loop.reasons),
-        written=loop.written_to(),
+        written=loop.written_to(), written_upto=loop.txns.written_upto(),
     )
 
 
@@ -348,7 +359,8 @@ def analyze(
     after = _counted(analyzers)
     return AnalyzeResult(
         input=loop.input, read=loop.read, reasons=dict(loop.reasons), written=loop.written_to(),
-        counted=after.count - before.count, counted_revenue=money.subtract(after.revenue, before.revenue),
+        written_upto=loop.txns.written_upto(), counted=after.count - before.count,
+        counted_revenue=money.subtract(after.revenue, before.revenue),
         ledger_before=before, ledger_after=after,
         open_windows=sum(len(a.windows.aggregates) for a in analyzers.values()),
         remembered_order_ids=sum(len(a.seen) for a in analyzers.values()),
@@ -381,13 +393,15 @@ def restore_analyzers(
     """An analyzer per partition of processed-orders in ``partitions``, with the state the
     analyze-state changelog holds for it (read from the changelog partitions that hold theirs)."""
     analyzers = {partition: make() for partition in partitions}
-    changelog = partition_count(kafka.admin(), settings.ANALYZE_STATE)
+    admin = kafka.admin()
+    changelog = partition_count(admin, settings.ANALYZE_STATE)
     read = sorted({state_codec.changelog_partition(p, changelog) for p in partitions})
     # Reads from the start and never commits: the group id is only a name here. Two passes (see
     # Analyzer.restore), in small batches: a segment of order ids is a large record.
     with closing(kafka.consumer(topology.group("analyze-state-reader"))) as consumer:
         first = BoundedRead(
-            consumer, settings.ANALYZE_STATE, from_beginning=True, batch_size=RESTORE_BATCH, partitions=read,
+            consumer, settings.ANALYZE_STATE, admin=admin, from_beginning=True, batch_size=RESTORE_BATCH,
+            partitions=read,
         )
         legacy: set[bytes] = set()
         for batch in first:
@@ -404,8 +418,8 @@ def restore_analyzers(
             )
         upto = {partition: end for partition, (_, end) in first.ranges.items()}
         again = BoundedRead(
-            consumer, settings.ANALYZE_STATE, from_beginning=True, upto=upto, batch_size=RESTORE_BATCH,
-            partitions=read,
+            consumer, settings.ANALYZE_STATE, admin=admin, from_beginning=True, upto=upto,
+            batch_size=RESTORE_BATCH, partitions=read,
         )
         for batch in again:
             for message in batch:
@@ -430,13 +444,16 @@ def migrate_state(kafka: Kafka) -> None:
     ``MIGRATED``, so the changelog is read for this only until it has been migrated once (or
     found to need nothing)."""
     with closing(kafka.consumer(MIGRATED)) as consumer:
-        changelog = partition_count(kafka.admin(), settings.ANALYZE_STATE)
+        admin = kafka.admin()
+        changelog = partition_count(admin, settings.ANALYZE_STATE)
         tps = [TopicPartition(settings.ANALYZE_STATE, p) for p in range(changelog)]
         if any(tp.offset >= 0 for tp in retrying(consumer.committed, tps, timeout=TIMEOUT)):
             return
         txns = _transactions(kafka, ANALYZE)  # registered before reading: what a zombie left is settled
         live: dict[bytes, bytes | None] = {}
-        state = BoundedRead(consumer, settings.ANALYZE_STATE, from_beginning=True, batch_size=RESTORE_BATCH)
+        state = BoundedRead(
+            consumer, settings.ANALYZE_STATE, admin=admin, from_beginning=True, batch_size=RESTORE_BATCH,
+        )
         for batch in state:
             for message in batch:
                 if state_codec.scope_of(message.key())[0] is None:
@@ -444,7 +461,7 @@ def migrate_state(kafka: Kafka) -> None:
         if not state.positions():
             return  # an empty changelog: nothing to migrate, nothing to mark yet
         live = {key: value for key, value in live.items() if value is not None}
-        partitions = partition_count(kafka.admin(), settings.PROCESSED)
+        partitions = partition_count(admin, settings.PROCESSED)
         carried = [
             (key, value) for key, value in live.items()
             if state_codec.is_segment(key)
@@ -487,7 +504,7 @@ def sink(
     progress = Progress(f"sink {settings.METRICS} -> {store.name}")
     with closing(kafka.consumer(SINK.group, follow=follow is not None)) as consumer:
         starts = None if imports else opened.offsets
-        source = BoundedRead(consumer, settings.METRICS, starts=starts, follow=follow)
+        source = BoundedRead(consumer, settings.METRICS, admin=kafka.admin(), starts=starts, follow=follow)
         stored, claimed = opened.offsets, not opened.new
         for batch in source:
             changes = _store_batch(store, cluster, batch, stored, dict(source.next), imports)
@@ -588,7 +605,10 @@ def replay(kafka: Kafka, start: datetime, end: datetime, allow_partial: bool = F
     windows = {partition: TumblingWindows() for partition in partitions}
     read = 0
     with closing(kafka.consumer(topology.group("replay-reader"))) as consumer:
-        for batch in BoundedRead(consumer, settings.PROCESSED, from_beginning=True, upto=upto):
+        source = BoundedRead(
+            consumer, settings.PROCESSED, admin=kafka.admin(), from_beginning=True, upto=upto,
+        )
+        for batch in source:
             read += len(batch)
             counted: dict[int, list[Order]] = {partition: [] for partition in windows}
             for message in batch:
@@ -635,7 +655,7 @@ def _rejected_by_analyze(kafka: Kafka) -> set[tuple[int, int]]:
     """The (partition, offset) of each processed-orders record analyze dead-lettered."""
     rejected = set()
     with closing(kafka.consumer(topology.group("replay-reader"))) as consumer:
-        for batch in BoundedRead(consumer, settings.DLQ, from_beginning=True):
+        for batch in BoundedRead(consumer, settings.DLQ, admin=kafka.admin(), from_beginning=True):
             for message in batch:
                 letter = dead_letters.read(message)
                 if letter.source_topic == settings.PROCESSED:
@@ -645,4 +665,5 @@ def _rejected_by_analyze(kafka: Kafka) -> set[tuple[int, int]]:
 
 def _ranges(topic: str, source: BoundedRead) -> InputRanges:
     partitions = {str(p): (first, following) for p, (first, following) in sorted(source.ranges.items())}
-    return InputRanges(topic=topic, partitions=partitions, lost=source.lost)
+    held = {str(p): stopped_end for p, stopped_end in source.held.items()}
+    return InputRanges(topic=topic, partitions=partitions, lost=source.lost, held=held)

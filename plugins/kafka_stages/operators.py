@@ -216,7 +216,7 @@ class ReconcileOperator(BaseOperator):
         manifest = reconcile.reconcile(context["run_id"], self.results, dag_id=self.dag_id)
         for line in reconcile.render(manifest).splitlines():
             self.log.info("%s", line)
-        self.log.info("manifest: %s", reconcile.manifest_path(manifest.run_id))
+        self.log.info("manifest: %s", reconcile.manifest_path(manifest.dag_id, manifest.run_id))
         base_url = conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
         self.log.info("Order metrics page: %s/plugin/order-metrics", base_url)
         if problem := reconcile.failure(manifest):

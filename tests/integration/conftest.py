@@ -70,13 +70,13 @@ class Pipeline:
         """A secured cluster's librdkafka config of ``user`` (admin or pipeline)."""
         return json.loads((Path(self.env["KAFKA_DATA_DIR"]) / "clients" / f"{user}.json").read_text())
 
-    def manifest(self, run_id: str | None = None) -> dict:
-        """The manifest reconcile wrote for a run (the newest without ``run_id``), as JSON."""
+    def manifest(self, run_id: str | None = None, dag_id: str = "kafka_pipeline") -> dict:
+        """The manifest reconcile wrote for a run of ``dag_id`` (the newest without ``run_id``), as JSON."""
         runs = self.output / "runs"
         if run_id is None:
             path = max(runs.glob("*.json"), key=lambda p: p.stat().st_mtime)
         else:
-            path = runs / manifest_path(run_id).name
+            path = runs / manifest_path(dag_id, run_id).name
         return json.loads(path.read_text())
 
     def use_postgres(self, server: Postgres) -> None:

@@ -70,7 +70,7 @@ def check_task_logs(airflow, pipeline: Pipeline, run_id: str, stages: list[str] 
         log = airflow.task_log("kafka_pipeline", run_id, name).splitlines()
         assert ours(log)[-len(lines):] == lines, name
     log = ours(airflow.task_log("kafka_pipeline", run_id, "reconcile").splitlines())
-    path = pipeline.output / "runs" / reconcile.manifest_path(run_id).name
+    path = pipeline.output / "runs" / reconcile.manifest_path("kafka_pipeline", run_id).name
     summary = reconcile.render(msgspec.json.decode(path.read_bytes(), type=reconcile.Manifest)).splitlines()
     port = airflow.url.rsplit(":", 1)[1]
     assert log[-len(summary) - 2:] == [
@@ -202,7 +202,7 @@ def test_orders_past_the_threshold_start_one_run_of_the_event_driven_dag(live):
         (True, "min_records")
     ]
     assert events[0]["extra"]["payload"]["records"] >= THRESHOLD
-    summary = pipeline.manifest(run["dag_run_id"])
+    summary = pipeline.manifest(run["dag_run_id"], "kafka_pipeline_on_orders")
     assert summary["reconciled"] is True
     assert {k: summary["summary"][k] for k in ("generated", "processed", "valid", "invalid", "counted")} == {
         "generated": 0, "processed": len(valid) + len(invalid), "valid": len(valid), "invalid": len(invalid),
@@ -260,7 +260,7 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
     }
     assert all(times[stage][0] < times["generate"][1] for stage in STAGES), times
 
-    summary = pipeline.manifest(run_id)
+    summary = pipeline.manifest(run_id, "kafka_pipeline_stream")
     assert summary["reconciled"] is True, summary["problems"]
     result = summary["stages"]
     generated = result["generate"]["generated"]
@@ -369,7 +369,7 @@ def test_the_watcher_remembers_its_backlog_across_a_triggerer_restart(live):
         set_pool_slots(airflow, POOL_SLOTS)
         run = airflow.wait_for_run("kafka_pipeline_on_orders", runs[0])
         assert run["state"] == "success", airflow.tasks("kafka_pipeline_on_orders", runs[0])
-        summary = pipeline.manifest(runs[0])
+        summary = pipeline.manifest(runs[0], "kafka_pipeline_on_orders")
         assert summary["reconciled"] is True and summary["summary"]["processed"] == len(orders)
         assert new_runs() == runs
         consumer = KafkaConsumer(**pipeline.client, isolation_level="read_committed")

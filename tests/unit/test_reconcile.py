@@ -10,16 +10,21 @@ from include.pipeline.windows import Ledger
 
 
 def ranges(topic):
-    return {"topic": topic, "partitions": {"0": [0, 5]}, "lost": 0}
+    return {"topic": topic, "partitions": {"0": [0, 5], "1": [2, 7]}, "lost": 0, "held": {}}
 
 
 # A run's stage results as their tasks push them (results.xcom): every field, none derived.
 GOOD = {
-    "generate": {"generated": 10, "seconds": 0.5},
+    "generate": {"generated": 10, "seconds": 0.5, "written_upto": {"orders": {"0": 5, "1": 7}}},
     "process": {"input": ranges("orders"), "read": 10, "reasons": {"unknown_product": 1, "invalid_json": 1},
-                "written": {"processed-orders": 8, "orders-dlq": 2}, "valid": 8},
+                "written": {"processed-orders": 8, "orders-dlq": 2},
+                "written_upto": {"orders-dlq": {"1": 30}, "processed-orders": {"0": 5, "1": 7}}, "valid": 8},
     "analyze": {"input": ranges("processed-orders"), "read": 8, "reasons": {"late": 1, "duplicate": 1},
-                "written": {"product-metrics": 3, "orders-dlq": 2}, "counted": 6, "counted_revenue": "60.005",
+                "written": {"product-metrics": 3, "orders-dlq": 2},
+                "written_upto": {
+                    "analyze-state": {"0": 9}, "orders-dlq": {"1": 32}, "product-metrics": {"1": 7},
+                },
+                "counted": 6, "counted_revenue": "60.005",
                 "ledger_before": {"count": 4, "revenue": "40.00"},
                 "ledger_after": {"count": 10, "revenue": "100.005"},
                 "open_windows": 3, "remembered_order_ids": 10},
@@ -112,6 +117,43 @@ def test_a_store_whose_ledger_is_behind_this_runs_analyze_misses_its_records():
     ]
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        (("process", "input", "partitions", "1"), [2, 6],
+         "process read orders[1] up to offset 6, short of 7, where generate committed its last record in "
+         "this run"),
+        (("analyze", "input", "partitions", "0"), [0, 4],
+         "analyze read processed-orders[0] up to offset 4, short of 5, where process committed its last "
+         "record in this run"),
+        (("sink", "input", "partitions"), {"0": [0, 5]},
+         "sink read product-metrics[1] up to offset (not at all), short of 7, where analyze committed its "
+         "last record in this run"),
+    ],
+)
+def test_a_stage_that_read_short_of_what_its_upstream_committed_fails_the_run(path, value, problem):
+    assert reconcile.check(broken(path, value)) == [problem]
+
+
+def test_a_stage_whose_input_was_read_further_by_another_run_is_not_short():
+    # Another run's analyze read this run's processed-orders first: this one starts past it.
+    assert reconcile.check(broken(("analyze", "input", "partitions", "1"), [9, 9])) == []
+
+
+def test_what_a_transaction_still_open_held_back_is_left_for_the_next_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_OUTPUT_DIR", str(tmp_path))
+    results = broken(("process", "input", "held"), {"1": [7, 12]})
+    manifest = reconcile.reconcile("r", results)
+    assert (manifest.reconciled, manifest.notes) == (
+        True, ["process: orders[1] offsets 7..11 left for the next run (a transaction of another writer "
+               "was still open)"],
+    )
+    assert reconcile.render(manifest).splitlines()[-1] == (
+        "  left             : process: orders[1] offsets 7..11 left for the next run (a transaction of "
+        "another writer was still open)"
+    )
+
+
 def test_a_missing_stage_cannot_reconcile():
     assert reconcile.check({**GOOD, "sink": None}) == [
         "no result from sink in this run: reconcile needs every stage to have run"
@@ -137,13 +179,17 @@ def test_reconcile_writes_the_manifest_either_way_and_names_what_failed(tmp_path
     bad = reconcile.reconcile("scheduled__2026-01-05T11:00:00+00:00", broken(("sink", "order_count"), 9))
     assert reconcile.failure(bad) == (
         f"run scheduled__2026-01-05T11:00:00+00:00 does not reconcile (manifest: {tmp_path}/runs/"
-        "scheduled__2026-01-05T11_00_00_00_00.json):\n  sink: orders in the metrics != orders counted, "
-        "all runs: 9 != 10\nIf rows of the metrics store were deleted or edited, or product-metrics lost "
-        "records, rebuild the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay)."
+        "kafka_pipeline.scheduled__2026-01-05T11_00_00_00_00.json):\n  sink: orders in the metrics != "
+        "orders counted, all runs: 9 != 10\nIf rows of the metrics store were deleted or edited, or "
+        "product-metrics lost records, rebuild the windows from Kafka with the kafka_pipeline_replay DAG "
+        "(README: Replay)."
     )
     written = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert written == ["manual__2026-01-05T10_00_00_00_00.json", "scheduled__2026-01-05T11_00_00_00_00.json"]
-    failed = json.loads((tmp_path / "runs" / written[1]).read_text())
+    assert written == [
+        "kafka_pipeline.scheduled__2026-01-05T11_00_00_00_00.json",
+        "kafka_pipeline_on_orders.manual__2026-01-05T10_00_00_00_00.json",
+    ]
+    failed = json.loads((tmp_path / "runs" / written[0]).read_text())
     assert (failed["dag_id"], failed["reconciled"], failed["summary"]["counted"]) == (
         "kafka_pipeline", False, 6
     )
@@ -157,8 +203,8 @@ def test_recent_reads_the_newest_manifests_first_and_skips_unreadable_ones(tmp_p
     monkeypatch.setenv("PIPELINE_OUTPUT_DIR", str(tmp_path))
     for hour in range(3):
         reconcile.reconcile(f"run-{hour}", GOOD)
-        os.utime(reconcile.manifest_path(f"run-{hour}"), (1000 + hour, 1000 + hour))
-    reconcile.manifest_path("zzz-broken").write_text("{not json")
+        os.utime(reconcile.manifest_path("kafka_pipeline", f"run-{hour}"), (1000 + hour, 1000 + hour))
+    reconcile.manifest_path("kafka_pipeline", "zzz-broken").write_text("{not json")
     # Written before dag_id, its analyze result as the stage returned it then: derived counts kept
     # (invalid, late, duplicate), no state counts yet.
     analyze = {
@@ -171,8 +217,9 @@ def test_recent_reads_the_newest_manifests_first_and_skips_unreadable_ones(tmp_p
                    ledger_after={"count": 10, "revenue": "100.005", "revenue_cents": "100.01"})
     old = {"run_id": "old", "reconciled": True, "problems": [], "summary": {"generated": 5},
            "stages": {"analyze": analyze}}
-    reconcile.manifest_path("old").write_text(json.dumps(old))
-    os.utime(reconcile.manifest_path("old"), (900, 900))
+    old_path = tmp_path / "runs" / "old.json"  # named after the run alone: before DAGs were in names
+    old_path.write_text(json.dumps(old))
+    os.utime(old_path, (900, 900))
     assert [m.run_id for m in reconcile.recent(2)] == ["run-2", "run-1"]
     everything = reconcile.recent(10)
     assert [m.run_id for m in everything] == ["run-2", "run-1", "run-0", "old"]
@@ -196,9 +243,9 @@ def test_the_summary_names_the_store_the_export_and_the_reasons():
         "  orders generated : 10",
         "  orders processed : 10 (8 valid, 2 invalid -> orders-dlq)",
         "  invalid, by why  : invalid_json 1, unknown_product 1",
-        "  orders counted   : 6 (1 late, 1 duplicate -> orders-dlq); 3 (window, product) metrics updated",
-        "  metrics          : 5 rows in postgresql+psycopg://metrics:***@db:5432/metrics "
-        "(3 changed by this run)",
+        "  orders counted   : 6 (1 late, 1 duplicate -> orders-dlq); 3 (window, product) metrics updated "
+        "(3 partials written)",
+        "  metrics          : 5 rows in postgresql+psycopg://metrics:***@db:5432/metrics",
         "  metrics.json     : 5 lines, the last 7 days of windows, in output/metrics.json",
         "  reconciled       : yes",
     ]

@@ -22,8 +22,9 @@ def test_the_xcom_is_json_types_only():
         reasons={"invalid_json": 1}, written={"processed-orders": 4, "orders-dlq": 1},
     )
     assert xcom(result) == {
-        "input": {"topic": "orders", "partitions": {"0": [0, 5]}, "lost": 0}, "read": 5,
-        "reasons": {"invalid_json": 1}, "written": {"processed-orders": 4, "orders-dlq": 1}, "valid": 4,
+        "input": {"topic": "orders", "partitions": {"0": [0, 5]}, "lost": 0, "held": {}}, "read": 5,
+        "reasons": {"invalid_json": 1}, "written": {"processed-orders": 4, "orders-dlq": 1},
+        "written_upto": {}, "valid": 4,
     }
     assert type(xcom(result)["input"]["partitions"]["0"]) is list  # a tuple would reach Airflow's serializer
     assert run_results({"process": xcom(result)}).process == ProcessResult(
@@ -66,17 +67,27 @@ def test_a_mapped_stages_instances_read_back_as_one_result():
 ANALYZE_INSTANCES = [  # two analyze workers, each its share of the partitions of processed-orders
     {"input": {"topic": "processed-orders", "partitions": {"2": [0, 4], "0": [3, 9]}, "lost": 0}, "read": 10,
      "reasons": {"late": 1, "duplicate": 2}, "written": {"product-metrics": 4, "orders-dlq": 3},
+     "written_upto": {"product-metrics": {"3": 40, "0": 12}, "orders-dlq": {"1": 7}},
      "counted": 7, "counted_revenue": "0.005", "ledger_before": {"count": 3, "revenue": "10.005"},
      "ledger_after": {"count": 10, "revenue": "10.010"}, "open_windows": 2, "remembered_order_ids": 10},
-    {"input": {"topic": "processed-orders", "partitions": {"1": [5, 8]}, "lost": 2}, "read": 3,
-     "reasons": {"duplicate": 1, "invalid_json": 1}, "written": {"product-metrics": 1, "orders-dlq": 2},
+    {"input": {"topic": "processed-orders", "partitions": {"1": [5, 8]}, "lost": 2,
+               "held": {"1": [8, 11]}},
+     "read": 3, "reasons": {"duplicate": 1, "invalid_json": 1},
+     "written": {"product-metrics": 1, "orders-dlq": 2},
+     "written_upto": {"product-metrics": {"3": 41, "5": 2}},
      "counted": 1, "counted_revenue": "0.005", "ledger_before": {"count": 0, "revenue": "0"},
      "ledger_after": {"count": 1, "revenue": "0.005"}, "open_windows": 1, "remembered_order_ids": 1},
 ]
 ANALYZE_WHOLE = AnalyzeResult(
-    input=InputRanges(topic="processed-orders", partitions={"0": (3, 9), "1": (5, 8), "2": (0, 4)}, lost=2),
+    input=InputRanges(
+        topic="processed-orders", partitions={"0": (3, 9), "1": (5, 8), "2": (0, 4)}, lost=2,
+        held={"1": (8, 11)},
+    ),
     read=13, reasons={"late": 1, "duplicate": 3, "invalid_json": 1},
-    written={"product-metrics": 5, "orders-dlq": 5}, counted=8, counted_revenue=Decimal("0.010"),
+    written={"product-metrics": 5, "orders-dlq": 5},
+    # Both instances wrote partials to partition 3: the further end is where a reader must get to.
+    written_upto={"orders-dlq": {"1": 7}, "product-metrics": {"0": 12, "3": 41, "5": 2}},
+    counted=8, counted_revenue=Decimal("0.010"),
     ledger_before=Ledger(3, Decimal("10.005")), ledger_after=Ledger(11, Decimal("10.015")),
     open_windows=3, remembered_order_ids=11,
 )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from include.pipeline import settings
 from include.pipeline.kafka_io.client import TIMEOUT
@@ -49,7 +49,8 @@ def partition_count(admin: AdminClient, topic: str) -> int:
 
 
 def offset_range(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
-    """Per partition of ``topic``: (log start offset, end offset)."""
+    """Per partition of ``topic``: (log start offset, end offset as the consumer sees it: for a
+    read_committed one, the last stable offset)."""
     metadata = retrying(consumer.list_topics, topic, timeout=TIMEOUT).topics.get(topic)
     if metadata is None or metadata.error is not None:
         raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
@@ -57,3 +58,25 @@ def offset_range(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
         p: retrying(consumer.get_watermark_offsets, TopicPartition(topic, p), timeout=TIMEOUT)
         for p in sorted(metadata.partitions)
     }
+
+
+def written_range(
+    admin: AdminClient, topic: str, partitions: list[int] | None = None,
+) -> dict[int, tuple[int, int]]:
+    """Per partition of ``topic`` (or of ``partitions``): (log start offset, high watermark). The
+    high watermark is past every record written, committed or not: unlike the last stable
+    offset, it already counts a transaction whose commit has returned but whose commit markers
+    are not written yet (the coordinator writes them after it answers, KAFKA-10167)."""
+    if partitions is None:
+        partitions = range(partition_count(admin, topic))
+    tps = [TopicPartition(topic, p) for p in partitions]
+    starts = retrying(_list_offsets, admin, tps, OffsetSpec.earliest())
+    ends = retrying(_list_offsets, admin, tps, OffsetSpec.latest())
+    return {tp.partition: (starts[tp.partition], ends[tp.partition]) for tp in tps}
+
+
+def _list_offsets(admin: AdminClient, tps: list[TopicPartition], spec: OffsetSpec) -> dict[int, int]:
+    futures = admin.list_offsets(
+        dict.fromkeys(tps, spec), isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=TIMEOUT,
+    )
+    return {tp.partition: future.result().offset for tp, future in futures.items()}

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from include.pipeline import shutdown
-from include.pipeline.kafka_io.admin import offset_range
+from include.pipeline import settings, shutdown
+from include.pipeline.kafka_io.admin import written_range
 from include.pipeline.kafka_io.client import TIMEOUT
 from include.pipeline.kafka_io.errors import OUTAGE, retrying
 
@@ -59,36 +60,46 @@ class Follow:
 class BoundedRead:
     """Batches of the committed records of ``topic`` after the group's committed offsets (or
     from the start, or from ``starts``, offsets its caller keeps itself, per partition), up to
-    the end offsets seen when iteration starts (or ``upto``); with ``follow``, on past them up to
-    the end offsets seen when ``follow.finish()`` first says True. Only ``partitions`` of the
-    topic, if given (a worker's share, ``assignment``). A stop requested
-    (``shutdown``) ends it between two batches, bounded or following.
+    the ends written when iteration starts (or ``upto``); with ``follow``, on past them up to
+    the ends written when ``follow.finish()`` first says True. Only ``partitions`` of the topic,
+    if given (a worker's share, ``assignment``). A stop requested (``shutdown``) ends it between
+    two batches, bounded or following.
+
+    An end is the high watermark, the read_uncommitted end (as Kafka Streams' restore and Flink's
+    bounded source take it), not the last stable offset: a transaction whose commit has returned
+    may not have its commit markers written yet, and the last stable offset stays below it until
+    they are. A partition is read once the read_committed position (past aborted records and
+    markers) reaches its end. So a read started right after an upstream commit reads all of it.
+    A transaction of another writer still open holds a partition for at most
+    ``settings.open_transaction_wait()`` seconds, about the time the broker takes to abort one
+    (``transaction.timeout.ms``, 60 s, and its 10 s check); then the read ends, with one line
+    saying so, and ``held`` keeps, per such partition, [where it stopped, its end].
 
     Afterwards ``ranges`` holds, per partition, [first offset, offset after the last record
     read], and ``lost`` counts offsets that retention deleted before this group read them.
-    Iteration ends early, with a warning, if nothing arrives for ``idle_timeout`` seconds (an
-    upstream transaction left open holds read_committed readers back until the broker aborts it).
+
+    :param admin: where the ends come from (an admin client of the same cluster).
     """
 
     def __init__(
-        self, consumer: Consumer, topic: str, *, from_beginning: bool = False,
+        self, consumer: Consumer, topic: str, *, admin: AdminClient, from_beginning: bool = False,
         starts: dict[int, int] | None = None, upto: dict[int, int] | None = None,
-        batch_size: int = BATCH_SIZE, idle_timeout: float = TIMEOUT, follow: Follow | None = None,
-        partitions: list[int] | None = None,
+        batch_size: int = BATCH_SIZE, follow: Follow | None = None, partitions: list[int] | None = None,
     ) -> None:
-        self.consumer, self.topic, self.from_beginning, self.upto = consumer, topic, from_beginning, upto
+        self.consumer, self.admin, self.topic, self.from_beginning, self.upto = (
+            consumer, admin, topic, from_beginning, upto
+        )
         self.partitions = partitions
         self.starts, self.follow = starts, follow
-        self.batch_size, self.idle_timeout = batch_size, idle_timeout
+        self.batch_size = batch_size
         self.ranges: dict[int, list[int]] = {}
         self.next: dict[int, int] = {}
+        self.held: dict[int, tuple[int, int]] = {}
         self.lost = 0
 
     def _bounds(self) -> tuple[dict[int, int], dict[int, int]]:
         consumer, topic = self.consumer, self.topic
-        watermarks = offset_range(consumer, topic)
-        if self.partitions is not None:
-            watermarks = {p: watermarks[p] for p in self.partitions}
+        watermarks = written_range(self.admin, topic, self.partitions)
         partitions = [TopicPartition(topic, p) for p in watermarks]
         starts = {p: low for p, (low, _) in watermarks.items()}
         if self.starts is not None:
@@ -109,10 +120,13 @@ class BoundedRead:
                     )
                     self.lost += low - offset
                 starts[partition] = max(offset, low)
+        return starts, self._ends(watermarks)
+
+    def _ends(self, watermarks: dict[int, tuple[int, int]]) -> dict[int, int]:
         ends = {p: high for p, (_, high) in watermarks.items()}
         if self.upto is not None:
             ends = {p: min(high, self.upto.get(p, 0)) for p, high in ends.items()}
-        return starts, ends
+        return ends
 
     def __iter__(self) -> Iterator[list[Message]]:
         starts, ends = self._bounds()
@@ -136,7 +150,7 @@ class BoundedRead:
                 return
             if following_on and follow.finish():
                 following_on, last_progress = False, time.monotonic()
-                ends = {p: high for p, (_, high) in offset_range(consumer, self.topic).items() if p in ends}
+                ends = self._ends(written_range(self.admin, self.topic, sorted(ends)))
                 pending = {p for p in pending if following[p] < ends[p]}
                 continue
             batch, moved = self._collect(ends, pending, following_on)
@@ -144,12 +158,19 @@ class BoundedRead:
                 last_progress = time.monotonic()
                 OUTAGE.ended()
                 yield batch
-            elif not following_on and time.monotonic() - last_progress > self.idle_timeout:
-                log.warning(
-                    "%s: nothing new for %.0fs on partitions %s; ending early",
-                    self.topic, self.idle_timeout, sorted(pending),
-                )
+            elif not following_on and time.monotonic() - last_progress > settings.open_transaction_wait():
+                self._give_up(ends, pending)
                 return
+
+    def _give_up(self, ends: dict[int, float], pending: set[int]) -> None:
+        """End a read held by transactions still open (or by Kafka not answering): said once."""
+        self.held = {p: (self.next[p], int(ends[p])) for p in sorted(pending)}
+        log.warning(
+            "%s: ending the read with partitions %s not read to their ends: nothing new for %.0fs, a "
+            "transaction still open holds them (or Kafka does not answer); left for the next run: %s",
+            self.topic, sorted(pending), settings.open_transaction_wait(),
+            ", ".join(f"[{p}] offsets {start}..{end - 1}" for p, (start, end) in self.held.items()),
+        )
 
     def _collect(
         self, ends: dict[int, float], pending: set[int], following_on: bool,
@@ -171,20 +192,23 @@ class BoundedRead:
                 break
             for message in messages:
                 partition, offset = message.partition(), message.offset()
+                if partition not in pending:  # read to its end already: the rest is the next read's
+                    continue
                 error = message.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
                         raise KafkaException(error)
-                    # The end for read_committed: the last stable offset, past the markers.
-                    done = min(offset, ends[partition])
+                    # read_committed's end, the last stable offset: every committed record before
+                    # it has come, so the offsets up to it are read or are markers and aborted ones.
+                    done = offset
                 elif offset < ends[partition]:
                     batch.append(message)
                     ranges[partition][1] = done = offset + 1
-                else:  # a record from after the bound: everything below the bound was read
-                    done = ends[partition]
+                else:  # the first record past the end: the offsets before it are read or markers
+                    done = offset
                 if done > following[partition]:
                     following[partition], moved = done, True
-                if (error is not None and not following_on) or done >= ends[partition]:
+                if offset >= ends[partition]:  # a last record read (offset < end) waits for what follows it
                     pending.discard(partition)
         return batch, moved
 

@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 # Constants read through their modules, so that a test can shorten them in one place.
 from include.pipeline.kafka_io import client, errors
@@ -62,12 +62,33 @@ class Transactions:
     offsets say which; only one that did not commit is sent again. Anything else aborts and
     raises, so the task fails and its retry continues from what was committed.
 
-    :param make: builds a producer of the stage's transactional id, transactions initialised.
+    ``written`` holds, per (topic, partition), the offset after the last record of a committed
+    transaction, from the delivery reports: where a reader of this stage's output must read up to.
+
+    :param make: builds a producer of the stage's transactional id, transactions initialised,
+        that reports each delivery to the callback it is given (``on_delivery``).
     """
 
-    def __init__(self, make: Callable[[], Producer]) -> None:
+    def __init__(self, make: Callable[[Callable[[KafkaError | None, Message], None]], Producer]) -> None:
         self._make = make
-        self.producer, self._stuck = make(), False
+        self.written: dict[tuple[str, int], int] = {}
+        self._delivered: dict[tuple[str, int], int] = {}  # the transaction in flight's
+        self.producer, self._stuck = make(self._delivery), False
+
+    def _delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:  # in order within a partition: the last is the highest
+            self._delivered[message.topic(), message.partition()] = message.offset() + 1
+
+    def written_upto(self) -> dict[str, dict[str, int]]:
+        """``written`` as a result keeps it: topic -> partition (a string, as in JSON) -> offset."""
+        upto: dict[str, dict[str, int]] = {}
+        for (topic, partition), offset in sorted(self.written.items()):
+            upto.setdefault(topic, {})[str(partition)] = offset
+        return upto
+
+    def _committed_deliveries(self) -> None:
+        for key, offset in self._delivered.items():
+            self.written[key] = max(offset, self.written.get(key, 0))
 
     def run(
         self, send: Callable[[Producer], None], consumer: Consumer | None = None,
@@ -83,6 +104,7 @@ class Transactions:
         """One try of the transaction: True once it has committed, False to send it again."""
         producer = self.producer
         producer.begin_transaction()
+        self._delivered = {}
         committing = False
         try:
             send(producer)
@@ -93,7 +115,8 @@ class Transactions:
                     producer.send_offsets_to_transaction, positions, group, client.TIMEOUT, bound=bound
                 )
             committing = True
-            self._waiting(retrying, producer.commit_transaction, client.TIMEOUT)
+            self._waiting(retrying, producer.commit_transaction, client.TIMEOUT)  # serves the deliveries
+            self._committed_deliveries()
             return True
         except KafkaException as exc:
             error = exc.args[0]
@@ -103,7 +126,9 @@ class Transactions:
                 # A commit that may or may not have gone through: the new producer's registration
                 # settles it (the coordinator completes or aborts it), the group's offsets say which.
                 self._renewed(error, math.inf, purge=False)  # the old one's commit is pending
-                return self._committed(consumer, source)
+                if done := self._committed(consumer, source):
+                    self._committed_deliveries()
+                return done
             self._abort()
             raise
         except BaseException:
@@ -163,7 +188,7 @@ class Transactions:
         log.info("the transaction did not go through (%s): sending it again on a new producer", error.str())
         if purge and not self._stuck:  # a stuck one is busy in its call's thread: left as it is
             self.producer.purge()
-        self.producer, self._stuck = self._make(), False
+        self.producer, self._stuck = self._make(self._delivery), False
         return True
 
     def _abort(self) -> None:

@@ -59,7 +59,7 @@ def run(producers: list[FakeProducer]) -> list[str]:
     """Transactions.run of one batch over ``producers`` (each new one the next); the records
     each producer was given to send, by producer."""
     made = iter(producers)
-    txns = Transactions(lambda: next(made))
+    txns = Transactions(lambda _: next(made))
     txns.run(lambda producer: producer.sent.append("batch"), Consumer(), Source())
     return [producer.sent for producer in producers]
 
@@ -106,7 +106,7 @@ def test_a_fenced_producer_fails_the_stage_without_fencing_the_other_attempt():
 
 def test_a_failure_in_the_batch_itself_aborts_and_raises():
     producer = FakeProducer({})
-    txns = Transactions(lambda: producer)
+    txns = Transactions(lambda _: producer)
 
     def send(_):
         raise ValueError("a bug in the step")
@@ -170,7 +170,7 @@ def test_a_commit_in_doubt_is_settled_by_the_groups_offsets(monkeypatch, group_a
     monkeypatch.setattr("include.pipeline.kafka_io.errors.OUTAGE_SECONDS", 0.1)
     first, second = FakeProducer({"commit": [TIMED_OUT] * 5}), FakeProducer({})
     made = iter([first, second])
-    txns = Transactions(lambda: next(made))
+    txns = Transactions(lambda _: next(made))
     txns.run(lambda producer: producer.sent.append("batch"), GroupAt(group_at), CommittedSource())
     assert "abort" not in first.calls and "purge" not in first.calls  # left as it is, its commit pending
     assert second.sent == (["batch"] if sent_again else [])
