@@ -49,18 +49,29 @@ FEATURES = (
     | {"amount on the cents path", "amount of 11 whole digits", "amount of 12 whole digits",
        "amount of 3 places", "amount with an exponent"}
     | {"duplicate in one batch", "duplicate across batches", "duplicate across runs", "id forgotten",
-       "late in one batch", "late across batches", "late across runs", "3 partitions counted"}
+       "late in one batch", "late across batches", "late across runs", "3 partitions counted",
+       "window ended exactly grace_seconds before the watermark"}
 )
 runs = st.lists(
     st.lists(st.lists(st.one_of(countable_values, countable_values, record_values), max_size=16),
              min_size=1, max_size=3),
     min_size=1, max_size=3,
 )
+# The cents path's limits: 11 whole digits and 2 places at most.
+CENTS_EDGES = ["99999999999.99", "100000000000", "100000000000.01", "0.005", "0.01", "1.50"]
+ONE_OF_EACH_REASON = [  # so that every example kind meets the rare ones too
+    None, b"", b" " * 65537, b'{"order_id":"\xff"}', b"{", b"[]", b'{"order_id":"o-1"}',
+    b'{"order_id":"","user_id":"u","product_id":"prod-1","amount":1,"timestamp":"2026-01-05T10:00:00Z"}',
+    b'{"order_id":"o-1","user_id":7,"product_id":"prod-1","amount":1,"timestamp":"2026-01-05T10:00:00Z"}',
+    b'{"order_id":"o-1","user_id":"u","product_id":"prod-7","amount":1,"timestamp":"2026-01-05T10:00:00Z"}',
+    b'{"order_id":"o-1","user_id":"u","product_id":"prod-1","amount":0,"timestamp":"2026-01-05T10:00:00Z"}',
+    b'{"order_id":"o-1","user_id":"u","product_id":"prod-1","amount":1,"timestamp":"2026-01-05"}',
+]
 SAME_PARTITION = [("o-1", "o-2"), ("o-3", "ö-5")]  # pairs of ids on one partition of 3
 
 
-def order_at(order_id: str, seconds: int, amount: str = "1.50") -> bytes:
-    at = (EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def order_at(order_id: str, seconds: int, amount: str = "1.50", micros: int = 0) -> bytes:
+    at = (EPOCH + timedelta(seconds=seconds, microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return json.dumps({"order_id": order_id, "user_id": "u", "product_id": "prod-2", "amount": 0,
                        "timestamp": at}).replace("0,", f"{amount},", 1).encode()
 
@@ -73,13 +84,32 @@ def forgetting(draw):
     first, other = draw(st.sampled_from(SAME_PARTITION))
     start = W + draw(st.integers(-600, 600))
     later = start + horizon + draw(st.integers(1, 120))
-    noise = st.lists(record_values, max_size=4)
+    noise = st.lists(st.one_of(record_values, st.sampled_from(ONE_OF_EACH_REASON)), max_size=4)
     runs = [[[*draw(noise), order_at(first, start)], [order_at(other, later), *draw(noise)]],
             [[*draw(noise), order_at(first, later, "2.25")]]]
     return runs, (grace, horizon)
 
 
-examples = st.one_of(st.tuples(runs, grace_and_horizon), st.tuples(runs, grace_and_horizon), forgetting())
+@st.composite
+def on_the_grace_edge(draw):
+    """An order whose window ended grace_seconds before its partition's watermark, to the
+    microsecond, or one microsecond either side (in the batch, the next or the next run)."""
+    grace, horizon = draw(grace_and_horizon)
+    first, other = draw(st.sampled_from(SAME_PARTITION))
+    start = W + 60 * draw(st.integers(-10, 10))
+    edge = draw(st.sampled_from([-1, 0, 0, 1]))  # microseconds past the edge
+    pusher = order_at(other, start + 60 + grace + (edge < 0) * -1, micros=(edge < 0) * 999_999 + (edge > 0))
+    amount = draw(st.sampled_from(CENTS_EDGES))
+    inside = order_at(first, start + draw(st.integers(0, 59)), amount, draw(st.sampled_from([0, 999_999])))
+    noise = st.lists(st.one_of(record_values, st.sampled_from(ONE_OF_EACH_REASON)), max_size=3)
+    split = draw(st.integers(0, 2))  # one batch, two batches, two runs
+    batches = [[*draw(noise), pusher, inside]] if split == 0 else [[pusher, *draw(noise)], [inside]]
+    return ([batches] if split < 2 else [[batch] for batch in batches]), (grace, horizon)
+
+
+examples = st.one_of(
+    st.tuples(runs, grace_and_horizon), st.tuples(runs, grace_and_horizon), forgetting(), on_the_grace_edge(),
+)
 
 
 def message(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None):
@@ -128,7 +158,7 @@ def shapes(order: oracle.Order) -> set[str]:
 def test_the_batch_path_gives_what_the_contract_says_run_after_run():
     reached: set[str] = set()
 
-    @settings(SETTINGS, max_examples=250)
+    @settings(SETTINGS, max_examples=300)
     @given(example=examples)
     def check(example):
         runs, settings_ = example
@@ -184,6 +214,8 @@ def test_the_batch_path_gives_what_the_contract_says_run_after_run():
                 for i, (p, order) in enumerate(zip(where, valid)):
                     state = expected.state[p]
                     seen_before, watermark_before = order.order_id in state.seen, state.watermark
+                    if watermark_before == (order.window_start + 60 + grace) * 10**6 and not seen_before:
+                        reached.add("window ended exactly grace_seconds before the watermark")
                     [verdict] = expected.analyze(p, [order])
                     assert verdicts.get(i) == verdict, (order, verdicts.get(i), verdict)
                     if verdict == "duplicate":
