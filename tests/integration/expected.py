@@ -43,16 +43,26 @@ def assert_as_the_oracle_says(pipeline, expected: Oracle) -> list[dict]:
     """processed-orders holds the oracle's valid orders (each on the partition of its id, enriched),
     orders-dlq the (reason, order_id) it dead-lettered, and the store and metrics.json its metrics,
     to the cent. Returns the metrics."""
-    processed = pipeline.read("processed-orders")
-    assert Counter((r.partition, r.key, *_enriched(r.json())) for r in processed) == Counter(
+    processed = Counter((r.partition, r.key, *_enriched(r.json())) for r in pipeline.read("processed-orders"))
+    valid = Counter(
         (partition_of(o.order_id, expected.partitions), o.order_id.encode(), o.order_id, o.product_id,
          o.product_name, o.amount, o.timestamp)
         for o in expected.valid
-    ), "processed-orders is not the oracle's valid orders on their partitions"
-    assert dead_letters_of(pipeline.read("orders-dlq")) == expected.dead_letters
+    )
+    assert processed == valid, "processed-orders is not the oracle's valid orders on their partitions: " + (
+        _differences(processed, valid))
+    dead = dead_letters_of(pipeline.read("orders-dlq"))
+    assert dead == expected.dead_letters, "orders-dlq is not the oracle's (reason, order_id): " + (
+        _differences(dead, expected.dead_letters))
     metrics = pipeline.metrics_lines()
     assert metrics == expected.metrics()
     return metrics
+
+
+def _differences(actual: Counter, expected: Counter, shown: int = 5) -> str:
+    extra, missing = actual - expected, expected - actual
+    return (f"{sum(extra.values())} more than expected, e.g. {list(extra.items())[:shown]}; "
+            f"{sum(missing.values())} missing, e.g. {list(missing.items())[:shown]}")
 
 
 def _enriched(doc: dict) -> tuple:
