@@ -1,35 +1,78 @@
-"""What a clean run makes of the given input: the pipeline's pure functions, in order, with no
-Kafka, no retries and no faults. Fault tests compare the real outcome with this."""
+"""What the pipeline should make of its input, decided by the oracle (tests/oracle.py: the data
+contract in the standard library alone, no code of the pipeline), and the checks that compare a
+pipeline's topics and store with it. Also test data: the zoo of invalid input."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Iterable
 
-from include.pipeline import codec, orders, settings
-from include.pipeline.analyzer import COUNTED, VERDICTS, Analyzer
-from include.pipeline.order_columns import OrderColumns
-from include.pipeline.windows import metric
+from tests.oracle import Oracle, dead_letters_of, parse, partition_of
+
+GRACE_SECONDS, DEDUP_HORIZON_SECONDS, PARTITIONS = 3600, 86400, 6  # the pipeline's defaults
 
 
-def clean_run(values: list[bytes | None], grace: int = settings.GRACE_SECONDS,
-              horizon: int = settings.DEDUP_HORIZON_SECONDS) -> tuple[list[dict], Counter]:
-    """(metrics.json lines, dead-letter reasons) for order values processed in this order."""
-    analyzer = Analyzer.create(grace, horizon)
-    parsed = [orders.parse(value) for value in values]
-    reasons: Counter[str] = Counter(result.reason for result in parsed if isinstance(result, orders.Rejected))
-    # One batch of all the valid orders: as offering them in turn (tests/unit/test_batch_path.py).
-    verdicts = analyzer.offer_batch(OrderColumns.of([r for r in parsed if isinstance(r, orders.Order)]))
-    reasons.update(VERDICTS[verdict] for verdict in verdicts.tolist() if verdict != COUNTED)
-    lines = [metric(key, aggregate) for key, aggregate in sorted(analyzer.windows.aggregates.items())]
-    return [codec.decode(codec.encode(line)) for line in lines], reasons
+def oracle_of(*runs: Iterable[bytes | None], partitions: int = PARTITIONS, grace: int = GRACE_SECONDS,
+              horizon: int = DEDUP_HORIZON_SECONDS) -> Oracle:
+    """The oracle after these runs of process and analyze, each over its orders values in order."""
+    expected = Oracle(partitions, grace, horizon)
+    for values in runs:
+        expected.run(values)
+    return expected
+
+
+def oracle_of_topics(pipeline, partitions: int = PARTITIONS, grace: int = GRACE_SECONDS,
+                     horizon: int = DEDUP_HORIZON_SECONDS) -> Oracle:
+    """The oracle on the orders topic, with analyze's input in the order the pipeline has it:
+    process's verdicts on every orders value, analyze's on each processed-orders partition's
+    records in offset order (the order analyze read them in, which runs that overlap in time make
+    the scheduler's), as one run (for orders that span less than the dedup horizon).
+    assert_as_the_oracle_says then checks that processed-orders holds the oracle's valid orders."""
+    expected = Oracle(partitions, grace, horizon)
+    expected.process(r.value for r in pipeline.read("orders"))
+    processed = pipeline.read("processed-orders")
+    for partition in range(partitions):
+        expected.analyze(partition, [parse(r.value) for r in processed if r.partition == partition])
+    return expected
+
+
+def assert_as_the_oracle_says(pipeline, expected: Oracle) -> list[dict]:
+    """processed-orders holds the oracle's valid orders (each on the partition of its id, enriched),
+    orders-dlq the (reason, order_id) it dead-lettered, and the store and metrics.json its metrics,
+    to the cent. Returns the metrics."""
+    processed = Counter((r.partition, r.key, *_enriched(r.json())) for r in pipeline.read("processed-orders"))
+    valid = Counter(
+        (partition_of(o.order_id, expected.partitions), o.order_id.encode(), o.order_id, o.product_id,
+         o.product_name, o.amount, o.timestamp)
+        for o in expected.valid
+    )
+    assert processed == valid, "processed-orders is not the oracle's valid orders on their partitions: " + (
+        _differences(processed, valid))
+    dead = dead_letters_of(pipeline.read("orders-dlq"))
+    assert dead == expected.dead_letters, "orders-dlq is not the oracle's (reason, order_id): " + (
+        _differences(dead, expected.dead_letters))
+    metrics = pipeline.metrics_lines()
+    assert metrics == expected.metrics()
+    return metrics
+
+
+def _differences(actual: Counter, expected: Counter, shown: int = 5) -> str:
+    extra, missing = actual - expected, expected - actual
+    return (f"{sum(extra.values())} more than expected, e.g. {list(extra.items())[:shown]}; "
+            f"{sum(missing.values())} missing, e.g. {list(missing.items())[:shown]}")
+
+
+def _enriched(doc: dict) -> tuple:
+    return doc["order_id"], doc["product_id"], doc["product_name"], Decimal(doc["amount"]), doc["timestamp"]
 
 
 CENT = Decimal("0.01")
 PRODUCT_NAMES = {
     "prod-1": "Laptop", "prod-2": "Phone", "prod-3": "Tablet", "prod-4": "Monitor", "prod-5": "Keyboard",
-}
+}  # as the contract names them
 
 
 def expected_metrics(processed: list[dict]) -> list[dict]:
@@ -70,27 +113,12 @@ def metrics_of_partials(records: list) -> list[dict]:
     ]
 
 
-def counted(processed: list, dead: list) -> list[dict]:
-    """The processed orders analyze counted: those it did not dead-letter (late, duplicate),
-    by position, as independent JSON documents."""
-    rejected = {
-        (int(r.headers["source.partition"]), int(r.headers["source.offset"]))
-        for r in dead if r.headers["source.topic"] == settings.PROCESSED.encode()
-    }
-    return [r.json() for r in processed if (r.partition, r.offset) not in rejected]
-
-
-def metrics_of_counted(pipeline) -> list[dict]:
-    """The independent oracle over what a pipeline counted: the metrics of the processed orders
-    analyze did not dead-letter, as its topics hold them."""
-    return expected_metrics(counted(pipeline.read(settings.PROCESSED), pipeline.read(settings.DLQ)))
-
-
 def order_value(order_id: str, product_id: str, amount: str, timestamp: str) -> bytes:
     """An order's JSON with the amount written exactly as given."""
-    head = codec.encode(
-        {"order_id": order_id, "user_id": "user-1", "product_id": product_id, "timestamp": timestamp}
-    )
+    head = json.dumps(
+        {"order_id": order_id, "user_id": "user-1", "product_id": product_id, "timestamp": timestamp},
+        separators=(",", ":"), ensure_ascii=False,
+    ).encode()
     return head[:-1] + f',"amount":{amount}}}'.encode()
 
 

@@ -1,21 +1,15 @@
 """Fault scenarios 3 to 5: a finished run cleared and run again (whole, then stage by stage);
 duplicate and late orders mixed with a zoo of invalid input; a run's sink retried after another
 run's stages. Each ends with the metrics of a clean run on the same input and every record
-accounted for."""
+accounted for. The expected outcome is the oracle's (tests/oracle.py: the data contract alone)."""
 
 from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
 
 from include.pipeline import generator, reconcile
-from tests.integration.expected import (
-    ZOO,
-    clean_run,
-    counted,
-    expected_metrics,
-    metrics_of_counted,
-    order_value,
-)
+from tests.integration.expected import ZOO, assert_as_the_oracle_says, oracle_of, order_value
+from tests.oracle import Order, parse
 
 DATE = "2026-01-05T10:00:00+00:00"
 STAGES = ["generate", "process", "analyze", "sink", "reconcile"]
@@ -52,16 +46,15 @@ def assert_accounted(pipeline):
 def test_a_finished_run_cleared_and_run_again(pipeline):
     pipeline.dag_test(DATE, orders=3000, invalid_ratio=0.1)
     run_id = pipeline.manifest()["run_id"]
-    first = pipeline.read("orders")
-    expected, reasons = clean_run([r.value for r in first])
-    assert pipeline.metrics_lines() == expected
-    # The clean run (the project's own rules) against the independent oracle, on what was counted.
-    assert expected == metrics_of_counted(pipeline)
+    first = [r.value for r in pipeline.read("orders")]
+    expected = assert_as_the_oracle_says(pipeline, oracle_of(first))
     valid = sum(m["order_count"] for m in expected)
 
     for task in STAGES:  # the whole run cleared: the same run id regenerates the same orders
         pipeline.task(task, run_id)
-    assert pipeline.metrics_lines() == expected
+    again = oracle_of(first, first)  # every valid order of the second run a duplicate
+    assert again.metrics() == expected
+    assert assert_as_the_oracle_says(pipeline, again) == expected
     manifest = pipeline.manifest()
     assert (manifest["reconciled"], manifest["summary"]["duplicate"], manifest["summary"]["counted"]) == (
         True, valid, 0
@@ -71,15 +64,11 @@ def test_a_finished_run_cleared_and_run_again(pipeline):
     for task in ["process", "analyze", "sink", "reconcile"]:
         pipeline.task(task, run_id)  # stage by stage, with nothing new to read
     assert (pipeline.output / "metrics.json").read_bytes() == before
-    assert pipeline.metrics_lines() == expected
+    assert assert_as_the_oracle_says(pipeline, again) == expected
     orders = pipeline.read("orders")
     assert len(orders) == 6000
-    assert Counter(r.value for r in orders) == Counter(
-        {v: 2 * n for v, n in Counter(r.value for r in first).items()}
-    )
-    assert dead_letter_reasons(pipeline) == Counter(
-        {**{k: 2 * n for k, n in reasons.items()}, "duplicate": valid}
-    )
+    assert Counter(r.value for r in orders) == Counter({v: 2 * n for v, n in Counter(first).items()})
+    assert sum(reason == "duplicate" for reason, _ in again.dead_letters.elements()) == valid
     assert len(assert_accounted(pipeline)) == valid
     assert pipeline.manifest()["reconciled"] is True
 
@@ -103,16 +92,16 @@ def test_duplicates_and_late_orders_mixed_with_invalid_input(pipeline):
          (b"g2", order_value("g2", "prod-3", "0.01", "2026-01-05T12:00:59+01:00"))]
         + [(None, v) for v in hour[100:110]] + zoo,
     ]
-    values = []
     for records in runs:  # each into a whole run that generates nothing itself, and reconciles
         pipeline.produce("orders", records)
-        values += [value for _, value in records]
         pipeline.dag_test(DATE, orders=0)
         assert pipeline.manifest()["reconciled"] is True
 
-    expected, reasons = clean_run(values)
-    assert pipeline.metrics_lines() == expected
-    assert expected == metrics_of_counted(pipeline)
+    # The orders' order on each partition changes nothing here: copies are identical, and the late
+    # ones are late whatever came before them on their partition.
+    expected = oracle_of(*([value for _, value in records] for records in runs))
+    assert_as_the_oracle_says(pipeline, expected)
+    reasons = Counter(reason for reason, _ in expected.dead_letters.elements())
     assert reasons["late"] == 2 and reasons["duplicate"] == 60
     assert dead_letter_reasons(pipeline) == reasons
     zoo_reasons = Counter(reason for _, _, reason in ZOO)
@@ -147,12 +136,13 @@ def test_a_sink_retried_after_another_runs_stages_reconciles(pipeline):
     assert (manifest["reconciled"], manifest["problems"]) == (True, [])
     stages = manifest["stages"]
     assert stages["sink"]["read"] == 0  # B's sink applied A's metrics
-    orders = counted(pipeline.read("processed-orders"), pipeline.read("orders-dlq"))
-    expected = expected_metrics(orders)
-    assert pipeline.metrics_lines() == expected
+    # The two runs' orders, as generate wrote them: unique ids, in event order, none late.
+    orders = [r.value for r in pipeline.read("orders")]
+    expected = assert_as_the_oracle_says(pipeline, oracle_of(orders))
     # A's orders are those of the hour before A (B's the hour after): A's analyze ledger has only them.
-    hour_a = datetime.fromisoformat(a)
-    of_a = expected_metrics([o for o in orders if datetime.fromisoformat(o["timestamp"]) < hour_a])
+    hour_a = datetime.fromisoformat(a).timestamp() * 10**6
+    of_a = oracle_of([v for v in orders if isinstance(o := parse(v), Order) and o.event_us < hour_a])
+    of_a = of_a.metrics()
     counts = [sum(m["order_count"] for m in metrics) for metrics in (expected, of_a)]
     revenues = [sum(m["total_revenue"] for m in metrics) for metrics in (expected, of_a)]
     assert 900 < counts[0] and 500 < counts[1] < counts[0]

@@ -24,7 +24,7 @@ from kafka.errors import RetriableError
 
 from include.pipeline import settings
 from tests.integration.conftest import Pipeline
-from tests.integration.expected import counted, expected_metrics
+from tests.integration.expected import assert_as_the_oracle_says, oracle_of_topics
 from tests.integration.live_airflow import live_stack
 
 pytestmark = pytest.mark.integration
@@ -218,7 +218,7 @@ def assert_every_order_once_and_the_metrics_exact(pipeline: Pipeline) -> None:
     )
     assert ids == not_dead, "processed-orders is not the orders that were not dead-lettered"
     assert len(source) == len(processed) + len(from_orders)
-    assert pipeline.metrics_lines() == expected_metrics(counted(processed, dead))
+    assert_as_the_oracle_says(pipeline, oracle_of_topics(pipeline))
 
 
 def test_standalone_stopped_with_ctrl_c_mid_stream_run_leaves_nothing_and_the_next_runs_end_exact(live):
