@@ -309,7 +309,7 @@ def half_up_cents(value: Fraction) -> Decimal:
     """Round a non-negative exact value half-up to cents."""
     whole, rest = divmod(value * 100, 1)
     cents = int(whole) + (1 if rest >= Fraction(1, 2) else 0)
-    return Decimal(cents).scaleb(-2)
+    return Decimal(f"{cents // 100}.{cents % 100:02d}")  # from text: no context's precision rounds it
 
 
 @dataclass

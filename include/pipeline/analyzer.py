@@ -178,9 +178,12 @@ class Analyzer:
 
 
 def check_horizon(grace_seconds: float, horizon_seconds: float) -> None:
-    """ValueError unless an order the dedup horizon forgets is already late."""
-    if grace_seconds < 0 or horizon_seconds < grace_seconds:
+    """ValueError unless an order the dedup horizon forgets is already late. Ids are forgotten by
+    event time, lateness goes by the window's end: an order at its window's start is late only
+    once the watermark passes it by a window and the grace, so the horizon must cover both."""
+    if grace_seconds < 0 or horizon_seconds < grace_seconds + WINDOW_SECONDS:
         raise ValueError(
-            f"need 0 <= grace_seconds <= dedup_horizon_seconds, got {grace_seconds} and {horizon_seconds}: "
-            "an order forgotten by the dedup horizon must already be late"
+            f"need 0 <= grace_seconds and grace_seconds + {WINDOW_SECONDS} <= dedup_horizon_seconds, "
+            f"got {grace_seconds} and {horizon_seconds}: an order forgotten by the dedup horizon must "
+            "already be late (its window has ended, plus the grace period)"
         )

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
 import msgspec
 
-_decoder = msgspec.json.Decoder(float_hook=Decimal)
+
+def _exact(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # an exponent past what a Decimal holds: bad input, not a crash
+        raise ValueError(f"the number {text[:40]} is beyond what a decimal can hold") from None
+
+
+_decoder = msgspec.json.Decoder(float_hook=_exact)
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
 DecodeError = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)

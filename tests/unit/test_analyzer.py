@@ -139,6 +139,14 @@ def test_duplicates_are_found_within_a_batch_and_across_batches():
     assert analyzer.ledger.count == 3
 
 
-def test_a_horizon_shorter_than_the_grace_period_is_refused():
-    with pytest.raises(ValueError, match="grace_seconds <= dedup_horizon_seconds"):
-        Analyzer.create(3600, 60)
+def test_a_horizon_shorter_than_a_window_and_the_grace_period_is_refused():
+    with pytest.raises(ValueError, match=r"grace_seconds \+ 60 <= dedup_horizon_seconds"):
+        Analyzer.create(3600, 3659)
+
+
+def test_with_the_shortest_horizon_an_order_forgotten_is_already_late():
+    analyzer = Analyzer.create(3600, 3660)
+    analyzer.offer(order("a", "2026-01-05T10:00:30Z"))
+    analyzer.offer(order("b", "2026-01-05T11:00:31Z"))
+    analyzer.expire()  # a run's end
+    assert analyzer.offer(order("a", "2026-01-05T10:00:30Z")) == "duplicate"

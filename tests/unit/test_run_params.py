@@ -22,8 +22,8 @@ def test_an_unknown_key_is_named_with_the_valid_ones():
 
 def test_a_horizon_shorter_than_the_grace_period_is_refused():
     assert problems({}, PARAMS, {**PARAMS, "grace_seconds": 7200, "dedup_horizon_seconds": 60}) == [
-        "need 0 <= grace_seconds <= dedup_horizon_seconds, got 7200 and 60: "
-        "an order forgotten by the dedup horizon must already be late"
+        "need 0 <= grace_seconds and grace_seconds + 60 <= dedup_horizon_seconds, got 7200 and 60: an order "
+        "forgotten by the dedup horizon must already be late (its window has ended, plus the grace period)"
     ]
 
 
