@@ -20,6 +20,7 @@ from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 # Set by scripts/airflow when `tasks test` runs a mapped stage without --map-index: the one
 # instance it runs then reads every partition, as the stage did before it was mapped.
 ALL_PARTITIONS = "KAFKA_PIPELINE_ALL_PARTITIONS"
+ENDED = frozenset({"failed", "success"})  # the states of a run that has ended
 
 
 def cli_task_params() -> dict[str, Any]:
@@ -33,6 +34,24 @@ def cli_task_params() -> dict[str, Any]:
 
     given = get_parser().parse_args(sys.argv[1:]).task_params
     return json.loads(given) if given else {}
+
+
+def refuse_an_ended_run(task_id: str, context) -> None:
+    """Fail a try that Airflow started in a run that had already ended (marked failed or success).
+
+    On SQLite, a mark-failed and a try's start at the same moment can end that way: the API
+    server's start of the try (``PATCH /execution/task-instances/<id>/run``) reads the task as
+    queued, waits for the database's write lock while the mark-failed holds it, then sets the
+    task running in the run that has just failed, over the mark-failed's ``skipped``. PostgreSQL's
+    row lock (the start's ``SELECT ... FOR UPDATE``) keeps the two apart; SQLite has none. Nothing
+    would stop such a try: its heartbeats find it running, and a stream stage would stream on for
+    the rest of ``duration_seconds``, holding its pool slot. The start read the run after that
+    write, so the run's state the try got with it says so (README, "Operations"). ``airflow tasks
+    test`` runs a task whatever its run's state (a date whose run has ended): not refused there."""
+    run = context["dag_run"]
+    state = getattr(run.state, "value", run.state)  # an enum from the API
+    if state in ENDED and sys.argv[1:3] != ["tasks", "test"]:
+        raise AirflowFailException(f"{task_id}: its run {run.run_id} is {state}, marked so as this try began")
 
 
 def log_params_overridden(task: BaseOperator, context) -> None:
@@ -106,6 +125,7 @@ class KafkaStageOperator(BaseOperator):
 
     def execute(self, context) -> dict | None:
         """Runs the stage; its result is the XCom. A stop on request fails the task, with no XCom."""
+        refuse_an_ended_run(self.task_id, context)
         # SIGTERM (Airflow stopping the task: the run marked failed, a lost heartbeat, standalone
         # stopping), SIGINT and a supervisor that died all end the stage between two batches.
         with shutdown.supervised():
