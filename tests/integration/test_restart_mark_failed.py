@@ -5,12 +5,13 @@ within a second of the API answering again, while the restarted scheduler retrie
 tasks and each start writes to the metadata DB. Three times: every answer is a 2xx, no task
 process is left 15 s after it, and a drain run then reconciles.
 
-On a PostgreSQL metadata DB (README, "Operations"). On the default SQLite DB this fails (measured,
-2026-12-07): the PATCH answered 500 after 60.3 s with a 60 s busy timeout (after 5.1 s at Python's
-default 5 s, as reported), and the API server answered nothing else meanwhile: its mark-failed's
-action log is committed on the server's event loop, waiting for SQLite's one write lock, held by a
-task start whose commit needs that same loop. Or the PATCH succeeded and a retried task it raced
-with streamed on in the failed run (plugins/kafka_stages/operators.py, ``refuse_an_ended_run``).
+On a PostgreSQL metadata DB (README, "Operations"). On SQLite it fails when the timing falls so
+(2026-12-07, three runs of it): once a retried task that raced with the PATCH streamed on in the
+failed run (before ``refuse_an_ended_run``, plugins/kafka_stages/operators.py); once, with a 60 s
+busy timeout, the PATCH answered 500 after 60.3 s (after 5.1 s at Python's default 5 s, as
+reported) and the API server answered nothing else meanwhile: the mark-failed's action log is
+committed on the server's event loop, waiting for SQLite's one write lock, held by a task start
+whose commit needs that same loop; once it passed, the guard refusing one raced try.
 """
 
 from __future__ import annotations
