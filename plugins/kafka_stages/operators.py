@@ -21,6 +21,11 @@ from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 # instance it runs then reads every partition, as the stage did before it was mapped.
 ALL_PARTITIONS = "KAFKA_PIPELINE_ALL_PARTITIONS"
 ENDED = frozenset({"failed", "success"})  # the states of a run that has ended
+# A streaming try asks for its run's state every RUN_STATE_EVERY seconds over its first
+# RUN_STATE_FOR (``KafkaStreamOperator``): a mark-failed that its start raced with, and missed it,
+# answered by then; a later one finds the try running and stops it itself.
+RUN_STATE_EVERY, RUN_STATE_FOR = 3.0, 30.0
+RUN_ENDED = "its run "  # how the stop's reason starts when the run has ended under the stage
 
 
 def cli_task_params() -> dict[str, Any]:
@@ -146,6 +151,8 @@ class KafkaStageOperator(BaseOperator):
                 for line in stage_summary.lines(self.stage.__name__, result):
                     self.log.info("%s", line)
             if shutdown.requested():
+                if shutdown.reason().startswith(RUN_ENDED):  # no retry: the run is over
+                    raise AirflowFailException(f"{self.task_id} stopped ({shutdown.reason()})")
                 # No XCom: reconcile must never take a stage's part for the whole.
                 raise AirflowException(
                     f"{self.task_id} stopped ({shutdown.reason()}): "
@@ -184,6 +191,17 @@ class KafkaStreamOperator(KafkaStageOperator):
             duration_seconds, commit_interval_ms, after
         )
 
+    def run_ended(self, ti, run_id: str) -> str | None:
+        """The run's state if it has ended, else ""; None when the API did not answer (the
+        heartbeats are what stops a try then: it asks no more, so as not to hold its supervisor)."""
+        try:
+            state = ti.get_dagrun_state(dag_id=self.dag_id, run_id=run_id)
+        except Exception as exc:  # whatever the supervisor relays
+            self.log.warning("the state of run %s: no answer (%s); not asking again", run_id, exc)
+            return None
+        state = getattr(state, "value", state)
+        return state if state in ENDED else ""
+
     def stage_kwargs(self, context) -> dict[str, Any]:
         """Adds the ``Follow`` that ends the stage once its time is up and the stage before it is done."""
         ti, run_id = context["ti"], context["run_id"]
@@ -192,9 +210,21 @@ class KafkaStreamOperator(KafkaStageOperator):
         started = context["dag_run"].start_date if ti.try_number > 1 else None
         ends = (started.timestamp() if started else time.time()) + float(self.duration_seconds)
         upstream = {"finished": self.after is None, "asked": 0.0}
+        # The try's start has just read the run (refuse_an_ended_run); `tasks test` runs a task
+        # whatever its run's state.
+        run = {"asked": time.monotonic(), "until": time.monotonic() + RUN_STATE_FOR}
+        if sys.argv[1:3] == ["tasks", "test"]:
+            run["until"] = 0.0
 
         def finish() -> bool:  # asked between batches; the API at most once a second
             now = time.monotonic()
+            if now < run["until"] and now - run["asked"] >= RUN_STATE_EVERY:
+                run["asked"] = now
+                if ended := self.run_ended(ti, run_id):  # a mark-failed that missed this try
+                    shutdown.request(f"{RUN_ENDED}{run_id} is {ended}")
+                    return False
+                if ended is None:
+                    run["until"] = 0.0
             if time.time() < ends:
                 return False
             if not upstream["finished"] and now - upstream["asked"] >= 1:
