@@ -6,9 +6,9 @@ tasks and each start writes to the metadata DB. Three times: every answer is a 2
 process is left 15 s after it, and a drain run then reconciles.
 
 On the default SQLite metadata DB, as `scripts/airflow standalone` runs on a fresh clone. Before
-each restart, while the run streams, the DB's write lock is held from here for 3 s, and a change
-through the REST API sent 1.5 s in waits for it: it answers 2xx, and the API server answers its
-health endpoint meanwhile. Without the action log committed off the event loop
+the first restart, while the run streams, the DB's write lock is held from here for 3 s, and a
+change through the REST API sent 1.5 s in waits for it: it answers 2xx, and the API server
+answers its health endpoint meanwhile. Without the action log committed off the event loop
 (plugins/kafka_stages/action_log.py) the server answered nothing while the change waited (every
 probe timed out), and a change that waited behind a task's heartbeat or start of the same server
 answered 500 after SQLite's 5 s busy timeout (README, "Operations"; 2 of 10 so, measured).
@@ -147,14 +147,14 @@ def test_a_stream_run_marked_failed_right_after_each_restart_stops_at_the_first_
     timeline = []
     for cycle in range(1, CYCLES + 1):
         run_id = start_streaming(airflow, pipeline)
-        # Streaming: its tasks' heartbeats go to the API server meanwhile.
-        change, took = a_change_while_the_write_lock_is_held(airflow)
-        timeline.append(
-            f"cycle {cycle}: a change behind the held lock {change.status_code} after "
-            f"{change.elapsed.total_seconds():.2f}s, health answered within {max(took):.2f}s"
-        )
-        print(timeline[-1], flush=True)
-        assert change.is_success and max(took) < 1, f"{timeline}\n{change.text}\n{airflow.tail()}"
+        if cycle == 1:  # streaming: its tasks' heartbeats go to the API server meanwhile
+            change, took = a_change_while_the_write_lock_is_held(airflow)
+            timeline.append(
+                f"a change behind the held lock: {change.status_code} after "
+                f"{change.elapsed.total_seconds():.2f}s, health answered within {max(took):.2f}s"
+            )
+            print(timeline[-1], flush=True)
+            assert change.is_success and max(took) < 1, f"{timeline}\n{change.text}\n{airflow.tail()}"
         stopping = time.monotonic()
         left = airflow.stop(signal.SIGTERM, within=STOP_WITHIN)
         assert left == [], "\n".join(left)
