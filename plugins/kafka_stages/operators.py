@@ -20,6 +20,12 @@ from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 # Set by scripts/airflow when `tasks test` runs a mapped stage without --map-index: the one
 # instance it runs then reads every partition, as the stage did before it was mapped.
 ALL_PARTITIONS = "KAFKA_PIPELINE_ALL_PARTITIONS"
+ENDED = frozenset({"failed", "success"})  # the states of a run that has ended
+# A streaming try asks for its run's state every RUN_STATE_EVERY seconds over its first
+# RUN_STATE_FOR (``KafkaStreamOperator``): a mark-failed that its start raced with, and missed it,
+# answered by then; a later one finds the try running and stops it itself.
+RUN_STATE_EVERY, RUN_STATE_FOR = 3.0, 30.0
+RUN_ENDED = "its run "  # how the stop's reason starts when the run has ended under the stage
 
 
 def cli_task_params() -> dict[str, Any]:
@@ -33,6 +39,24 @@ def cli_task_params() -> dict[str, Any]:
 
     given = get_parser().parse_args(sys.argv[1:]).task_params
     return json.loads(given) if given else {}
+
+
+def refuse_an_ended_run(task_id: str, context) -> None:
+    """Fail a try that Airflow started in a run that had already ended (marked failed or success).
+
+    On SQLite, a mark-failed and a try's start at the same moment can end that way: the API
+    server's start of the try (``PATCH /execution/task-instances/<id>/run``) reads the task as
+    queued, waits for the database's write lock while the mark-failed holds it, then sets the
+    task running in the run that has just failed, over the mark-failed's ``skipped``. PostgreSQL's
+    row lock (the start's ``SELECT ... FOR UPDATE``) keeps the two apart; SQLite has none. Nothing
+    would stop such a try: its heartbeats find it running, and a stream stage would stream on for
+    the rest of ``duration_seconds``, holding its pool slot. The start read the run after that
+    write, so the run's state the try got with it says so (README, "Operations"). ``airflow tasks
+    test`` runs a task whatever its run's state (a date whose run has ended): not refused there."""
+    run = context["dag_run"]
+    state = getattr(run.state, "value", run.state)  # an enum from the API
+    if state in ENDED and sys.argv[1:3] != ["tasks", "test"]:
+        raise AirflowFailException(f"{task_id}: its run {run.run_id} is {state}, marked so as this try began")
 
 
 def log_params_overridden(task: BaseOperator, context) -> None:
@@ -106,6 +130,7 @@ class KafkaStageOperator(BaseOperator):
 
     def execute(self, context) -> dict | None:
         """Runs the stage; its result is the XCom. A stop on request fails the task, with no XCom."""
+        refuse_an_ended_run(self.task_id, context)
         # SIGTERM (Airflow stopping the task: the run marked failed, a lost heartbeat, standalone
         # stopping), SIGINT and a supervisor that died all end the stage between two batches.
         with shutdown.supervised():
@@ -126,6 +151,8 @@ class KafkaStageOperator(BaseOperator):
                 for line in stage_summary.lines(self.stage.__name__, result):
                     self.log.info("%s", line)
             if shutdown.requested():
+                if shutdown.reason().startswith(RUN_ENDED):  # no retry: the run is over
+                    raise AirflowFailException(f"{self.task_id} stopped ({shutdown.reason()})")
                 # No XCom: reconcile must never take a stage's part for the whole.
                 raise AirflowException(
                     f"{self.task_id} stopped ({shutdown.reason()}): "
@@ -164,6 +191,17 @@ class KafkaStreamOperator(KafkaStageOperator):
             duration_seconds, commit_interval_ms, after
         )
 
+    def run_ended(self, ti, run_id: str) -> str | None:
+        """The run's state if it has ended, else ""; None when the API did not answer (the
+        heartbeats are what stops a try then: it asks no more, so as not to hold its supervisor)."""
+        try:
+            state = ti.get_dagrun_state(dag_id=self.dag_id, run_id=run_id)
+        except Exception as exc:  # whatever the supervisor relays
+            self.log.warning("the state of run %s: no answer (%s); not asking again", run_id, exc)
+            return None
+        state = getattr(state, "value", state)
+        return state if state in ENDED else ""
+
     def stage_kwargs(self, context) -> dict[str, Any]:
         """Adds the ``Follow`` that ends the stage once its time is up and the stage before it is done."""
         ti, run_id = context["ti"], context["run_id"]
@@ -172,9 +210,21 @@ class KafkaStreamOperator(KafkaStageOperator):
         started = context["dag_run"].start_date if ti.try_number > 1 else None
         ends = (started.timestamp() if started else time.time()) + float(self.duration_seconds)
         upstream = {"finished": self.after is None, "asked": 0.0}
+        # The try's start has just read the run (refuse_an_ended_run); `tasks test` runs a task
+        # whatever its run's state.
+        run = {"asked": time.monotonic(), "until": time.monotonic() + RUN_STATE_FOR}
+        if sys.argv[1:3] == ["tasks", "test"]:
+            run["until"] = 0.0
 
         def finish() -> bool:  # asked between batches; the API at most once a second
             now = time.monotonic()
+            if now < run["until"] and now - run["asked"] >= RUN_STATE_EVERY:
+                run["asked"] = now
+                if ended := self.run_ended(ti, run_id):  # a mark-failed that missed this try
+                    shutdown.request(f"{RUN_ENDED}{run_id} is {ended}")
+                    return False
+                if ended is None:
+                    run["until"] = 0.0
             if time.time() < ends:
                 return False
             if not upstream["finished"] and now - upstream["asked"] >= 1:
