@@ -36,9 +36,15 @@ from datetime import datetime, timezone
 import psutil
 
 from include.pipeline import generator
-from tests.integration.expected import assert_as_the_oracle_says, oracle_of
-from tests.integration.faults import Watch, against_the_restored_state, end_of, freeze_mid_batch
-from tests.oracle import dead_letters_of, order_id_of
+from tests.integration.expected import oracle_of
+from tests.integration.faults import (
+    Watch,
+    against_the_restored_state,
+    assert_dead_lettered_as_planted,
+    assert_every_order_once,
+    end_of,
+    freeze_mid_batch,
+)
 
 ORDERS = 40_000
 START, END = datetime(2026, 1, 5, 9, tzinfo=timezone.utc), datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
@@ -56,42 +62,6 @@ def write_input(
     records = records[::-1] if newest_first else records
     pipeline.produce_many("orders", records)
     return records
-
-
-def assert_every_order_once(pipeline, expected) -> None:
-    """Everything as the oracle says (tests/oracle.py), and every record in exactly one place: each
-    `orders` record processed or dead-lettered by process (by its source position), never both,
-    never twice; each processed-orders record counted or dead-lettered by analyze, never twice."""
-    source, processed = pipeline.read("orders"), pipeline.read("processed-orders")
-    dead = pipeline.read("orders-dlq")
-    by_position = {(r.partition, r.offset): r for r in source}
-    rejected = Counter(
-        (int(r.headers["source.partition"]), int(r.headers["source.offset"]))
-        for r in dead if r.headers["source.topic"] == b"orders"
-    )
-    assert max(rejected.values()) == 1, "an order dead-lettered twice"
-    for r in dead:
-        if r.headers["source.topic"] == b"orders":
-            origin = by_position[(int(r.headers["source.partition"]), int(r.headers["source.offset"]))]
-            assert (origin.key, origin.value) == (r.key, r.value)
-    # Processed: the records process did not reject, each once (the values' ids, with copies).
-    passed = Counter(order_id_of(r.value) for p, r in by_position.items() if p not in rejected)
-    assert Counter(order_id_of(r.value) for r in processed) == passed, "lost or processed twice"
-    by_analyze = Counter(
-        (int(r.headers["source.partition"]), int(r.headers["source.offset"]))
-        for r in dead if r.headers["source.topic"] == b"processed-orders"
-    )
-    assert not by_analyze or max(by_analyze.values()) == 1, "a processed order dead-lettered twice"
-    metrics = assert_as_the_oracle_says(pipeline, expected)
-    assert sum(m["order_count"] for m in metrics) == len(processed) - len(by_analyze) == len(expected.counted)
-
-
-def assert_dead_lettered_as_planted(pipeline, planted: Counter) -> None:
-    """The duplicate and late dead letters are exactly the copies and late orders added after the
-    kills (the generated input has neither)."""
-    judged = Counter({k: n for k, n in dead_letters_of(pipeline.read("orders-dlq")).items()
-                      if k[0] in ("duplicate", "late")})
-    assert judged == planted
 
 
 def test_kill_9_mid_batch_then_retry(pipeline):
