@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import RetriableError
+from kafka.errors import RetriableError, TransactionalIdNotFoundError
 
 from tests.integration.expected import (
     GRACE_SECONDS,
@@ -65,6 +65,14 @@ class Watch:
             (tp.topic, tp.partition): (stable[tp], written[tp]) for tp in tps if stable[tp] != written[tp]
         }
 
+    def transaction(self, transactional_id: str) -> tuple[str, int, int]:
+        """(state, producer epoch, start time) of the id's transaction at its coordinator."""
+        try:
+            txn = self.admin.describe_transactions([transactional_id])[transactional_id]
+        except TransactionalIdNotFoundError:  # the stage has not registered it yet
+            return "None", -1, -1
+        return str(txn.state.value), txn.producer_epoch, txn.transaction_start_time_ms
+
     def close(self):
         self.admin.close()
         self.stable.close()
@@ -83,11 +91,13 @@ def end_of(pipeline, stage: str, partitions: list[int] | None = None) -> int:
 
 def freeze_mid_batch(
     pipeline, proc, stage: str, end: int, deadline_s: float = 180, partitions: list[int] | None = None,
+    worker: str | None = None,
 ) -> int:
     """Poll the running stage, freezing its process group (SIGSTOP) to look each time. Returns,
     with it still frozen, its committed input total once that is strictly between 0 and ``end``
     and its current batch's transaction has records on the broker. Fails rather than pass
-    vacuously if the stage commits everything or ends first."""
+    vacuously if the stage commits everything or ends first. ``worker`` "i/n": the instance."""
+    txn_id = f"kafka-pipeline-{stage}" + (f"-{worker.replace('/', 'of')}" if worker else "")
     with closing(Watch(pipeline)) as watch:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
@@ -96,17 +106,17 @@ def freeze_mid_batch(
                 "give it more input"
             )
             os.killpg(proc.pid, signal.SIGSTOP)
+            before = watch.transaction(txn_id)
             done = watch.committed(stage, partitions)
             assert done < end, (
                 f"{stage} committed all {end} input offsets before it was caught mid-batch: "
                 "give it more input"
             )
-            if done > 0 and watch.open_transaction(stage):
-                # Let what the broker has in flight settle: a commit the stage had already asked
-                # for (markers still being written) would complete now; a frozen client's open
-                # transaction cannot.
-                time.sleep(0.5)
-                if watch.committed(stage, partitions) == done and watch.open_transaction(stage):
+            # The same transaction Ongoing at the coordinator before and after the look: the
+            # frozen client had not asked to commit it (a commit asked for before the freeze
+            # would show PrepareCommit, and complete without the client), so nothing commits now.
+            if done > 0 and watch.open_transaction(stage) and before[0] == "Ongoing":
+                if watch.transaction(txn_id) == before and watch.committed(stage, partitions) == done:
                     return done
             os.killpg(proc.pid, signal.SIGCONT)
             time.sleep(0.02)

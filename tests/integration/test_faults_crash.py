@@ -3,7 +3,10 @@ of the same input ends (the oracle, tests/oracle.py), with every order accounted
 
 - test_kill_9_mid_batch_then_retry: `process` is killed with SIGKILL while a batch's transaction
   is open (some batches committed, not all), and run again (Airflow's retry); the same for
-  `analyze`; then `sink`.
+  `analyze`; then `sink`. After each kill, before the retry, `orders` gets copies of orders
+  counted before it and orders late against the stream time it restores (faults.py): the retry
+  dead-letters exactly those. The input is newest first, so that those orders are late only
+  against the restored stream time, not against what the retry reads before them.
 - test_kill_9_of_one_analyze_instance_mid_batch_then_its_retry: the same for instance 1 of 2 of
   `analyze` (`workers` 2): its retry ends exact, the other instance's partitions untouched until
   it runs.
@@ -22,7 +25,8 @@ in the test's process (as `tasks test` runs it).
 "Mid-batch" is made deterministic: the stage's process group is frozen (SIGSTOP) every few tens of
 milliseconds and looked at from outside with kafka-python; the fault is injected only in a frozen
 state where some input offsets are committed, not all, and the stage's open transaction has records
-on the broker. (Polling every 0.1 s would alias with analyze's ~0.1 s batches and miss them.)
+on the broker and is Ongoing at its coordinator (not being committed). (Polling every 0.1 s would
+alias with analyze's ~0.1 s batches and miss them.)
 """
 
 import os
@@ -107,7 +111,7 @@ def test_kill_9_of_one_analyze_instance_mid_batch_then_its_retry(pipeline):
     mine, theirs = [1, 3, 5], [0, 2, 4]  # instance 1 of 2, round robin over the 6 partitions
     end = end_of(pipeline, "analyze", mine)
     with pipeline.running("analyze", worker="1/2") as proc:
-        done = freeze_mid_batch(pipeline, proc, "analyze", end, partitions=mine)
+        done = freeze_mid_batch(pipeline, proc, "analyze", end, partitions=mine, worker="1/2")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     with closing(Watch(pipeline)) as watch:

@@ -101,7 +101,7 @@ def test_two_workers_one_killed_then_three_then_one_then_two_and_three_side_by_s
     mine = [1, 3, 5]
     end = end_of(pipeline, "process", mine)
     with pipeline.running("process", worker="1/2") as proc:
-        done = freeze_mid_batch(pipeline, proc, "process", end, partitions=mine)
+        done = freeze_mid_batch(pipeline, proc, "process", end, partitions=mine, worker="1/2")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     with closing(Watch(pipeline)) as watch:
