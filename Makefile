@@ -104,7 +104,8 @@ test-clusters: install
 	$(VENV)/bin/pytest tests/integration/test_secured_cluster.py tests/integration/test_replicated_cluster.py
 
 test-faults: install
-	$(VENV)/bin/pytest tests/integration/test_faults_crash.py tests/integration/test_faults_rerun.py
+	$(VENV)/bin/pytest tests/integration/test_faults_crash.py tests/integration/test_faults_rerun.py \
+	  tests/integration/test_scale_out.py
 
 # Throughput and memory of each stage against client baselines (its own throwaway broker).
 # N=1000000 by default: `make bench N=200000` for a quicker look.

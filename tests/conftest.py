@@ -33,6 +33,7 @@ LONGEST_FIRST = [  # measured: `make test` of 2026-11-29 (one broker per worker)
     "integration/test_secured_cluster.py",  # 139 s
     "integration/test_stages_alone.py",  # 137 s
     "integration/test_faults_rerun.py",  # 112 s
+    "integration/test_scale_out.py",  # 75 s (2026-12-07, alone)
     "integration/test_workers.py",  # 108 s
     "integration/test_metrics_page.py",  # 102 s
     "integration/test_metrics_postgres.py",  # 100 s

@@ -251,9 +251,13 @@ class TransformLoop:
         self.partitions = self.worker.partitions(count)
         keeps_state = settings.ANALYZE_STATE in self.stage.outputs
         self.changelog = partition_count(self.admin, settings.ANALYZE_STATE) if keeps_state else 0
-        _fence(self.kafka, self.stage, self.worker.rivals(count))
+        # Its own id first, then the rivals': of two rivals started at once, the later to fence
+        # stops the other, whose own producer is registered by then, and reads the offsets after
+        # it. Fenced the other way round, each fenced the other's id before that registered its
+        # own, and both read and processed the same offsets (tests/integration/test_scale_out.py).
         txn_id = self.worker.transactional_id(self.stage.group)
         self.txns = _transactions(self.kafka, self.stage, following, txn_id)
+        _fence(self.kafka, self.stage, self.worker.rivals(count))
         self.consumer = self.kafka.consumer(self.stage.group, follow=following)
         self.source = BoundedRead(
             self.consumer, self.stage.input, admin=self.admin, follow=self.follow, partitions=self.partitions,

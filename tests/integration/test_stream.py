@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import closing
+from typing import Callable
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -19,6 +21,8 @@ from kafka import KafkaConsumer, TopicPartition
 from include.pipeline import settings
 from tests.integration.conftest import ROOT, Pipeline
 from tests.integration.expected import assert_as_the_oracle_says, oracle_of_topics
+from tests.integration.faults import Watch, against_the_restored_state
+from tests.oracle import dead_letters_of, order_id_of
 
 pytestmark = pytest.mark.integration
 
@@ -64,12 +68,13 @@ class Stream:
         except subprocess.TimeoutExpired:
             pytest.fail(f"the supervisor did not exit within {timeout}s:\n{self.output[-4000:]}")
 
-    def kill_and_wait_for_restart(self, name: str) -> None:
-        """SIGKILL to a stage's process (``process[1]``: one of several workers), then wait until
-        it is restarted and orders reach the store again."""
+    def kill_and_wait_for_restart(self, name: str, then: Callable[[], None] = lambda: None) -> None:
+        """SIGKILL to a stage's process (``process[1]``: one of several workers), ``then()``, then
+        wait until it is restarted and orders reach the store again."""
         (pid,) = self.pids(name)
         mark = len(self.lines)
         os.kill(pid, signal.SIGKILL)
+        then()
         killed = rf"{re.escape(name)} was killed by SIGKILL; restarting it in 1s \(restart 1\)"
         self.wait_for(killed, after=mark)
         self.wait_for(rf"{re.escape(name)} started \(pid \d+\)", after=mark)
@@ -83,10 +88,10 @@ class Stream:
             self.process.wait()
 
 
-def check_every_order_counted_once(pipeline: Pipeline) -> int:
-    """Every order on `orders` either dead-lettered by process or, exactly once, processed and
-    counted; the store and metrics.json equal the metrics of the counted orders to the cent.
-    Returns the number of orders."""
+def check_every_order_counted_once(pipeline: Pipeline, planted: Counter | None = None) -> int:
+    """Every order on `orders` either dead-lettered by process or, exactly once, processed; the
+    duplicate and late dead letters exactly those ``planted`` (the generator makes neither); the
+    store, metrics.json and the dead letters the oracle's, to the cent. Returns the number of orders."""
     orders, processed, dead = (pipeline.read(t) for t in (settings.ORDERS, settings.PROCESSED, settings.DLQ))
     rejected = [
         (int(r.headers["source.partition"]), int(r.headers["source.offset"]))
@@ -94,22 +99,37 @@ def check_every_order_counted_once(pipeline: Pipeline) -> int:
     ]
     assert len(rejected) == len(set(rejected))
     rejected = set(rejected)
-    valid = Counter(r.key for r in orders if (r.partition, r.offset) not in rejected)
+    valid = Counter(order_id_of(r.value).encode() for r in orders if (r.partition, r.offset) not in rejected)
     assert Counter(r.key for r in processed) == valid
     assert len(orders) == len(rejected) + len(processed)
-    # Nothing late or duplicate; the metrics and dead letters the oracle's.
-    assert all(r.headers["source.topic"] == settings.ORDERS.encode() for r in dead)
+    judged = Counter({k: n for k, n in dead_letters_of(dead).items() if k[0] in ("duplicate", "late")})
+    assert judged == (planted or Counter())
     expected = assert_as_the_oracle_says(pipeline, oracle_of_topics(pipeline))
-    assert sum(line["order_count"] for line in expected) == len(processed)
+    assert sum(line["order_count"] for line in expected) == len(processed) - judged.total()
     return len(orders)
+
+
+def plant(pipeline: Pipeline, name: str, planted: Counter) -> None:
+    """Right after ``name`` is killed: copies of orders analyze had counted, and orders late
+    against its partitions' stream time, for the restarted stages to dead-letter."""
+    with closing(Watch(pipeline)) as watch:
+        counted_upto = watch.offsets("analyze")
+    tag = re.sub(r"\W", "", name)
+    added, dead, _ = against_the_restored_state(pipeline, f"{tag}-restart", counted_upto, copies=50)
+    pipeline.produce(settings.ORDERS, added)
+    planted.update(dead)
 
 
 def test_each_stage_killed_with_sigkill_while_streaming_is_restarted_and_nothing_is_lost_or_doubled(pipeline):
     stream = Stream(pipeline, "--rate", "2000", "--generate-seconds", "50", "--status-seconds", "2")
     try:
         stream.wait_for(r"latency p50 \d+ ms")  # orders have reached the store
+        planted = Counter()
         for stage in STAGES:
-            stream.kill_and_wait_for_restart(stage)
+            # After each kill but the generator's, copies and late orders for the restart to judge.
+            stream.kill_and_wait_for_restart(
+                stage, lambda: stage != "generate" and plant(pipeline, stage, planted),
+            )
         assert stream.wait(timeout=180) == 0
         stream.wait_for("the generator has finished and every stage has drained")
     finally:
@@ -119,7 +139,7 @@ def test_each_stage_killed_with_sigkill_while_streaming_is_restarted_and_nothing
         assert len(stream.pids(stage)) == 2
         assert re.search(rf"  {stage} .*\(1 restarts\)", summary), summary
     assert "lag at the end: process 0, analyze 0, sink 0" in summary
-    orders = check_every_order_counted_once(pipeline)
+    orders = check_every_order_counted_once(pipeline, planted)
     # Its throughput is make bench-latency's to measure: here only that it streamed at all, a second's worth.
     assert orders >= 2_000, orders
 
@@ -130,8 +150,9 @@ def test_two_workers_a_stage_one_killed_while_streaming_is_restarted_and_nothing
     )
     try:
         stream.wait_for(r"latency p50 \d+ ms")
+        planted = Counter()
         for name in ("process[1]", "analyze[0]"):
-            stream.kill_and_wait_for_restart(name)
+            stream.kill_and_wait_for_restart(name, lambda: plant(pipeline, name, planted))
         assert stream.wait(timeout=180) == 0
     finally:
         stream.kill()
@@ -139,7 +160,7 @@ def test_two_workers_a_stage_one_killed_while_streaming_is_restarted_and_nothing
         assert len(stream.pids(name)) == (2 if name in ("process[1]", "analyze[0]") else 1), name
     summary = stream.output[stream.output.index("stopped after"):]
     assert "lag at the end: process 0, analyze 0, sink 0" in summary
-    assert check_every_order_counted_once(pipeline) >= 2_000
+    assert check_every_order_counted_once(pipeline, planted) >= 2_000
 
 
 def test_ctrl_c_ends_every_stage_between_transactions_and_the_next_start_reads_nothing_twice(pipeline):
