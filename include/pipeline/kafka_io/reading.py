@@ -99,6 +99,9 @@ class BoundedRead:
 
     def _bounds(self) -> tuple[dict[int, int], dict[int, int]]:
         consumer, topic = self.consumer, self.topic
+        # Connects the consumer before it asks for its group's offsets: a request sent before its
+        # first connection is up waits for librdkafka's retry backoff (up to a second measured).
+        retrying(consumer.list_topics, topic, timeout=TIMEOUT)
         watermarks = written_range(self.admin, topic, self.partitions)
         partitions = [TopicPartition(topic, p) for p in watermarks]
         starts = {p: low for p, (low, _) in watermarks.items()}
