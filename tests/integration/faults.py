@@ -123,6 +123,22 @@ def freeze_mid_batch(
     pytest.fail(f"{stage} was not caught mid-batch within {deadline_s}s")
 
 
+def kill_one_instance_mid_batch(pipeline, stage: str, mine: list[int], theirs: list[int]) -> int:
+    """Instance 1 of 2 of ``stage`` (on ``mine``) killed with -9 mid-batch: what it committed is
+    part of its share, nothing of ``theirs``, and its open transaction is left to its retry.
+    Returns the end of its share's input."""
+    end = end_of(pipeline, stage, mine)
+    with pipeline.running(stage, worker="1/2") as proc:
+        done = freeze_mid_batch(pipeline, proc, stage, end, partitions=mine, worker="1/2")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with closing(Watch(pipeline)) as watch:
+        assert 0 < watch.committed(stage, mine) == done < end
+        assert watch.committed(stage, theirs) == 0
+        assert watch.open_transaction(stage)
+    return end
+
+
 def against_the_restored_state(
     pipeline, tag: str, counted_upto: dict[int, int] | None, copies: int = 100,
 ) -> tuple[list[tuple[bytes, bytes]], Counter, list[int]]:

@@ -48,6 +48,7 @@ from tests.integration.faults import (
     assert_every_order_once,
     end_of,
     freeze_mid_batch,
+    kill_one_instance_mid_batch,
 )
 
 ORDERS = 40_000
@@ -109,15 +110,8 @@ def test_kill_9_of_one_analyze_instance_mid_batch_then_its_retry(pipeline):
     records = write_input(pipeline, seed=20260108, orders=3 * ORDERS, newest_first=True)
     pipeline.task("process")
     mine, theirs = [1, 3, 5], [0, 2, 4]  # instance 1 of 2, round robin over the 6 partitions
-    end = end_of(pipeline, "analyze", mine)
-    with pipeline.running("analyze", worker="1/2") as proc:
-        done = freeze_mid_batch(pipeline, proc, "analyze", end, partitions=mine, worker="1/2")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_one_instance_mid_batch(pipeline, "analyze", mine, theirs)
     with closing(Watch(pipeline)) as watch:
-        assert 0 < watch.committed("analyze", mine) == done < end
-        assert watch.committed("analyze", theirs) == 0
-        assert watch.open_transaction("analyze")
         counted_upto = watch.offsets("analyze")
     added, planted, only_restored = against_the_restored_state(pipeline, "analyze", counted_upto)
     assert only_restored and set(only_restored) <= set(mine), only_restored

@@ -25,21 +25,17 @@ import httpx
 import psutil
 import pytest
 
-from include.pipeline import settings
 from tests.integration.live_airflow import live_stack
 from tests.integration.test_operations import (
     BOUNDED,
     DAGS,
-    STAGES,
     STOP_WITHIN,
     STREAM,
     assert_every_order_once_and_the_metrics_exact,
     drain,
-    free_logical_date,
-    group_committed,
     open_transactions,
     pause_stream,
-    wait_for_stages,
+    stream_run,
 )
 
 # Left out of `make test` (`make test-quarantined` runs it): in 1 of 2 fresh-clone CI runs, cycle 2's
@@ -50,7 +46,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.quarantined]
 CYCLES = 3
 MARKED_FAILED_WITHIN = 15  # seconds from the PATCH's answer: no task process of the run left
 # The report's run: 900 s at 100 orders a second, a transaction every 100 ms (the default).
-CONF = {"duration_seconds": 900, "rate": 100}
+CONF = {"duration_seconds": 900, "rate": 100, "commit_interval_ms": 100}  # the DAG's default interval
 SUPERVISOR = "airflow worker -- LocalExecutor"  # a LocalExecutor worker's title, its task's parent
 
 
@@ -71,20 +67,6 @@ def task_processes(airflow) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             continue
     return found
-
-
-def start_streaming(airflow, pipeline) -> str:
-    """A stream run triggered, its four stages running and analyze 500 orders on."""
-    pause_stream(airflow)
-    before = group_committed(pipeline, "analyze", settings.PROCESSED)
-    run_id = airflow.trigger(STREAM, CONF, logical_date=free_logical_date(airflow))
-    airflow.set_paused(STREAM, False)
-    wait_for_stages(airflow, STREAM, run_id, STAGES, alone=True)
-    deadline = time.monotonic() + 120
-    while group_committed(pipeline, "analyze", settings.PROCESSED) < before + 500:
-        assert time.monotonic() < deadline, airflow.tasks(STREAM, run_id)
-        time.sleep(0.5)
-    return run_id
 
 
 def a_change_while_the_write_lock_is_held(airflow, queue: float = 1.5, hold: float = 3.0):
@@ -149,7 +131,7 @@ def test_a_stream_run_marked_failed_right_after_each_restart_stops_at_the_first_
     airflow.set_paused(BOUNDED, True)
     timeline = []
     for cycle in range(1, CYCLES + 1):
-        run_id = start_streaming(airflow, pipeline)
+        run_id = stream_run(airflow, pipeline, CONF)
         if cycle == 1:  # streaming: its tasks' heartbeats go to the API server meanwhile
             change, took = a_change_while_the_write_lock_is_held(airflow)
             timeline.append(
