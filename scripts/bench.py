@@ -100,7 +100,7 @@ def baseline(kafka, what: str) -> int:
     """Raw bytes through the same client, settings, bounded read and transactions as the stages,
     no parsing."""
     from include.pipeline.kafka_io.reading import BoundedRead
-    from include.pipeline.kafka_io.writing import produce
+    from include.pipeline.kafka_io.writing import produce_all
 
     group = f"bench-{what}"
     with closing(kafka.consumer(group)) as consumer:
@@ -112,8 +112,8 @@ def baseline(kafka, what: str) -> int:
         for batch in source:
 
             def send(producer) -> None:
-                for message in batch:
-                    produce(producer, COPY_TOPIC, message.key(), message.value())
+                records = [(message.key(), message.value()) for message in batch]
+                produce_all(producer, COPY_TOPIC, records, txns.ends)
 
             txns.run(send, consumer, source)
             count += len(batch)
@@ -125,9 +125,7 @@ def transactions(kafka, transactional_id: str):
     from include.pipeline.kafka_io.writing import Transactions
     from include.pipeline.stages import transactional_producer
 
-    return Transactions(
-        lambda on_delivery: transactional_producer(kafka, transactional_id, on_delivery=on_delivery)
-    )
+    return Transactions(lambda: transactional_producer(kafka, transactional_id))
 
 
 def reconcile_at(store) -> int:

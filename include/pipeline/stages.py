@@ -38,7 +38,7 @@ from include.pipeline.kafka_io.admin import partition_count
 from include.pipeline.kafka_io.client import TIMEOUT, Kafka
 from include.pipeline.kafka_io.errors import retrying
 from include.pipeline.kafka_io.reading import BoundedRead, Follow
-from include.pipeline.kafka_io.writing import Transactions, produce, produce_all
+from include.pipeline.kafka_io.writing import Transactions, WrittenEnds, produce, produce_all
 from include.pipeline.metrics_store import MetricsStore
 from include.pipeline.orders import Order, parse
 from include.pipeline.progress import Progress
@@ -104,10 +104,10 @@ def create_topics(
 
 
 def transactional_producer(
-    kafka: Kafka, transactional_id: str, follow: bool = False, on_delivery: Callable | None = None,
+    kafka: Kafka, transactional_id: str, follow: bool = False,
 ) -> Producer:
     """A producer of ``transactional_id``, its transactions initialised (fencing an earlier one)."""
-    producer = kafka.producer(transactional_id=transactional_id, follow=follow, on_delivery=on_delivery)
+    producer = kafka.producer(transactional_id=transactional_id, follow=follow)
     # librdkafka looks for the transaction coordinator among the brokers it is connected to, and
     # asked before its first connection is up tries again only 500 ms later: a metadata request
     # connects it first (init_transactions 0.5 s -> 0.06 s, for each fenced id too). Safe since
@@ -122,7 +122,7 @@ def _transactions(
     kafka: Kafka, stage: Stage, follow: bool = False, transactional_id: str | None = None,
 ) -> Transactions:
     txn_id = transactional_id or stage.transactional_id
-    return Transactions(lambda on_delivery: transactional_producer(kafka, txn_id, follow, on_delivery))
+    return Transactions(lambda: transactional_producer(kafka, txn_id, follow))
 
 
 def _fence(kafka: Kafka, stage: Stage, instances: list[Assignment]) -> None:
@@ -174,11 +174,11 @@ def _generate_bounded(
         def send(producer: Producer) -> None:
             nonlocal chunk
             for again in sent:  # a transaction sent anew (Transactions) first has what it had
-                produce_all(producer, settings.ORDERS, again)
+                produce_all(producer, settings.ORDERS, again, txns.ends)
             while chunk and sum(map(len, sent)) < GENERATE_TXN_RECORDS and not shutdown.requested() and (
                 time.monotonic() - slice_started < GENERATE_TXN_SECONDS
             ):
-                produce_all(producer, settings.ORDERS, chunk)
+                produce_all(producer, settings.ORDERS, chunk, txns.ends)
                 sent.append(chunk)
                 progress.add(len(chunk))
                 if rate > 0:
@@ -202,7 +202,7 @@ def _generate_following(
             # A fixed seed would draw the same order ids every interval: each interval gets its own.
             interval_seed = None if seed is None else f"{seed}:{progress.count}"
             chunks = list(generator.chunks(due, last, now, invalid_ratio, interval_seed))
-            txns.run(lambda producer: _send_orders(producer, chunks))
+            txns.run(lambda producer: _send_orders(producer, chunks, txns.ends))
             progress.add(due)
             follow.committed(GENERATE.name, 0, due)
             last = now
@@ -215,9 +215,9 @@ def _throttle(sent: int, rate: float, started: float) -> None:
         time.sleep(ahead)
 
 
-def _send_orders(producer: Producer, chunks: list[list[tuple[bytes, bytes]]]) -> None:
+def _send_orders(producer: Producer, chunks: list[list[tuple[bytes, bytes]]], ends: WrittenEnds) -> None:
     for chunk in chunks:
-        produce_all(producer, settings.ORDERS, chunk)
+        produce_all(producer, settings.ORDERS, chunk, ends)
 
 
 class TransformLoop:
@@ -279,7 +279,7 @@ class TransformLoop:
             out = step(batch)
 
             def send(producer: Producer) -> None:
-                _send(producer, output, out.records)
+                _send(producer, output, out.records, self.txns.ends)
                 for r in out.rejected:
                     dead_letters.send(producer, batch[r.index], r.reason, r.detail)
                 _send_state(producer, out.state, self.changelog)
@@ -306,13 +306,16 @@ class TransformLoop:
         return {self.stage.outputs[0]: self.written, settings.DLQ: sum(self.reasons.values())}
 
 
-def _send(producer: Producer, topic: str, records: list[steps.Outgoing]) -> None:
+def _send(producer: Producer, topic: str, records: list[steps.Outgoing], ends: WrittenEnds) -> None:
+    tail = ends.tail(producer, topic, records, lambda record: record.key)
     send = producer.produce  # called directly: the hot path of process
-    for r in records:
+    for r in records[:tail.start]:
         try:
             send(topic, r.value, r.key, headers=r.headers, timestamp=r.timestamp)
         except BufferError:
             produce(producer, topic, r.key, r.value, r.headers, r.timestamp)
+    rest = [(r.key, r.value, r.headers, r.timestamp) for r in records[tail.start:]]
+    ends.produce_tail(producer, topic, tail, rest)
 
 
 def process(kafka: Kafka, follow: Follow | None = None, workers: int = 1, worker: int = 0) -> ProcessResult:

@@ -5,6 +5,7 @@ which reconcile names what was read short and what was left for the next run."""
 
 import json
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 import confluent_kafka
@@ -46,16 +47,15 @@ def orders(round_: int, count: int) -> list[tuple[bytes, bytes]]:
 
 def test_a_read_started_as_its_upstream_commits_reads_everything_committed(kafka):
     admin = kafka.admin()
-    upstream = Transactions(
-        lambda on_delivery: stages.transactional_producer(kafka, "race-upstream", on_delivery=on_delivery)
-    )
+    upstream = Transactions(lambda: stages.transactional_producer(kafka, "race-upstream"))
     committed, short = 0, []
     for attempt in range(LOOPS):
         # A downstream stage starting: its consumer connected while the upstream commits.
         consumer = kafka.consumer(f"race-reader-{attempt}")
         consumer.list_topics(timeout=30)
         records = [(f"{attempt}-{i}".encode(), b"x") for i in range(60)]
-        upstream.run(lambda producer, records=records: produce_all(producer, settings.PROCESSED, records))
+        ends = upstream.ends
+        upstream.run(lambda producer, batch=records: produce_all(producer, settings.PROCESSED, batch, ends))
         committed += len(records)
         read = BoundedRead(consumer, settings.PROCESSED, admin=admin, from_beginning=True)
         if (got := sum(len(batch) for batch in read)) != committed:
@@ -132,3 +132,28 @@ def test_another_writers_open_transaction_holds_a_read_for_the_bound_then_reconc
     assert reconcile.check(rest) == [] and reconcile.notes(rest) == []
     assert counted + rest.analyze.counted == ORDERS_A_ROUND == rest.sink.order_count
     assert rest.analyze.input.partitions["0"] == (0, written_end)
+
+
+def test_the_tail_of_a_batch_lands_where_the_clients_partitioner_puts_its_keys(kafka):
+    """The last records of a batch are placed by the stage, to know which report their delivery
+    (kafka_io.writing.WrittenEnds): each key on the partition the client puts it on by itself."""
+    keys = [f"order-{i}".encode() for i in range(300)]
+    txns = Transactions(lambda: stages.transactional_producer(kafka, "tail-placer"))
+    for first in range(0, len(keys), 7):  # batches short enough to be mostly tail
+        batch = [(key, b"x") for key in keys[first:first + 7]]
+        txns.run(lambda producer, batch=batch: produce_all(producer, settings.PROCESSED, batch, txns.ends))
+    plain = confluent_kafka.Producer({"bootstrap.servers": kafka.config["bootstrap.servers"]})
+    for key in keys:
+        plain.produce(settings.ORDERS, b"x", key)
+    plain.flush(30)
+    reader = KafkaConsumer(bootstrap_servers=kafka.config["bootstrap.servers"], auto_offset_reset="earliest")
+    reader.subscribe([settings.PROCESSED, settings.ORDERS])
+    placed: dict[str, dict[bytes, int]] = {settings.PROCESSED: {}, settings.ORDERS: {}}
+    deadline = time.monotonic() + 60
+    while min(map(len, placed.values())) < len(keys) and time.monotonic() < deadline:
+        for records in reader.poll(timeout_ms=500).values():
+            for record in records:
+                placed[record.topic][record.key] = record.partition
+    reader.close()
+    assert len(placed[settings.ORDERS]) == len(keys)
+    assert placed[settings.PROCESSED] == placed[settings.ORDERS]

@@ -8,7 +8,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
@@ -25,6 +24,8 @@ PRODUCER_TUNING = {
     "batch.size": 1_000_000,
     "compression.type": "lz4",
     "queue.buffering.max.messages": 1_000_000,
+    # The default, pinned: the tail of a batch is placed as it would place it (writing.WrittenEnds).
+    "partitioner": "consistent_random",
     # Room for a dead-lettered record at the broker's largest size plus its headers.
     "message.max.bytes": 4 * 1024 * 1024,
 }
@@ -118,16 +119,11 @@ class Kafka:
         """An admin client; a ``quiet`` one leaves saying what failed to its caller."""
         return AdminClient(self._base(quiet))
 
-    def producer(
-        self, transactional_id: str | None = None, follow: bool = False, on_delivery: Callable | None = None,
-    ) -> Producer:
-        """An idempotent producer, transactional given a ``transactional_id``; ``follow`` sends
-        sooner; ``on_delivery(error, message)`` is told of each record's delivery."""
+    def producer(self, transactional_id: str | None = None, follow: bool = False) -> Producer:
+        """An idempotent producer, transactional given a ``transactional_id``; ``follow`` sends sooner."""
         config = {**self._base(), **PRODUCER_TUNING, **(FOLLOW_PRODUCER if follow else {})}
         if transactional_id:
             config["transactional.id"] = transactional_id
-        if on_delivery is not None:
-            config["on_delivery"] = on_delivery
         return Producer(config)
 
     def consumer(self, group_id: str, quiet: bool = False, follow: bool = False) -> Consumer:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import threading
 import time
+import zlib
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, NamedTuple, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
@@ -23,27 +25,111 @@ log = logging.getLogger(__name__)
 
 def produce(
     producer: Producer, topic: str, key: bytes | None, value: bytes | None, headers=None, timestamp: int = 0,
-    partition: int = -1,
+    partition: int = -1, on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
 ) -> None:
     """produce(), waiting for room when the local queue is full instead of failing. A
     ``timestamp`` (epoch ms) carries an input record's time on; 0 is now. ``partition`` -1: the
     partitioner's choice, by key."""
     while True:
         try:
-            producer.produce(topic, value, key, headers=headers, timestamp=timestamp, partition=partition)
+            producer.produce(
+                topic, value, key, headers=headers, timestamp=timestamp, partition=partition,
+                on_delivery=on_delivery,
+            )
             return
         except BufferError:
             producer.poll(0.05)
 
 
-def produce_all(producer: Producer, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
-    """produce() each (key, value), with the client's method called directly on the hot path."""
+def produce_all(
+    producer: Producer, topic: str, records: Sequence[tuple[bytes | None, bytes | None]],
+    ends: WrittenEnds | None = None,
+) -> None:
+    """produce() each (key, value), with the client's method called directly on the hot path;
+    with ``ends``, where they end on each partition is kept there."""
+    tail = Tail(len(records))
+    if ends is not None:
+        tail = ends.tail(producer, topic, records, lambda record: record[0])
     send = producer.produce
-    for key, value in records:
+    for key, value in records[:tail.start]:
         try:
             send(topic, value, key)
         except BufferError:
             produce(producer, topic, key, value)
+    if ends is not None:
+        ends.produce_tail(producer, topic, tail, [(k, v, None, 0) for k, v in records[tail.start:]])
+
+
+class Tail(NamedTuple):
+    """The end of a batch that holds the last record of each partition it writes to: from
+    ``start``, the partition of each record, and the indexes of the last ones."""
+
+    start: int
+    partitions: tuple[int, ...] = ()
+    last: frozenset[int] = frozenset()
+
+
+def tail_of(records: Sequence, key: Callable[..., bytes | None], partitions: int) -> Tail:
+    """The tail of ``records`` over ``partitions``, found from the end, each record placed as
+    the client's partitioner (consistent_random) places it: by the CRC-32 of its key, and a record
+    without a key anywhere."""
+    placed: list[int] = []
+    last: dict[int, int] = {}
+    start = len(records)
+    while start > 0 and len(last) < partitions:
+        start -= 1
+        k = key(records[start])
+        partition = zlib.crc32(k) % partitions if k else random.randrange(partitions)
+        placed.append(partition)
+        last.setdefault(partition, start)
+    return Tail(start, tuple(reversed(placed)), frozenset(last.values()))
+
+
+class WrittenEnds:
+    """Where a transactional producer's records end: per (topic, partition), the offset after
+    the last record of a committed transaction (``committed``), from the delivery reports.
+
+    A report for every record would cost a Python call each, about a tenth of generate's rate;
+    only the last record of each partition in a batch asks for one. To know which that is before
+    producing, the batch's tail is placed here (``tail_of``), as the client's partitioner, pinned
+    in the producer's settings, would place it."""
+
+    def __init__(self) -> None:
+        self.committed: dict[tuple[str, int], int] = {}
+        self._delivered: dict[tuple[str, int], int] = {}  # the transaction in flight's
+        self._partitions: dict[str, int] = {}
+
+    def begin(self) -> None:
+        """A transaction begins: what it delivers counts only once it commits."""
+        self._delivered = {}
+
+    def commit(self) -> None:
+        """The transaction committed: its ends are written."""
+        for key, offset in self._delivered.items():
+            self.committed[key] = max(offset, self.committed.get(key, 0))
+
+    def tail(self, producer: Producer, topic: str, records: Sequence, key: Callable) -> Tail:
+        """The tail of ``records`` to ``topic`` (``key`` gives a record's key)."""
+        return tail_of(records, key, self._count(producer, topic))
+
+    def produce_tail(self, producer: Producer, topic: str, tail: Tail, records: list[tuple]) -> None:
+        """The tail's (key, value, headers, timestamp) records, each on its partition, after the rest."""
+        for index, partition, (key, value, headers, timestamp) in zip(
+            range(tail.start, tail.start + len(records)), tail.partitions, records,
+        ):
+            report = self._delivery if index in tail.last else None
+            produce(producer, topic, key, value, headers, timestamp, partition, report)
+
+    def _delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            self._delivered[message.topic(), message.partition()] = message.offset() + 1
+
+    def _count(self, producer: Producer, topic: str) -> int:
+        if topic not in self._partitions:
+            metadata = retrying(producer.list_topics, topic, timeout=client.TIMEOUT).topics[topic]
+            # An unknown topic has none: nothing is placed here, and its produce() fails as it would.
+            self._partitions[topic] = len(metadata.partitions)
+        return self._partitions[topic]
 
 
 class Transactions:
@@ -62,33 +148,23 @@ class Transactions:
     offsets say which; only one that did not commit is sent again. Anything else aborts and
     raises, so the task fails and its retry continues from what was committed.
 
-    ``written`` holds, per (topic, partition), the offset after the last record of a committed
-    transaction, from the delivery reports: where a reader of this stage's output must read up to.
+    ``ends`` keeps where the records that ``send`` produces through it end (``produce_all``):
+    where a reader of this stage's output must read up to.
 
-    :param make: builds a producer of the stage's transactional id, transactions initialised,
-        that reports each delivery to the callback it is given (``on_delivery``).
+    :param make: builds a producer of the stage's transactional id, transactions initialised.
     """
 
-    def __init__(self, make: Callable[[Callable[[KafkaError | None, Message], None]], Producer]) -> None:
+    def __init__(self, make: Callable[[], Producer]) -> None:
         self._make = make
-        self.written: dict[tuple[str, int], int] = {}
-        self._delivered: dict[tuple[str, int], int] = {}  # the transaction in flight's
-        self.producer, self._stuck = make(self._delivery), False
-
-    def _delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is None:  # in order within a partition: the last is the highest
-            self._delivered[message.topic(), message.partition()] = message.offset() + 1
+        self.ends = WrittenEnds()
+        self.producer, self._stuck = make(), False
 
     def written_upto(self) -> dict[str, dict[str, int]]:
-        """``written`` as a result keeps it: topic -> partition (a string, as in JSON) -> offset."""
+        """The committed ends as a result keeps them: topic -> partition (a string, as in JSON) -> offset."""
         upto: dict[str, dict[str, int]] = {}
-        for (topic, partition), offset in sorted(self.written.items()):
+        for (topic, partition), offset in sorted(self.ends.committed.items()):
             upto.setdefault(topic, {})[str(partition)] = offset
         return upto
-
-    def _committed_deliveries(self) -> None:
-        for key, offset in self._delivered.items():
-            self.written[key] = max(offset, self.written.get(key, 0))
 
     def run(
         self, send: Callable[[Producer], None], consumer: Consumer | None = None,
@@ -104,7 +180,7 @@ class Transactions:
         """One try of the transaction: True once it has committed, False to send it again."""
         producer = self.producer
         producer.begin_transaction()
-        self._delivered = {}
+        self.ends.begin()
         committing = False
         try:
             send(producer)
@@ -116,7 +192,7 @@ class Transactions:
                 )
             committing = True
             self._waiting(retrying, producer.commit_transaction, client.TIMEOUT)  # serves the deliveries
-            self._committed_deliveries()
+            self.ends.commit()
             return True
         except KafkaException as exc:
             error = exc.args[0]
@@ -127,7 +203,7 @@ class Transactions:
                 # settles it (the coordinator completes or aborts it), the group's offsets say which.
                 self._renewed(error, math.inf, purge=False)  # the old one's commit is pending
                 if done := self._committed(consumer, source):
-                    self._committed_deliveries()
+                    self.ends.commit()
                 return done
             self._abort()
             raise
@@ -188,7 +264,7 @@ class Transactions:
         log.info("the transaction did not go through (%s): sending it again on a new producer", error.str())
         if purge and not self._stuck:  # a stuck one is busy in its call's thread: left as it is
             self.producer.purge()
-        self.producer, self._stuck = self._make(self._delivery), False
+        self.producer, self._stuck = self._make(), False
         return True
 
     def _abort(self) -> None:

@@ -1,13 +1,16 @@
 """kafka_io.Transactions against a fake producer: which failures send a transaction again on a
 new producer (those after which it cannot have committed) and which fail the stage."""
 
+import binascii
 import threading
+from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from include.pipeline.kafka_io.errors import Outage
-from include.pipeline.kafka_io.writing import Transactions
+from include.pipeline.kafka_io.writing import Transactions, WrittenEnds, tail_of
 
 
 class FakeProducer:
@@ -59,7 +62,7 @@ def run(producers: list[FakeProducer]) -> list[str]:
     """Transactions.run of one batch over ``producers`` (each new one the next); the records
     each producer was given to send, by producer."""
     made = iter(producers)
-    txns = Transactions(lambda _: next(made))
+    txns = Transactions(lambda: next(made))
     txns.run(lambda producer: producer.sent.append("batch"), Consumer(), Source())
     return [producer.sent for producer in producers]
 
@@ -106,7 +109,7 @@ def test_a_fenced_producer_fails_the_stage_without_fencing_the_other_attempt():
 
 def test_a_failure_in_the_batch_itself_aborts_and_raises():
     producer = FakeProducer({})
-    txns = Transactions(lambda _: producer)
+    txns = Transactions(lambda: producer)
 
     def send(_):
         raise ValueError("a bug in the step")
@@ -170,7 +173,74 @@ def test_a_commit_in_doubt_is_settled_by_the_groups_offsets(monkeypatch, group_a
     monkeypatch.setattr("include.pipeline.kafka_io.errors.OUTAGE_SECONDS", 0.1)
     first, second = FakeProducer({"commit": [TIMED_OUT] * 5}), FakeProducer({})
     made = iter([first, second])
-    txns = Transactions(lambda _: next(made))
+    txns = Transactions(lambda: next(made))
     txns.run(lambda producer: producer.sent.append("batch"), GroupAt(group_at), CommittedSource())
     assert "abort" not in first.calls and "purge" not in first.calls  # left as it is, its commit pending
     assert second.sent == (["batch"] if sent_again else [])
+
+
+def crc32_partition(key: bytes, partitions: int) -> int:
+    """librdkafka's consistent_random for a key, as its docs give it: CRC-32 modulo the count."""
+    return binascii.crc32(key) % partitions
+
+
+def test_a_tail_starts_at_the_earliest_last_record_of_a_partition_and_places_each_by_its_key():
+    keys = [f"order-{i}".encode() for i in range(40)]
+    tail = tail_of(keys, lambda key: key, 3)
+    where = [crc32_partition(key, 3) for key in keys]
+    last = {p: max(i for i in range(40) if where[i] == p) for p in range(3)}
+    assert tail.start == min(last.values())
+    assert list(tail.partitions) == where[tail.start:]
+    assert tail.last == frozenset(last.values())
+
+
+def test_a_batch_over_fewer_partitions_than_the_topic_has_is_all_tail():
+    keys = [b"same"] * 5
+    tail = tail_of(keys, lambda key: key, 4)
+    assert (tail.start, tail.partitions, tail.last) == (0, (crc32_partition(b"same", 4),) * 5, {4})
+    assert tail_of([], lambda key: key, 4) == (0, (), frozenset())
+
+
+def test_a_record_without_a_key_is_placed_on_some_partition_of_the_topic():
+    tail = tail_of([None, b""], lambda key: key, 3)
+    assert all(0 <= p < 3 for p in tail.partitions) and min(tail.last) >= tail.start
+
+
+class Delivered:
+    """A delivered record, as the client reports it."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic, self.partition, self.offset = (lambda: topic), (lambda: partition), (lambda: offset)
+
+
+class TailProducer:
+    """Of a topic of 3 partitions; delivers what is produced at once, each partition's from offset 0."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[int, int] = {}
+        self.reported: list[int] = []
+
+    def list_topics(self, topic, timeout):
+        return SimpleNamespace(topics={topic: SimpleNamespace(partitions={0: None, 1: None, 2: None})})
+
+    def produce(self, topic, value, key, headers=None, timestamp=0, partition=-1, on_delivery=None):
+        offset = self.offsets[partition] = self.offsets.get(partition, -1) + 1
+        if on_delivery is not None:
+            self.reported.append(partition)
+            on_delivery(None, Delivered(topic, partition, offset))
+
+
+def test_only_the_last_record_of_each_partition_reports_and_counts_once_its_transaction_commits():
+    ends, producer = WrittenEnds(), TailProducer()
+    keys = [f"k{i}".encode() for i in range(30)]
+    for committed in (True, False):
+        ends.begin()
+        tail = ends.tail(producer, "t", keys, lambda key: key)
+        for key in keys[:tail.start]:  # the hot path: placed by the client's partitioner
+            producer.produce("t", b"v", key, partition=crc32_partition(key, 3))
+        ends.produce_tail(producer, "t", tail, [(key, b"v", None, 0) for key in keys[tail.start:]])
+        if committed:
+            ends.commit()
+    counts = Counter(crc32_partition(key, 3) for key in keys)
+    assert sorted(producer.reported) == [0, 0, 1, 1, 2, 2]  # one report a partition a transaction
+    assert ends.committed == {("t", p): n for p, n in counts.items()}  # the second's not
