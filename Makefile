@@ -53,7 +53,7 @@ run: install kafka-up
 	  || { tail -n 40 output/last-run.log; echo "the run failed: see output/last-run.log"; exit 1; }
 	@grep -q "state=success" output/last-run.log \
 	  || { tail -n 40 output/last-run.log; echo "the run did not succeed: see output/last-run.log"; exit 1; }
-	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.reconcile
+	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.run.reconcile
 
 # Orders from outside Airflow (e.g. to start kafka_pipeline_on_orders): `make produce ORDERS=10000`.
 ORDERS ?= 10000
@@ -75,7 +75,7 @@ TEST_WORKERS ?= 3
 # with APPLY=1 ADMIN_CONFIG=<a librdkafka JSON config of a user allowed to alter ACLs>.
 PRINCIPAL ?= User:pipeline
 acls: install
-	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.access $(if $(APPLY),apply $(if $(ADMIN_CONFIG),--admin-config "$(ADMIN_CONFIG)"),print) \
+	@PYTHONPATH=. $(VENV)/bin/python -m include.pipeline.kafka_io.access $(if $(APPLY),apply $(if $(ADMIN_CONFIG),--admin-config "$(ADMIN_CONFIG)"),print) \
 	  --principal "$(PRINCIPAL)" $(if $(DAG),--dag $(DAG))
 
 # Style, import order and docstrings (ruff, configured in pyproject.toml); CI runs it first.

@@ -62,7 +62,7 @@ def child(what: str, n: int, store_url: str, profile: str | None, share: str | N
     {seconds, records, peak_rss_mb, started, ended} (the last two epoch seconds)."""
     from include.pipeline import stages
     from include.pipeline.kafka_io.client import Kafka
-    from include.pipeline.metrics_store import MetricsStore
+    from include.pipeline.store.metrics_store import MetricsStore
 
     kafka = Kafka.from_env()
     profiler = cProfile.Profile() if profile else None
@@ -81,7 +81,7 @@ def child(what: str, n: int, store_url: str, profile: str | None, share: str | N
     elif what == "reconcile":
         records = reconcile_at(MetricsStore(store_url, "bench"))
     elif what == "page":
-        from include.pipeline import dashboard
+        from include.pipeline.view import dashboard
 
         records = len(dashboard.metrics(MetricsStore(store_url, "bench", read_only=True)).series[0].windows)
     else:
@@ -123,7 +123,7 @@ def baseline(kafka, what: str) -> int:
 def transactions(kafka, transactional_id: str):
     """The stages' unit of work (kafka_io.Transactions) on a producer of its own, made as theirs are."""
     from include.pipeline.kafka_io.writing import Transactions
-    from include.pipeline.stages import transactional_producer
+    from include.pipeline.stages.producers import transactional_producer
 
     return Transactions(lambda: transactional_producer(kafka, transactional_id))
 
@@ -131,9 +131,9 @@ def transactions(kafka, transactional_id: str):
 def reconcile_at(store) -> int:
     """What the reconcile task does after a sink: the sink's totals against the analyze ledger
     (here made equal to them; the stages' other counts are zero). Returns the rows covered."""
-    from include.pipeline import reconcile
-    from include.pipeline.results import AnalyzeResult, ProcessResult, RunResults, SinkResult
-    from include.pipeline.windows import Ledger
+    from include.pipeline.domain.windows import Ledger
+    from include.pipeline.run import reconcile
+    from include.pipeline.run.results import AnalyzeResult, ProcessResult, RunResults, SinkResult
 
     totals = store.totals()
     ledger = Ledger(totals.order_count, totals.counted_revenue)
@@ -314,8 +314,8 @@ def fill(kafka, url: str, size: int) -> None:
     database's own bulk path; the store's totals, cluster and offsets (the topic's end) to match."""
     from decimal import Decimal
 
-    from include.pipeline import store_changes
-    from include.pipeline.metrics_store import MetricsStore
+    from include.pipeline.store import changes as store_changes
+    from include.pipeline.store.metrics_store import MetricsStore
 
     store = MetricsStore(url, "bench")
     cluster = kafka.cluster_id()
@@ -377,9 +377,9 @@ def publish_run(kafka) -> None:
     """One run's changes on product-metrics: the newest 100 windows again, and 100 new ones."""
     from decimal import Decimal
 
-    from include.pipeline import codec
+    from include.pipeline.domain import codec
+    from include.pipeline.domain.windows import Partial, partial_key_bytes
     from include.pipeline.kafka_io.writing import produce_all
-    from include.pipeline.windows import Partial, partial_key_bytes
 
     keys = [
         (start, product_id)

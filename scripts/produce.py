@@ -16,10 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from include.pipeline import generator, settings, stages  # noqa: E402
+from include.pipeline import settings, stages  # noqa: E402
+from include.pipeline.domain import generator
 from include.pipeline.kafka_io.client import TIMEOUT, Kafka  # noqa: E402
 from include.pipeline.kafka_io.writing import produce_all  # noqa: E402
-from include.pipeline.progress import Progress  # noqa: E402
+from include.pipeline.stages.progress import Progress  # noqa: E402
 
 
 def main() -> int:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from include.pipeline import codec, orders
-from include.pipeline.windows import Metric
+from include.pipeline.domain import codec, orders
+from include.pipeline.domain.windows import Metric
 from tests.integration.expected import PRODUCT_NAMES
 
 

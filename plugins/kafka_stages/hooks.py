@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy.engine import URL
 
 from include.pipeline.kafka_io.client import Kafka
-from include.pipeline.metrics_store import MetricsStore
+from include.pipeline.store.metrics_store import MetricsStore
 
 
 class PipelineKafkaHook(KafkaBaseHook):

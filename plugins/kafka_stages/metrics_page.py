@@ -2,7 +2,7 @@
 plugins/order_metrics_plugin.py), serving the page, its JSON and its JavaScript.
 
 Every route needs an Airflow login (the UI's ``_token`` cookie or a Bearer token): Airflow puts
-none in front of a plugin's app. The JSON is ``include.pipeline.dashboard``'s views; the charts
+none in front of a plugin's app. The JSON is ``include.pipeline.view.dashboard``'s views; the charts
 are Plotly's, served from the pinned ``plotly`` package, never from a CDN.
 
 Airflow imports this file in every process that loads plugins, each task included, so what only
@@ -21,9 +21,9 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from include.pipeline import dashboard
 from include.pipeline.kafka_io.errors import Misconfigured
-from include.pipeline.metrics_store import MetricsStore, StoreRefused, StoreUnavailable
+from include.pipeline.store.metrics_store import MetricsStore, StoreRefused, StoreUnavailable
+from include.pipeline.view import dashboard
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 
 PREFIX = "/order-metrics"

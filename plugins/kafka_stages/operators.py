@@ -11,10 +11,13 @@ import msgspec
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from include.pipeline import reconcile, run_params, shutdown, stage_summary
-from include.pipeline.assignment import Assignment
+from include.pipeline.domain.assignment import Assignment
 from include.pipeline.kafka_io.reading import Follow
-from include.pipeline.results import Result, xcom
+from include.pipeline.run import params as run_params
+from include.pipeline.run import reconcile
+from include.pipeline.run import summary as stage_summary
+from include.pipeline.run.results import Result, xcom
+from include.pipeline.stages import shutdown
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 
 # Set by scripts/airflow when `tasks test` runs a mapped stage without --map-index: the one
@@ -75,7 +78,7 @@ class KafkaStageOperator(BaseOperator):
     The stock ProduceToTopicOperator / ConsumeFromTopicOperator (provider 2.1.0) let a failed
     delivery pass and commit asynchronously; the stages use transactions and synchronous
     commits instead, so a lost record fails the task. The stage's result
-    (``include.pipeline.results``) becomes the XCom. A ``ValueError`` (a bad argument or a
+    (``include.pipeline.run.results``) becomes the XCom. A ``ValueError`` (a bad argument or a
     record that breaks the contract) fails the task without retries: it would fail every attempt
     the same way.
 
@@ -86,7 +89,7 @@ class KafkaStageOperator(BaseOperator):
         connection (``MetricsDbHook``). The store is made at run time, so no credential is
         ever rendered into the task's fields.
     :param worker: a mapped instance's index (``expand(worker=...)``): it reads its share of the
-        input's partitions, of ``op_kwargs["workers"]`` instances (``include.pipeline.assignment``).
+        input's partitions, of ``op_kwargs["workers"]`` instances (``include.pipeline.domain.assignment``).
     """
 
     template_fields = ("op_kwargs",)
@@ -247,7 +250,7 @@ class KafkaStreamOperator(KafkaStageOperator):
 
 
 class ReconcileOperator(BaseOperator):
-    """Checks that the run's stage results add up (``include.pipeline.reconcile``), writes the
+    """Checks that the run's stage results add up (``include.pipeline.run.reconcile``), writes the
     run manifest, and ends its log with the run's summary and a link to the Order metrics page.
     A discrepancy fails the task at once (``AirflowFailException``): it does not go away by itself.
 
@@ -276,7 +279,7 @@ class ReconcileOperator(BaseOperator):
 
 class CheckParamsOperator(BaseOperator):
     """Fails the run at once, without retries, when its conf names a param the DAG does not have
-    or its params contradict each other (``include.pipeline.run_params``)."""
+    or its params contradict each other (``include.pipeline.run.params``)."""
 
     ui_color = "#fef7e0"
 

@@ -5,7 +5,7 @@ groups and transactional ids, and two instances of a stage would fence each othe
 task that is not mapped takes all of the pool's slots, so it runs alone; a mapped stage's
 ``workers`` instances (``process``) and each instance of a stream run's stages take one slot, so
 they run together. (A pool cannot size a claim by a run's param: where two runs' instances of a
-stage do overlap, the later one fences the earlier, ``stages.TransformLoop``, so the earlier
+stage do overlap, the later one fences the earlier, ``stages.transform.TransformLoop``, so the earlier
 fails and is retried, and no partition is ever read by two at once.) Priority weights rise
 along the chain, so when the pool frees up, a run that has begun goes on before another run's
 first stage starts.
@@ -170,7 +170,7 @@ def stage_task(task_id: str, stage, operator=KafkaStageOperator, **kwargs: Any) 
 
 def mapped_stage_task(task_id: str, stage, plan, operator=KafkaStageOperator, **kwargs: Any):
     """A stage as ``workers`` mapped instances, a slot of the pool each: instance ``worker``
-    reads its share of the input's partitions (``include.pipeline.assignment``).
+    reads its share of the input's partitions (``include.pipeline.domain.assignment``).
 
     :param plan: what the instances are mapped over: the worker indexes check_params returns.
     :param operator: ``KafkaStageOperator``, or ``KafkaStreamOperator`` for a stream run's.

@@ -7,10 +7,10 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from include.pipeline import access
+from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.errors import retrying
+from include.pipeline.kafka_io.lag import GAVE_UP, LOOKED, LagReport, lag
 from include.pipeline.kafka_io.lag_probe import LagProbe
-from include.pipeline.lag import GAVE_UP, LOOKED, LagReport, lag
 from kafka_stages.hooks import PipelineKafkaHook
 from kafka_stages.operators import log_params_overridden
 from kafka_stages.triggers import ConsumerLagTrigger

@@ -16,8 +16,8 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 from confluent_kafka import KafkaException
 
+from include.pipeline.kafka_io.lag import GAVE_UP, Backlog, LagReport, Memory
 from include.pipeline.kafka_io.lag_probe import LagProbe
-from include.pipeline.lag import GAVE_UP, Backlog, LagReport, Memory
 from kafka_stages.hooks import PipelineKafkaHook
 
 MAX_BACKOFF_SECONDS = 30.0

@@ -7,7 +7,8 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
 
-from include.pipeline import access, stages
+from include.pipeline import stages
+from include.pipeline.kafka_io import access
 from kafka_stages.operators import KafkaStageOperator, KafkaStreamOperator
 from kafka_stages.pipeline import MAPPED, POOL, POOL_SLOTS
 from kafka_stages.sensors import ConsumerLagSensor

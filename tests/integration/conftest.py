@@ -23,7 +23,7 @@ import confluent_kafka.admin
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from include.pipeline.reconcile import manifest_path
+from include.pipeline.run.reconcile import manifest_path
 from scripts.kafka.local import throwaway_broker
 from scripts.postgres.local import Postgres, throwaway_postgres
 from tests.integration import in_process

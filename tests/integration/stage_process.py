@@ -10,7 +10,7 @@ import sys
 
 from include.pipeline import stages
 from include.pipeline.kafka_io.client import Kafka
-from include.pipeline.metrics_store import MetricsStore
+from include.pipeline.store.metrics_store import MetricsStore
 
 
 def main(stage: str, *args: str) -> None:

@@ -12,11 +12,13 @@ import confluent_kafka
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from include.pipeline import reconcile, settings, stages
+from include.pipeline import settings, stages
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.reading import BoundedRead
 from include.pipeline.kafka_io.writing import Transactions, produce_all
-from include.pipeline.results import RunResults
+from include.pipeline.run import reconcile
+from include.pipeline.run.results import RunResults
+from include.pipeline.stages import producers
 
 LOOPS = 60  # commits, each read at once: before the fix, 14 to 18 of 60 reads ended short
 ORDERS_A_ROUND = 200
@@ -47,7 +49,7 @@ def orders(round_: int, count: int) -> list[tuple[bytes, bytes]]:
 
 def test_a_read_started_as_its_upstream_commits_reads_everything_committed(kafka):
     admin = kafka.admin()
-    upstream = Transactions(lambda: stages.transactional_producer(kafka, "race-upstream"))
+    upstream = Transactions(lambda: producers.transactional_producer(kafka, "race-upstream"))
     committed, short = 0, []
     for attempt in range(LOOPS):
         # A downstream stage starting: its consumer connected while the upstream commits.
@@ -138,7 +140,7 @@ def test_the_tail_of_a_batch_lands_where_the_clients_partitioner_puts_its_keys(k
     """The last records of a batch are placed by the stage, to know which report their delivery
     (kafka_io.writing.WrittenEnds): each key on the partition the client puts it on by itself."""
     keys = [f"order-{i}".encode() for i in range(300)]
-    txns = Transactions(lambda: stages.transactional_producer(kafka, "tail-placer"))
+    txns = Transactions(lambda: producers.transactional_producer(kafka, "tail-placer"))
     for first in range(0, len(keys), 7):  # batches short enough to be mostly tail
         batch = [(key, b"x") for key in keys[first:first + 7]]
         txns.run(lambda producer, batch=batch: produce_all(producer, settings.PROCESSED, batch, txns.ends))

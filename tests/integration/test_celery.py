@@ -15,8 +15,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from airflow.utils.net import get_hostname
 
-from include.pipeline import generator, settings
-from include.pipeline.results import run_results
+from include.pipeline import settings
+from include.pipeline.domain import generator
+from include.pipeline.run.results import run_results
 from tests.integration.live_airflow import instance_name, live_stack
 from tests.integration.test_scheduler import check_metrics, check_task_logs
 

@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 
 import psutil
 
-from include.pipeline import generator
+from include.pipeline.domain import generator
 from tests.integration.expected import oracle_of
 from tests.integration.faults import (
     Watch,

@@ -7,7 +7,8 @@ from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from include.pipeline import generator, reconcile
+from include.pipeline.domain import generator
+from include.pipeline.run import reconcile
 from tests.integration.expected import ZOO, assert_as_the_oracle_says, oracle_of, order_value
 from tests.oracle import Order, parse
 

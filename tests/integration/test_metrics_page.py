@@ -20,9 +20,10 @@ import httpx
 import pytest
 from kafka import KafkaAdminClient
 
-from include.pipeline import reconcile, settings, stages
+from include.pipeline import settings, stages
 from include.pipeline.kafka_io.client import Kafka
-from include.pipeline.metrics_store import MetricsStore
+from include.pipeline.run import reconcile
+from include.pipeline.store.metrics_store import MetricsStore
 from scripts.kafka.local import free_port_pair, throwaway_broker
 from scripts.postgres.local import Postgres, throwaway_postgres
 from tests.integration.conftest import Pipeline, Record

@@ -19,9 +19,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from include.pipeline import settings, store_changes
-from include.pipeline.metrics_store import MetricsStore, Opened
-from include.pipeline.windows import LedgerMark, Metric, Partial
+from include.pipeline import settings
+from include.pipeline.domain.windows import LedgerMark, Metric, Partial
+from include.pipeline.store import changes as store_changes
+from include.pipeline.store.metrics_store import MetricsStore, Opened
 from scripts.kafka.local import free_port
 from scripts.postgres.local import PASSWORD, USER
 from tests.integration.expected import expected_metrics
@@ -256,7 +257,7 @@ def test_a_version_1_store_is_migrated_in_place_keeping_everything(postgres, cap
         db.execute("DROP TABLE analyze_ledgers")
         db.execute(V1_METRICS_STORE)
         db.execute("INSERT INTO metrics_store VALUES (1, 1, 'cluster-a', 1, 2, 5.00, now(), now())")
-    with caplog.at_level("INFO", logger="include.pipeline.metrics_store"):
+    with caplog.at_level("INFO", logger="include.pipeline.store.metrics_store"):
         assert store.open("cluster-a") == Opened(new=False, offsets={0: 1})
         assert store.open("cluster-a") == Opened(new=False, offsets={0: 1})  # once
     assert [r.getMessage() for r in caplog.records] == [

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, nullcontext
 from datetime import datetime, timedelta, timezone
 
-from include.pipeline import generator
+from include.pipeline.domain import generator
 from tests.integration.expected import oracle_of, order_value
 from tests.integration.faults import (
     Watch,
@@ -122,7 +122,7 @@ def test_two_workers_one_killed_then_three_then_one_then_two_and_three_side_by_s
 
     # Then a run at 2 workers and one at 3 side by side: every instance shares a partition with
     # instances of the other split; it registers its own id, then fences theirs, then reads
-    # (stages.TransformLoop). Registering theirs first, both splits processed the same offsets.
+    # (stages.transform.TransformLoop). Registering theirs first, both splits processed the same offsets.
     records, dead = phase_input(3, 5000, first)
     pipeline.produce_many("orders", records)
     expected.run(value for _, value in records)

@@ -19,9 +19,13 @@ import psutil
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from include.pipeline import generator, reconcile, settings, stage_summary, stages
+from include.pipeline import settings, stages
+from include.pipeline.domain import generator
 from include.pipeline.kafka_io.client import Kafka
-from include.pipeline.results import run_results
+from include.pipeline.run import reconcile
+from include.pipeline.run import summary as stage_summary
+from include.pipeline.run.results import run_results
+from include.pipeline.stages import state
 from kafka_stages.pipeline import POOL_SLOTS
 from tests.integration.conftest import Pipeline
 from tests.integration.expected import assert_as_the_oracle_says, oracle_of_topics, order_value
@@ -33,9 +37,9 @@ DAGS = {"kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay", "
 THRESHOLD = 2000  # the watcher's min_records here (KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS)
 STAGES = ["process", "analyze", "sink"]
 BOUNDED = ["process[0]", "analyze[0]", "sink"]  # as a run with one worker names its stage tasks
-# The stages' groups, and the one create_topics marks analyze-state migrated in (stages.MIGRATED).
+# The stages' groups, and the one create_topics marks analyze-state migrated in (state.MIGRATED).
 PIPELINE_GROUPS = {
-    "kafka-pipeline-process", "kafka-pipeline-analyze", "kafka-pipeline-sink", stages.MIGRATED,
+    "kafka-pipeline-process", "kafka-pipeline-analyze", "kafka-pipeline-sink", state.MIGRATED,
 }
 PROCESS_GROUP = "kafka-pipeline-process"
 

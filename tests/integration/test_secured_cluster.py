@@ -1,6 +1,6 @@
 """The DAGs against a secured cluster (scripts/kafka/broker with KAFKA_SECURITY=sasl_ssl): SCRAM-
 SHA-512 over TLS, the StandardAuthorizer on, and every run made as `pipeline`, a user holding only
-the ACLs of include/pipeline/access.py (the README's table). The cluster is the module's; each
+the ACLs of include/pipeline/kafka_io/access.py (the README's table). The cluster is the module's; each
 test has its own Airflow home and output."""
 
 import json
@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from include.pipeline import access, stages, topology
+from include.pipeline import stages, topology
+from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.client import Kafka
+from include.pipeline.stages import producers
 from scripts.kafka.local import throwaway_broker
 from tests.integration.conftest import Pipeline, airflow_env
 from tests.integration.expected import expected_metrics
@@ -101,7 +103,7 @@ def _start(kafka: Kafka, stage: str) -> None:
     """A stage's first steps: its checks and, transactional, its producer's registration."""
     access.ready(kafka, [stage])
     if access.TRANSACTIONS in access.GRANTS[stage]:
-        stages.transactional_producer(kafka, topology.STAGES[stage].transactional_id)
+        producers.transactional_producer(kafka, topology.STAGES[stage].transactional_id)
 
 
 @pytest.mark.parametrize("grant", [

@@ -11,9 +11,10 @@ import numpy as np
 from confluent_kafka import Producer
 from kafka import KafkaAdminClient
 
-from include.pipeline import codec, settings, state_codec
-from include.pipeline.dedup import fingerprint
-from include.pipeline.windows import Aggregate, Ledger
+from include.pipeline import settings
+from include.pipeline.domain import codec, state_codec
+from include.pipeline.domain.dedup import fingerprint
+from include.pipeline.domain.windows import Aggregate, Ledger
 from tests.integration.expected import order_value
 
 DATE = "2026-01-05T11:00:00+00:00"

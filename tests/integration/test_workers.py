@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from include.pipeline import generator
+from include.pipeline.domain import generator
 from tests.integration import in_process
 from tests.integration.conftest import fresh_pipeline
 from tests.integration.expected import assert_as_the_oracle_says, oracle_of, order_value

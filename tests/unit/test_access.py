@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from include.pipeline import access, settings
-from include.pipeline.access import Grant
+from include.pipeline import settings
+from include.pipeline.kafka_io import access
+from include.pipeline.kafka_io.access import Grant
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -2,10 +2,10 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline.analyzer import VERDICTS, Analyzer
-from include.pipeline.dedup import fingerprint
-from include.pipeline.order_columns import OrderColumns
-from include.pipeline.windows import Ledger
+from include.pipeline.domain.analyzer import VERDICTS, Analyzer
+from include.pipeline.domain.dedup import fingerprint
+from include.pipeline.domain.order_columns import OrderColumns
+from include.pipeline.domain.windows import Ledger
 from tests.factories import order
 
 W = 1767607200  # 2026-01-05T10:00:00Z

@@ -1,6 +1,6 @@
 import pytest
 
-from include.pipeline.assignment import Assignment, TooManyWorkers, check
+from include.pipeline.domain.assignment import Assignment, TooManyWorkers, check
 
 
 @pytest.mark.parametrize("count", range(1, 13))

@@ -20,10 +20,10 @@ import confluent_kafka
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from include.pipeline import order_columns, steps
-from include.pipeline.analyzer import VERDICTS, Analyzer
-from include.pipeline.order_columns import OrderColumns
-from include.pipeline.orders import MAX_ORDER_BYTES, Order, parse
+from include.pipeline.domain import order_columns, steps
+from include.pipeline.domain.analyzer import VERDICTS, Analyzer
+from include.pipeline.domain.order_columns import OrderColumns
+from include.pipeline.domain.orders import MAX_ORDER_BYTES, Order, parse
 from include.pipeline.settings import PRODUCTS
 
 W = 1767607200  # 2026-01-05T10:00:00Z, a window's start

@@ -6,11 +6,12 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import dashboard, reconcile
-from include.pipeline.dashboard import RangeError
-from include.pipeline.dead_letters import DeadLetter
-from include.pipeline.metrics_store import MetricsStore
-from include.pipeline.windows import Partial
+from include.pipeline.domain.dead_letters import DeadLetter
+from include.pipeline.domain.windows import Partial
+from include.pipeline.run import reconcile
+from include.pipeline.store.metrics_store import MetricsStore
+from include.pipeline.view import dashboard
+from include.pipeline.view.dashboard import RangeError
 from tests.factories import metric
 
 T = 1767607200  # 2026-01-05T10:00:00Z

@@ -2,9 +2,9 @@ import random
 
 import numpy as np
 
-from include.pipeline import dedup, state_codec
-from include.pipeline.dedup import SeenOrders, fingerprint, fingerprints, sort_order
-from include.pipeline.state_codec import FINGERPRINT
+from include.pipeline.domain import dedup, state_codec
+from include.pipeline.domain.dedup import SeenOrders, fingerprint, fingerprints, sort_order
+from include.pipeline.domain.state_codec import FINGERPRINT
 
 
 def ids(start, stop):

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from include.pipeline import generator, orders
+from include.pipeline.domain import generator, orders
 
 START = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
 END = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)

@@ -3,7 +3,7 @@ import json
 import msgspec
 import pytest
 
-from include.pipeline.lag import GAVE_UP, MAX_WAIT, MIN_RECORDS, Backlog, LagReport, Memory, lag
+from include.pipeline.kafka_io.lag import GAVE_UP, MAX_WAIT, MIN_RECORDS, Backlog, LagReport, Memory, lag
 
 ENDS = {("orders", 0): 100, ("orders", 1): 50, ("processed-orders", 0): 7}
 STARTS = {("orders", 0): 0, ("orders", 1): 10, ("processed-orders", 0): 0}

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import metrics_json
-from include.pipeline.windows import Metric
+from include.pipeline.domain.windows import Metric
+from include.pipeline.store import export as metrics_json
 
 A = Metric(60, 120, "prod-1", "Laptop", 1, Decimal("10.50"), Decimal("10.50"))
 A2 = Metric(60, 120, "prod-1", "Laptop", 2, Decimal("21.00"), Decimal("10.50"))

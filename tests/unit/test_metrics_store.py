@@ -5,10 +5,11 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import metrics_json, metrics_store
-from include.pipeline.metrics_store import MetricsStore, StoreRefused
-from include.pipeline.store_changes import Totals
-from include.pipeline.windows import Ledger, LedgerMark, Partial
+from include.pipeline.domain.windows import Ledger, LedgerMark, Partial
+from include.pipeline.store import export as metrics_json
+from include.pipeline.store import metrics_store
+from include.pipeline.store.changes import Totals
+from include.pipeline.store.metrics_store import MetricsStore, StoreRefused
 from tests.factories import metric
 
 HOUR = 3600
@@ -275,7 +276,7 @@ def test_an_older_store_is_migrated_in_place_its_rows_and_ledger_those_of_partit
     old_store(tmp_path, version, ledger=ledger)
     if version == 2:
         assert columns(tmp_path, "metrics_store")[-2:] == ["ledger_count", "ledger_revenue_cents"]
-    with caplog.at_level("INFO", logger="include.pipeline.metrics_store"):
+    with caplog.at_level("INFO", logger="include.pipeline.store.metrics_store"):
         assert store.open("cluster-a") == metrics_store.Opened(new=False, offsets={0: 2})
         assert store.open("cluster-a") == metrics_store.Opened(new=False, offsets={0: 2})  # once
     logged = [(r.levelname, r.getMessage()) for r in caplog.records]

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import money
+from include.pipeline.domain import money
 
 
 @pytest.mark.parametrize(

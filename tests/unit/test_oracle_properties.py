@@ -23,9 +23,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.pipeline import state_codec, steps
-from include.pipeline.analyzer import Analyzer, check_horizon
-from include.pipeline.windows import combined, decode_partial
+from include.pipeline.domain import state_codec, steps
+from include.pipeline.domain.analyzer import Analyzer, check_horizon
+from include.pipeline.domain.windows import combined, decode_partial
 from tests import oracle
 from tests.unit.test_batch_path import SETTINGS, W, countable_values, grace_and_horizon, record_values
 
@@ -118,7 +118,7 @@ def message(topic: str, partition: int, offset: int, key: bytes | None, value: b
 
 
 def restored(changelog: list[tuple[bytes, bytes | None]], grace: int, horizon: int) -> dict[int, Analyzer]:
-    """The analyzers the analyze stage restores from the changelog (two passes, stages.restore_analyzers)."""
+    """The analyzers the analyze stage restores from the changelog (stages.state.restore_analyzers)."""
     analyzers = {p: Analyzer.create(grace, horizon) for p in range(PARTITIONS)}
     for key, value in changelog:
         partition, inner = state_codec.scope_of(key)

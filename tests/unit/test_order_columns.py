@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import numpy as np
 
-from include.pipeline import order_columns
-from include.pipeline.order_columns import OrderColumns, window_code, window_key
+from include.pipeline.domain import order_columns
+from include.pipeline.domain.order_columns import OrderColumns, window_code, window_key
 from tests.factories import order
 
 W = 1767607200  # 2026-01-05T10:00:00Z

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import codec, orders
+from include.pipeline.domain import codec, orders
 
 VALID = {
     "order_id": "o-1",

@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import reconcile
-from include.pipeline.windows import Ledger
+from include.pipeline.domain.windows import Ledger
+from include.pipeline.run import reconcile
 
 
 def ranges(topic):

@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline.results import (
+from include.pipeline.domain.windows import Ledger
+from include.pipeline.run.results import (
     AnalyzeResult,
     InputRanges,
     ProcessResult,
@@ -13,7 +14,6 @@ from include.pipeline.results import (
     run_results,
     xcom,
 )
-from include.pipeline.windows import Ledger
 
 
 def test_the_xcom_is_json_types_only():

@@ -1,4 +1,4 @@
-from include.pipeline.run_params import overridden, problems
+from include.pipeline.run.params import overridden, problems
 
 PARAMS = {"orders": 2000, "grace_seconds": 3600, "dedup_horizon_seconds": 86400, "wait_for_orders_seconds": 0}
 

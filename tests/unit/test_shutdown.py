@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from include.pipeline import shutdown
+from include.pipeline.stages import shutdown
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ def test_a_signal_mid_log_line_is_said_after_it_not_within_it():
 # A stage process under a parent that dies: it must notice by itself and end.
 STAGE = """
 import sys, time
-from include.pipeline import shutdown
+from include.pipeline.stages import shutdown
 with shutdown.supervised():
     print("ready", flush=True)
     deadline = time.monotonic() + 20

@@ -2,8 +2,8 @@
 
 import msgspec
 
-from include.pipeline import stage_summary
-from include.pipeline.results import (
+from include.pipeline.run import summary as stage_summary
+from include.pipeline.run.results import (
     AnalyzeResult,
     CreateTopicsResult,
     Export,

@@ -4,9 +4,9 @@ from decimal import Decimal
 
 import numpy as np
 
-from include.pipeline import state_codec
-from include.pipeline.state_codec import Segment, Watermark, Window
-from include.pipeline.windows import Aggregate, Ledger
+from include.pipeline.domain import state_codec
+from include.pipeline.domain.state_codec import Segment, Watermark, Window
+from include.pipeline.domain.windows import Aggregate, Ledger
 
 
 def test_a_window_keeps_its_exact_total_and_a_closed_one_is_a_tombstone():

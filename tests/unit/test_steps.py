@@ -5,11 +5,11 @@ from hashlib import blake2b
 
 import pytest
 
-from include.pipeline import codec, telemetry
-from include.pipeline.analyzer import Analyzer
-from include.pipeline.dedup import fingerprint
-from include.pipeline.steps import Outgoing, Rejection, analyze, process
-from include.pipeline.windows import LedgerMark, ledger_of
+from include.pipeline.domain import codec, telemetry
+from include.pipeline.domain.analyzer import Analyzer
+from include.pipeline.domain.dedup import fingerprint
+from include.pipeline.domain.steps import Outgoing, Rejection, analyze, process
+from include.pipeline.domain.windows import LedgerMark, ledger_of
 
 W = 1767607200  # 2026-01-05T10:00:00Z
 US = 1_000_000

@@ -2,9 +2,9 @@
 
 from decimal import Decimal
 
-from include.pipeline import store_changes
-from include.pipeline.store_changes import Totals
-from include.pipeline.windows import Ledger, LedgerMark, Metric, Partial
+from include.pipeline.domain.windows import Ledger, LedgerMark, Metric, Partial
+from include.pipeline.store import changes as store_changes
+from include.pipeline.store.changes import Totals
 
 A = Partial(60, "prod-1", 0, 1, Decimal("10.50"))
 A2 = Partial(60, "prod-1", 0, 2, Decimal("21.00"))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from include.pipeline.telemetry import (
+from include.pipeline.domain.telemetry import (
     NO_ORIGINS,
     ORIGINS,
     Ended,

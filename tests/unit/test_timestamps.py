@@ -3,7 +3,7 @@ gives, and leaves every other text to parse()."""
 
 from datetime import datetime, timezone
 
-from include.pipeline import timestamps
+from include.pipeline.domain import timestamps
 
 US = 1_000_000
 T = 1767607230  # 2026-01-05T10:00:30Z

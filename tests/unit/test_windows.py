@@ -2,8 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from include.pipeline import codec
-from include.pipeline.windows import (
+from include.pipeline.domain import codec
+from include.pipeline.domain.windows import (
     LEGACY,
     Aggregate,
     Ledger,

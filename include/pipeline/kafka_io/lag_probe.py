@@ -1,4 +1,4 @@
-"""The offsets that consumer lag is made of (``include.pipeline.lag`` computes the lag)."""
+"""The offsets that consumer lag is made of (``include.pipeline.kafka_io.lag`` computes the lag)."""
 
 from __future__ import annotations
 

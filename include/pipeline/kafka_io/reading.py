@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from include.pipeline import settings, shutdown
+from include.pipeline import settings
 from include.pipeline.kafka_io.admin import written_range
 from include.pipeline.kafka_io.client import TIMEOUT
 from include.pipeline.kafka_io.errors import OUTAGE, retrying
@@ -62,7 +62,7 @@ class BoundedRead:
     from the start, or from ``starts``, offsets its caller keeps itself, per partition), up to
     the ends written when iteration starts (or ``upto``); with ``follow``, on past them up to
     the ends written when ``follow.finish()`` first says True. Only ``partitions`` of the topic,
-    if given (a worker's share, ``assignment``). A stop requested (``shutdown``) ends it between
+    if given (a worker's share, ``assignment``). A stop requested (``stop``) ends it between
     two batches, bounded or following.
 
     An end is the high watermark, the read_uncommitted end (as Kafka Streams' restore and Flink's
@@ -79,18 +79,20 @@ class BoundedRead:
     read], and ``lost`` counts offsets that retention deleted before this group read them.
 
     :param admin: where the ends come from (an admin client of the same cluster).
+    :param stop: why the read must end now (a stage's ``shutdown.reason``); None to go on.
     """
 
     def __init__(
         self, consumer: Consumer, topic: str, *, admin: AdminClient, from_beginning: bool = False,
         starts: dict[int, int] | None = None, upto: dict[int, int] | None = None,
         batch_size: int = BATCH_SIZE, follow: Follow | None = None, partitions: list[int] | None = None,
+        stop: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.consumer, self.admin, self.topic, self.from_beginning, self.upto = (
             consumer, admin, topic, from_beginning, upto
         )
         self.partitions = partitions
-        self.starts, self.follow = starts, follow
+        self.starts, self.follow, self.stop = starts, follow, stop
         self.batch_size = batch_size
         self.ranges: dict[int, list[int]] = {}
         self.next: dict[int, int] = {}
@@ -148,8 +150,8 @@ class BoundedRead:
         consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in sorted(pending)])
         last_progress = time.monotonic()
         while pending:
-            if shutdown.requested():
-                log.warning("%s: stopped reading at %s (%s)", self.topic, self.next, shutdown.reason())
+            if (why := self.stop()) is not None:
+                log.warning("%s: stopped reading at %s (%s)", self.topic, self.next, why)
                 return
             if following_on and follow.finish():
                 following_on, last_progress = False, time.monotonic()

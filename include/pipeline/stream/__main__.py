@@ -9,7 +9,7 @@ from pathlib import Path
 
 import include.pipeline.stream as pipeline_stream
 from include.pipeline import settings
-from include.pipeline.analyzer import check_horizon
+from include.pipeline.domain.analyzer import check_horizon
 from include.pipeline.stream.report import STAGES
 from include.pipeline.stream.supervisor import Supervisor
 from include.pipeline.stream.worker import work

@@ -11,7 +11,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from include.pipeline import settings, telemetry, topology
+from include.pipeline import settings, topology
+from include.pipeline.domain import telemetry
 from include.pipeline.stream.report import say
 from include.pipeline.stream.worker import USAGE_ERROR
 

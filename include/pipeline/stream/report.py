@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from include.pipeline import telemetry, topology
-from include.pipeline.results import run_results
+from include.pipeline import topology
+from include.pipeline.domain import telemetry
+from include.pipeline.run.results import run_results
 
 STAGES = topology.names(topology.PIPELINE)  # a process each
 

@@ -12,12 +12,13 @@ import sys
 import threading
 import time
 
-from include.pipeline import stages, telemetry, topology
+from include.pipeline import stages, topology
+from include.pipeline.domain import telemetry
 from include.pipeline.kafka_io.client import Kafka
+from include.pipeline.kafka_io.lag import lag
 from include.pipeline.kafka_io.lag_probe import LagProbe
-from include.pipeline.lag import lag
-from include.pipeline.metrics_store import MetricsStore
-from include.pipeline.results import run_results, xcom
+from include.pipeline.run.results import run_results, xcom
+from include.pipeline.store.metrics_store import MetricsStore
 from include.pipeline.stream.processes import StageProcesses
 from include.pipeline.stream.report import STAGES, Interval, render, say
 

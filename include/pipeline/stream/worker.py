@@ -8,10 +8,12 @@ import logging
 import sys
 import time
 
-from include.pipeline import shutdown, stages, telemetry, topology
+from include.pipeline import stages, topology
+from include.pipeline.domain import telemetry
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.reading import Follow
-from include.pipeline.results import xcom
+from include.pipeline.run.results import xcom
+from include.pipeline.stages import shutdown
 
 USAGE_ERROR = 2  # a worker's exit code for a mistake no restart can fix
 

@@ -1,6 +1,6 @@
 """The Kafka ACLs the pipeline's principal needs, least privilege, and checking them early.
 
-The one list: the README's table is rendered from it (``python -m include.pipeline.access
+The one list: the README's table is rendered from it (``python -m include.pipeline.kafka_io.access
 table``), ``make acls`` prints or applies it for a principal, and every stage checks the ACLs it
 needs before it reads or writes, so a missing one fails the task at once, naming itself, instead
 of a timeout half-way through. Read and Write include Describe, which the lag sensor and the
@@ -245,7 +245,7 @@ def table() -> str:
 def main(argv: list[str] | None = None) -> int:
     """The command line: print or apply a principal's ACLs, or print the README's table."""
     parser = argparse.ArgumentParser(
-        prog="python -m include.pipeline.access", description=__doc__.splitlines()[0]
+        prog="python -m include.pipeline.kafka_io.access", description=__doc__.splitlines()[0]
     )
     parser.add_argument("action", choices=("print", "apply", "table"))
     parser.add_argument("--principal", default="User:pipeline", help="e.g. User:pipeline (default)")

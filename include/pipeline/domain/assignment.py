@@ -6,7 +6,7 @@ A stage runs as ``workers`` instances; instance ``index`` owns the partitions ``
 Its transactional id is fixed by (workers, index), so a retry of the same instance fences its
 zombie and aborts what that left open. An instance of another split that shares a partition
 would not be fenced by the id alone: ``rivals`` names every such instance, and a stage fences
-them all before it reads (``stages.TransformLoop``), so two instances never both commit offsets
+them all before it reads (``stages.transform.TransformLoop``), so two instances never both commit offsets
 of one partition, whatever runs overlap.
 """
 

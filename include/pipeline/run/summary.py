@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 
 from include.pipeline import settings
-from include.pipeline.results import (
+from include.pipeline.run.results import (
     AnalyzeResult,
     Consumed,
     CreateTopicsResult,

@@ -23,8 +23,8 @@ from typing import NamedTuple
 import msgspec
 import numpy as np
 
-from include.pipeline import codec
-from include.pipeline.windows import Aggregate, Ledger, WindowKey
+from include.pipeline.domain import codec
+from include.pipeline.domain.windows import Aggregate, Ledger, WindowKey
 
 Record = tuple[bytes, bytes | None]
 FINGERPRINT = np.dtype("S16")

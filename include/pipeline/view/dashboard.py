@@ -15,14 +15,17 @@ from decimal import Decimal
 
 import msgspec
 
-from include.pipeline import access, dead_letters, reconcile, settings
+from include.pipeline import settings
+from include.pipeline.domain import dead_letters
+from include.pipeline.domain.reasons import Reason
+from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.admin import offset_range
 from include.pipeline.kafka_io.client import Kafka
+from include.pipeline.kafka_io.lag import lag
 from include.pipeline.kafka_io.lag_probe import LagProbe
 from include.pipeline.kafka_io.reading import BoundedRead
-from include.pipeline.lag import lag
-from include.pipeline.metrics_store import MetricsStore
-from include.pipeline.reasons import Reason
+from include.pipeline.run import reconcile
+from include.pipeline.store.metrics_store import MetricsStore
 from include.pipeline.topology import CONSUMING, INPUTS, group
 
 DEFAULT_RANGE = timedelta(hours=3)

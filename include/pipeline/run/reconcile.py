@@ -12,8 +12,10 @@ from pathlib import Path
 
 import msgspec
 
-from include.pipeline import settings, stage_summary, topology
-from include.pipeline.results import (
+from include.pipeline import settings, topology
+from include.pipeline.domain.windows import Ledger
+from include.pipeline.run import summary as stage_summary
+from include.pipeline.run.results import (
     AnalyzeResult,
     Export,
     GenerateResult,
@@ -22,7 +24,6 @@ from include.pipeline.results import (
     SinkResult,
     run_results,
 )
-from include.pipeline.windows import Ledger
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Collection, Mapping
 
-from include.pipeline.analyzer import check_horizon
+from include.pipeline.domain.analyzer import check_horizon
 
 
 def problems(conf: Mapping[str, Any], declared: Collection[str], params: Mapping[str, Any]) -> list[str]:

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from include.pipeline import codec, timestamps
-from include.pipeline.reasons import Reason
+from include.pipeline.domain import codec, timestamps
+from include.pipeline.domain.reasons import Reason
 from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from include.pipeline import codec
-from include.pipeline.windows import Metric, decode_metric
+from include.pipeline.domain import codec
+from include.pipeline.domain.windows import Metric, decode_metric
 
 
 def read_lines(path: Path) -> Iterator[Metric]:

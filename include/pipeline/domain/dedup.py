@@ -24,8 +24,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from include.pipeline import state_codec
-from include.pipeline.state_codec import EVENT_US, FINGERPRINT, Record
+from include.pipeline.domain import state_codec
+from include.pipeline.domain.state_codec import EVENT_US, FINGERPRINT, Record
 
 SPILL_IDS = 1 << 16  # ids held in memory before they go to a file (1.5 MB)
 BLOCK = 256  # ids per block of a file: one 4 KB read

@@ -15,9 +15,10 @@ from decimal import Decimal
 
 import msgspec
 
-from include.pipeline import money, settings
-from include.pipeline.reasons import Reason
-from include.pipeline.windows import Ledger
+from include.pipeline import settings
+from include.pipeline.domain import money
+from include.pipeline.domain.reasons import Reason
+from include.pipeline.domain.windows import Ledger
 
 
 class Result(msgspec.Struct, kw_only=True):

@@ -18,8 +18,16 @@ from operator import attrgetter, itemgetter
 import msgspec
 import numpy as np
 
-from include.pipeline import codec, money, timestamps
-from include.pipeline.orders import MAX_ORDER_BYTES, WINDOW_US, Order, Rejected, Wire, parse, wire_decoder
+from include.pipeline.domain import codec, money, timestamps
+from include.pipeline.domain.orders import (
+    MAX_ORDER_BYTES,
+    WINDOW_US,
+    Order,
+    Rejected,
+    Wire,
+    parse,
+    wire_decoder,
+)
 from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
 
 PRODUCT_IDS = list(PRODUCTS)

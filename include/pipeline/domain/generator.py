@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from include.pipeline import codec
+from include.pipeline.domain import codec
 
 # (weight, lowest price, highest price in cents) per product: phones sell most, laptops cost most.
 PRICES = {

@@ -13,14 +13,14 @@ from typing import Protocol
 
 import numpy as np
 
-from include.pipeline import dedup, money, state_codec
-from include.pipeline.dedup import SeenOrders
-from include.pipeline.order_columns import OrderColumns
-from include.pipeline.orders import Order
-from include.pipeline.reasons import Reason
+from include.pipeline.domain import dedup, money, state_codec
+from include.pipeline.domain.dedup import SeenOrders
+from include.pipeline.domain.order_columns import OrderColumns
+from include.pipeline.domain.orders import Order
+from include.pipeline.domain.reasons import Reason
+from include.pipeline.domain.state_codec import Record
+from include.pipeline.domain.windows import Aggregate, Ledger, TumblingWindows, WindowKey
 from include.pipeline.settings import WINDOW_SECONDS
-from include.pipeline.state_codec import Record
-from include.pipeline.windows import Aggregate, Ledger, TumblingWindows, WindowKey
 
 US = 1_000_000
 

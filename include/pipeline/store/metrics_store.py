@@ -57,8 +57,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateColumn
 
-from include.pipeline import metrics_json, settings, store_changes
-from include.pipeline.windows import LEGACY, LedgerMark, Metric, Partial, PartialKey, WindowKey
+from include.pipeline import settings
+from include.pipeline.domain.windows import LEGACY, LedgerMark, Metric, Partial, PartialKey, WindowKey
+from include.pipeline.store import changes as store_changes
+from include.pipeline.store import export as metrics_json
 
 log = logging.getLogger(__name__)
 

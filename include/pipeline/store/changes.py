@@ -8,8 +8,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Iterable
 
-from include.pipeline import money
-from include.pipeline.windows import Ledger, LedgerMark, Metric, Partial, PartialKey, WindowKey, combined
+from include.pipeline.domain import money
+from include.pipeline.domain.windows import (
+    Ledger,
+    LedgerMark,
+    Metric,
+    Partial,
+    PartialKey,
+    WindowKey,
+    combined,
+)
 
 
 @dataclass

@@ -15,13 +15,13 @@ from typing import Callable, Protocol
 import msgspec
 import numpy as np
 
-from include.pipeline import codec, order_columns, state_codec, telemetry
-from include.pipeline.analyzer import COUNTED, VERDICTS, Analyzer
-from include.pipeline.order_columns import OrderColumns, window_code
-from include.pipeline.orders import Rejected
-from include.pipeline.reasons import Reason
+from include.pipeline.domain import codec, order_columns, state_codec, telemetry
+from include.pipeline.domain.analyzer import COUNTED, VERDICTS, Analyzer
+from include.pipeline.domain.order_columns import OrderColumns, window_code
+from include.pipeline.domain.orders import Rejected
+from include.pipeline.domain.reasons import Reason
+from include.pipeline.domain.windows import Partial, ledger_header, partial_key_bytes
 from include.pipeline.settings import PRODUCTS
-from include.pipeline.windows import Partial, ledger_header, partial_key_bytes
 
 # A batch's record values -> its valid orders, and (position, why) for the others.
 Decode = Callable[[list[bytes | None]], tuple[OrderColumns, list[tuple[int, Rejected]]]]

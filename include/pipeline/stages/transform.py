@@ -1,0 +1,138 @@
+"""The consume-transform-produce loop that process and analyze share."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Callable
+
+from confluent_kafka import Message, Producer
+
+from include.pipeline import settings
+from include.pipeline.domain import (
+    dead_letters,
+    steps,
+)
+from include.pipeline.domain.assignment import Assignment
+from include.pipeline.kafka_io import access
+from include.pipeline.kafka_io.admin import partition_count
+from include.pipeline.kafka_io.client import Kafka
+from include.pipeline.kafka_io.reading import BoundedRead, Follow
+from include.pipeline.kafka_io.writing import WrittenEnds, produce
+from include.pipeline.run.results import (
+    InputRanges,
+)
+from include.pipeline.stages import shutdown
+from include.pipeline.stages.producers import fence, transactions
+from include.pipeline.stages.progress import Progress
+from include.pipeline.stages.state import send_state
+from include.pipeline.topology import Stage
+
+log = logging.getLogger(__name__)
+
+
+
+class TransformLoop:
+    """The consume-transform-produce loop of process and analyze. On entering, the stage's
+    transactions start: the fixed transactional id fences a zombie attempt of the same stage (a
+    killed task's or process's producer) and aborts its open transaction before this attempt reads
+    anything. ``run(step)`` then turns each batch of the input into outputs with the pure ``step``
+    and commits them (records to the stage's output topic, dead letters, state changes) in one
+    transaction with the batch's offsets.
+
+    :param stage: the stage of the topology (its input, its first output, its ids).
+    :param follow: continuous mode (``kafka_io.reading.Follow``); None: bounded.
+    :param worker: the partitions of the input it owns (``assignment``), and so its
+        transactional id; first it fences every other split's instance that shares one.
+    """
+
+    def __init__(
+        self, kafka: Kafka, stage: Stage, follow: Follow | None = None, worker: Assignment = Assignment(),
+    ) -> None:
+        self.kafka, self.stage, self.follow, self.worker = kafka, stage, follow, worker
+        self.reasons: Counter[str] = Counter()  # dead letters by reason
+        self.written = 0  # records to the output topic
+        share = "" if worker.workers == 1 else f" ({worker})"
+        self.progress = Progress(f"{stage.name}{share} {stage.input} -> {stage.outputs[0]}")
+
+    def __enter__(self) -> TransformLoop:
+        access.ready(self.kafka, [self.stage.name])
+        following = self.follow is not None
+        self.admin = self.kafka.admin()
+        count = partition_count(self.admin, self.stage.input)
+        self.partitions = self.worker.partitions(count)
+        keeps_state = settings.ANALYZE_STATE in self.stage.outputs
+        self.changelog = partition_count(self.admin, settings.ANALYZE_STATE) if keeps_state else 0
+        # Its own id first, then the rivals': of two rivals started at once, the later to fence
+        # stops the other, whose own producer is registered by then, and reads the offsets after
+        # it. Fenced the other way round, each fenced the other's id before that registered its
+        # own, and both read and processed the same offsets (tests/integration/test_scale_out.py).
+        txn_id = self.worker.transactional_id(self.stage.group)
+        self.txns = transactions(self.kafka, self.stage, following, txn_id)
+        fence(self.kafka, self.stage, self.worker.rivals(count))
+        self.consumer = self.kafka.consumer(self.stage.group, follow=following)
+        self.source = BoundedRead(
+            self.consumer, self.stage.input, admin=self.admin, follow=self.follow, partitions=self.partitions,
+            stop=shutdown.reason,
+        )
+        if self.worker.workers > 1:
+            log.info("%s, %s: partitions %s of %s",
+                     self.stage.name, self.worker, self.partitions, self.stage.input)
+        return self
+
+    def __exit__(self, error_type, *_) -> None:
+        self.consumer.close()
+        if error_type is None:
+            self.progress.done()
+
+    def run(self, step: Callable[[list[Message]], steps.Processed | steps.Analyzed]) -> None:
+        """Each batch of the input through ``step``, its outputs and offsets in one transaction."""
+        output = self.stage.outputs[0]
+        for batch in self.source:
+            out = step(batch)
+
+            def send(producer: Producer) -> None:
+                _send(producer, output, out.records, self.txns.ends)
+                for r in out.rejected:
+                    dead_letters.send(producer, batch[r.index], r.reason, r.detail)
+                send_state(producer, out.state, self.changelog)
+
+            self.txns.run(send, self.consumer, self.source)
+            self.written += len(out.records)
+            self.reasons.update(rejection.reason for rejection in out.rejected)
+            self.progress.add(len(batch))
+            if self.follow is not None:
+                self.follow.committed(self.stage.name, len(batch), len(out.records))
+
+    @property
+    def read(self) -> int:
+        """Records read."""
+        return self.progress.count
+
+    @property
+    def input(self) -> InputRanges:
+        """The offsets read, per partition."""
+        return ranges(self.stage.input, self.source)
+
+    def written_to(self) -> dict[str, int]:
+        """Records written per topic: the output topic's, and the dead letters."""
+        return {self.stage.outputs[0]: self.written, settings.DLQ: sum(self.reasons.values())}
+
+
+def _send(producer: Producer, topic: str, records: list[steps.Outgoing], ends: WrittenEnds) -> None:
+    tail = ends.tail(producer, topic, records, lambda record: record.key)
+    send = producer.produce  # called directly: the hot path of process
+    for r in records[:tail.start]:
+        try:
+            send(topic, r.value, r.key, headers=r.headers, timestamp=r.timestamp)
+        except BufferError:
+            produce(producer, topic, r.key, r.value, r.headers, r.timestamp)
+    rest = [(r.key, r.value, r.headers, r.timestamp) for r in records[tail.start:]]
+    ends.produce_tail(producer, topic, tail, rest)
+
+
+def ranges(topic: str, source: BoundedRead) -> InputRanges:
+    """The offsets ``source`` read of ``topic``, per partition, as a result keeps them."""
+    partitions = {str(p): (first, following) for p, (first, following) in sorted(source.ranges.items())}
+    held = {str(p): stopped_end for p, stopped_end in source.held.items()}
+    return InputRanges(topic=topic, partitions=partitions, lost=source.lost, held=held)
