@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from include.pipeline import settings, topology  # noqa: E402
+from include.pipeline.domain import catalogue  # noqa: E402
 from scripts.kafka.local import free_port, throwaway_broker  # noqa: E402
 
 START = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
@@ -324,8 +325,8 @@ def fill(kafka, url: str, size: int) -> None:
     rows = (
         (start, start + 60, product_id, name, 3, "30.00", "10.00", updated)
         # Oldest first: in key order, each engine appends to its index instead of splitting pages.
-        for start in range(NOW - 60 * (size // len(settings.PRODUCTS)), NOW, 60)
-        for product_id, name in settings.PRODUCTS.items()
+        for start in range(NOW - 60 * (size // len(catalogue.PRODUCTS)), NOW, 60)
+        for product_id, name in catalogue.PRODUCTS.items()
     )
     columns = (
         "window_start, window_end, product_id, product_name, order_count, total_revenue, avg_order_value, "
@@ -384,7 +385,7 @@ def publish_run(kafka) -> None:
     keys = [
         (start, product_id)
         for start in range(NOW - 60 * (RUN_WINDOWS // 2), NOW + 60 * (RUN_WINDOWS // 2), 60)
-        for product_id in settings.PRODUCTS
+        for product_id in catalogue.PRODUCTS
     ]
     records = [
         (partial_key_bytes((*key, 0)), codec.encode(Partial(*key, 0, 4, Decimal("41.00")))) for key in keys

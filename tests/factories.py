@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from include.pipeline.domain import codec, orders
 from include.pipeline.domain.windows import Metric
-from tests.integration.expected import PRODUCT_NAMES
+from tests.oracle import PRODUCTS
 
 
 def order(order_id: str, timestamp: str, amount: str = "10.00", product_id: str = "prod-1") -> orders.Order:
@@ -20,5 +20,5 @@ def order(order_id: str, timestamp: str, amount: str = "10.00", product_id: str 
 
 def metric(start: int, product: str = "prod-1", count: int = 1, total: str = "10.50") -> Metric:
     """The metrics row of a window starting at ``start`` (epoch seconds)."""
-    name = PRODUCT_NAMES[product]
+    name = PRODUCTS[product]
     return Metric(start, start + 60, product, name, count, Decimal(total), Decimal(total) / count)

@@ -1,4 +1,4 @@
-"""The one place for topic names, the product catalogue and runtime settings."""
+"""The one place for topic names and runtime settings (the product catalogue: ``domain.catalogue``)."""
 
 from __future__ import annotations
 
@@ -33,15 +33,6 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
 # Consumer groups (committed offsets) and transactional ids, one per stage.
 GROUP_PREFIX = "kafka-pipeline"
 
-PRODUCTS: dict[str, str] = {
-    "prod-1": "Laptop",
-    "prod-2": "Phone",
-    "prod-3": "Tablet",
-    "prod-4": "Monitor",
-    "prod-5": "Keyboard",
-}
-
-WINDOW_SECONDS = 60
 METRICS_JSON_DAYS = 7  # days of windows in the metrics.json export (a DAG param)
 GRACE_SECONDS = 3600  # late-order grace period (a DAG param)
 DEDUP_HORIZON_SECONDS = 24 * 3600  # how long a counted order_id is remembered (a DAG param)

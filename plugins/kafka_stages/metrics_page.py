@@ -22,7 +22,8 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from include.pipeline.kafka_io.errors import Misconfigured
-from include.pipeline.store.metrics_store import MetricsStore, StoreRefused, StoreUnavailable
+from include.pipeline.store.engines import StoreRefused, StoreUnavailable
+from include.pipeline.store.metrics_store import MetricsStore
 from include.pipeline.view import dashboard
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 

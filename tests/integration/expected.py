@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Iterable
 
-from tests.oracle import Oracle, dead_letters_of, parse, partition_of
+from tests.oracle import PRODUCTS, Oracle, dead_letters_of, parse, partition_of
 
 GRACE_SECONDS, DEDUP_HORIZON_SECONDS, PARTITIONS = 3600, 86400, 6  # the pipeline's defaults
 
@@ -70,9 +70,6 @@ def _enriched(doc: dict) -> tuple:
 
 
 CENT = Decimal("0.01")
-PRODUCT_NAMES = {
-    "prod-1": "Laptop", "prod-2": "Phone", "prod-3": "Tablet", "prod-4": "Monitor", "prod-5": "Keyboard",
-}  # as the contract names them
 
 
 def expected_metrics(processed: list[dict]) -> list[dict]:
@@ -85,7 +82,7 @@ def expected_metrics(processed: list[dict]) -> list[dict]:
     return [
         {
             "window_start": start, "window_end": start + 60, "product_id": product_id,
-            "product_name": PRODUCT_NAMES[product_id], "order_count": len(amounts),
+            "product_name": PRODUCTS[product_id], "order_count": len(amounts),
             "total_revenue": sum(amounts).quantize(CENT, ROUND_HALF_UP),
             "avg_order_value": (sum(amounts) / len(amounts)).quantize(CENT, ROUND_HALF_UP),
         }
@@ -105,7 +102,7 @@ def metrics_of_partials(records: list) -> list[dict]:
     return [
         {
             "window_start": start, "window_end": start + 60, "product_id": product_id,
-            "product_name": PRODUCT_NAMES[product_id], "order_count": count,
+            "product_name": PRODUCTS[product_id], "order_count": count,
             "total_revenue": total.quantize(CENT, ROUND_HALF_UP),
             "avg_order_value": (total / count).quantize(CENT, ROUND_HALF_UP),
         }

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from include.pipeline.domain import order_columns, steps
 from include.pipeline.domain.analyzer import VERDICTS, Analyzer
+from include.pipeline.domain.catalogue import PRODUCTS
 from include.pipeline.domain.order_columns import OrderColumns
 from include.pipeline.domain.orders import MAX_ORDER_BYTES, Order, parse
-from include.pipeline.settings import PRODUCTS
 
 W = 1767607200  # 2026-01-05T10:00:00Z, a window's start
 PROCESSED_AT = "2026-01-05T10:05:00.000000Z"

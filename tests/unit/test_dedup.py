@@ -5,6 +5,7 @@ import numpy as np
 from include.pipeline.domain import dedup, state_codec
 from include.pipeline.domain.dedup import SeenOrders, fingerprint, fingerprints, sort_order
 from include.pipeline.domain.state_codec import FINGERPRINT
+from include.pipeline.store import spill
 
 
 def ids(start, stop):
@@ -58,8 +59,12 @@ def test_the_changelog_restores_the_same_set_and_big_batches_split_into_segments
 
 
 def test_random_lookups_agree_with_a_python_set():
+    random_lookups_agree_with_a_python_set(SeenOrders())
+
+
+def random_lookups_agree_with_a_python_set(seen: SeenOrders):
     rng = random.Random(7)
-    seen, reference = SeenOrders(), set()
+    reference = set()
     for _ in range(40):
         batch = list({fingerprint(str(rng.randrange(20_000))) for _ in range(rng.randrange(1, 700))})
         assert seen.contains(batch).tolist() == [key in reference for key in batch]
@@ -69,14 +74,15 @@ def test_random_lookups_agree_with_a_python_set():
     assert len(seen) == len(reference)
 
 
-def small_spills(monkeypatch):
+def spilling(monkeypatch) -> SeenOrders:
+    """A set that spills to files past 1000 ids, in blocks of 16."""
     monkeypatch.setattr(dedup, "SPILL_IDS", 1000)
-    monkeypatch.setattr(dedup, "BLOCK", 16)
+    monkeypatch.setattr(spill, "BLOCK", 16)
+    return SeenOrders(spill.SpillFiles())
 
 
 def test_spilled_ids_are_found_on_disk_and_only_filters_stay_in_memory(monkeypatch):
-    small_spills(monkeypatch)
-    seen = SeenOrders()
+    seen = spilling(monkeypatch)
     for start in range(0, 5000, 500):
         seen.add(ids(start, start + 500), list(range(start, start + 500)))
     assert [run.size for run in seen.spilled] == [4000, 1000] and seen.runs == []  # files merge too
@@ -86,8 +92,7 @@ def test_spilled_ids_are_found_on_disk_and_only_filters_stay_in_memory(monkeypat
 
 
 def test_forgetting_drops_whole_files_hides_older_ids_in_the_rest_and_merges_leave_them_out(monkeypatch):
-    small_spills(monkeypatch)
-    seen = SeenOrders()
+    seen = spilling(monkeypatch)
     seen.add(ids(0, 2000), [100] * 2000)  # a file, all old
     seen.add(ids(2000, 3000), [100] * 500 + [300] * 500)  # a second file, half old
     seen.add(ids(3000, 3100), [100] * 100)  # in memory
@@ -103,8 +108,7 @@ def test_forgetting_drops_whole_files_hides_older_ids_in_the_rest_and_merges_lea
 
 
 def test_random_lookups_with_spills_agree_with_a_python_set(monkeypatch):
-    small_spills(monkeypatch)
-    test_random_lookups_agree_with_a_python_set()
+    random_lookups_agree_with_a_python_set(spilling(monkeypatch))
 
 
 def test_fingerprints_sharing_their_first_8_bytes_are_still_told_apart():

@@ -9,7 +9,8 @@ from include.pipeline.domain.windows import Ledger, LedgerMark, Partial
 from include.pipeline.store import export as metrics_json
 from include.pipeline.store import metrics_store
 from include.pipeline.store.changes import Totals
-from include.pipeline.store.metrics_store import MetricsStore, StoreRefused
+from include.pipeline.store.engines import StoreRefused, StoreUnavailable
+from include.pipeline.store.metrics_store import MetricsStore
 from tests.factories import metric
 
 HOUR = 3600
@@ -373,7 +374,7 @@ def test_the_name_never_shows_a_password_or_the_connection_extra():
 
 def test_a_database_that_does_not_answer_names_the_connection_and_the_fix():
     store = MetricsStore("postgresql+psycopg://metrics:s3cret@127.0.0.1:9/metrics", "connection 'metrics_db'")
-    with pytest.raises(metrics_store.StoreUnavailable) as error:
+    with pytest.raises(StoreUnavailable) as error:
         store.open("cluster-a")
     message = str(error.value)
     assert message.startswith(

@@ -14,13 +14,13 @@ from typing import Protocol
 import numpy as np
 
 from include.pipeline.domain import dedup, money, state_codec
+from include.pipeline.domain.catalogue import WINDOW_SECONDS
 from include.pipeline.domain.dedup import SeenOrders
 from include.pipeline.domain.order_columns import OrderColumns
 from include.pipeline.domain.orders import Order
 from include.pipeline.domain.reasons import Reason
 from include.pipeline.domain.state_codec import Record
 from include.pipeline.domain.windows import Aggregate, Ledger, TumblingWindows, WindowKey
-from include.pipeline.settings import WINDOW_SECONDS
 
 US = 1_000_000
 
@@ -70,10 +70,14 @@ class Analyzer:
     counted: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @classmethod
-    def create(cls, grace_seconds: float, horizon_seconds: float) -> Analyzer:
-        """An analyzer with nothing counted yet, its settings checked."""
+    def create(cls, grace_seconds: float, horizon_seconds: float, seen: CountedIds | None = None) -> Analyzer:
+        """An analyzer with nothing counted yet, its settings checked; ``seen``, the set of counted
+        ids to keep (a stage's spills to disk), else one in memory."""
         check_horizon(grace_seconds, horizon_seconds)
-        return cls(int(grace_seconds * US), int(horizon_seconds * US))
+        analyzer = cls(int(grace_seconds * US), int(horizon_seconds * US))
+        if seen is not None:
+            analyzer.seen = seen
+        return analyzer
 
     def offer(self, order: Order) -> Reason | None:
         """Count the order, or say why not (a duplicate or late)."""

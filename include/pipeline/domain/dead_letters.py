@@ -10,10 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import msgspec
-from confluent_kafka import Message, Producer
 
-from include.pipeline import settings
-from include.pipeline.kafka_io.writing import produce
+from include.pipeline.domain.record import Record
 
 REASON, DETAIL = "reason", "detail"
 SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET = "source.topic", "source.partition", "source.offset"
@@ -34,19 +32,19 @@ class DeadLetter(msgspec.Struct, frozen=True):
     source_offset: int
 
 
-def send(producer: Producer, message: Message, reason: str, detail: str) -> None:
-    """Dead-letter ``message``: key and value unchanged; why and where from in the headers."""
-    headers = list(message.headers() or []) + [
+def headers(message: Record, reason: str, detail: str) -> list[tuple[str, bytes | None]]:
+    """The headers of ``message``'s dead letter (its key and value go unchanged): its own, then
+    why and where from."""
+    return list(message.headers() or []) + [
         (REASON, reason.encode()),
         (DETAIL, detail.encode()),
         (SOURCE_TOPIC, message.topic().encode()),
         (SOURCE_PARTITION, str(message.partition()).encode()),
         (SOURCE_OFFSET, str(message.offset()).encode()),
     ]
-    produce(producer, settings.DLQ, message.key(), message.value(), headers)
 
 
-def read(message: Message) -> DeadLetter:
+def read(message: Record) -> DeadLetter:
     """A record of orders-dlq. Of repeated headers the last wins: the rejected record's own
     headers come first, so a producer's ``reason`` header cannot hide the pipeline's."""
     headers = {name: (value or b"").decode(errors="replace") for name, value in message.headers() or []}

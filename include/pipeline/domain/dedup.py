@@ -5,7 +5,7 @@ fingerprint with probability 2**-128 per pair (about 1e-21 for a billion ids): f
 hardware error rate.
 
 New fingerprints collect in sorted runs in memory, merged like a binary counter. Past
-``SPILL_IDS`` they are written (to a temporary directory) as one sorted run, of which memory
+``SPILL_IDS`` they are written (``spill``: to a temporary directory) as one sorted run, of which memory
 keeps a Bloom filter (1.3 to 2.5 bytes an id) and every ``BLOCK``-th key: a lookup reads a 4 KB
 block only when the filter says the id may be there. Files merge the same way, streamed a chunk
 at a time, so there are O(log n) of them. A batch of orders is looked up in all runs at once.
@@ -16,11 +16,8 @@ counted ids, keyed by a hash of its content. The files are a cache, rebuilt from
 
 from __future__ import annotations
 
-import itertools
-import tempfile
 from hashlib import blake2b
-from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -28,10 +25,6 @@ from include.pipeline.domain import state_codec
 from include.pipeline.domain.state_codec import EVENT_US, FINGERPRINT, Record
 
 SPILL_IDS = 1 << 16  # ids held in memory before they go to a file (1.5 MB)
-BLOCK = 256  # ids per block of a file: one 4 KB read
-MERGE_CHUNK = 1 << 14  # ids read at a time when files merge
-BLOOM_CHUNK = 1 << 13  # ids hashed into a filter at a time
-BLOOM_BITS = 10  # per id; with 7 probes, about 1% of absent ids cost a block read
 PROBES = 7
 
 
@@ -106,80 +99,41 @@ class Run:
         return self if keep.all() else Run(self.keys[keep], self.event_us[keep])
 
 
-class SpilledRun:
-    """A run in two files (keys, event times); memory keeps its Bloom filter, the first key of
-    each block and its newest event time."""
+class Spilled(Protocol):
+    """A run written out (``store.spill.SpilledRun``): memory keeps what finds an id in it."""
 
-    def __init__(self, path: Path, capacity: int) -> None:
-        self.keys_path, self.times_path = path.with_suffix(".keys"), path.with_suffix(".times")
-        self.size, self.newest = 0, -(2**63)
-        self.bits = 1 << max(int(capacity * BLOOM_BITS - 1).bit_length(), 6)
-        self.bloom = np.zeros(self.bits // 8, dtype=np.uint8)
-        self.fences = np.empty(0, dtype=FINGERPRINT)
-
-    @classmethod
-    def write(cls, path: Path, chunks: Iterable[Run], capacity: int) -> SpilledRun:
-        """A run of ``chunks`` (ascending, also from one chunk to the next), at most capacity ids."""
-        run = cls(path, capacity)
-        fences = []
-        with open(run.keys_path, "wb") as keys, open(run.times_path, "wb") as times:
-            for chunk in chunks:
-                if not len(chunk):
-                    continue
-                chunk.keys.tofile(keys)
-                chunk.event_us.tofile(times)
-                # A copy, not a view: a view would keep the whole chunk in memory.
-                fences.append(chunk.keys[-run.size % BLOCK::BLOCK].copy())
-                for first in range(0, len(chunk), BLOOM_CHUNK):  # bounds the probes' memory
-                    probes = _probes(chunk.keys[first:first + BLOOM_CHUNK], run.bits).ravel()
-                    np.bitwise_or.at(run.bloom, probes >> 3, np.left_shift(1, probes & 7, dtype=np.uint8))
-                run.size += len(chunk)
-                run.newest = max(run.newest, int(chunk.event_us.max()))
-        run.fences = np.concatenate(fences) if fences else run.fences
-        return run
+    size: int
+    bits: int  # of its Bloom filter
+    newest: int  # its newest event time (epoch us)
 
     def chunks(self) -> Iterator[Run]:
-        """The run read back in order, MERGE_CHUNK entries at a time."""
-        with open(self.keys_path, "rb") as keys, open(self.times_path, "rb") as times:
-            for first in range(0, self.size, MERGE_CHUNK):
-                n = min(MERGE_CHUNK, self.size - first)
-                yield Run(np.fromfile(keys, FINGERPRINT, n), np.fromfile(times, EVENT_US, n))
+        """The run read back in order, a chunk at a time."""
 
     def contains(self, query: np.ndarray, probes: np.ndarray, cutoff_us: int) -> np.ndarray:
-        """Which of query (with its probes for this run's filter size) are in this run with an
-        event time at or after cutoff_us."""
-        maybe = np.flatnonzero(((self.bloom[probes >> 3] >> (probes & 7)) & 1).all(axis=1))
-        found = np.zeros(len(query), dtype=bool)
-        blocks = np.searchsorted(self.fences, query[maybe], side="right") - 1
-        with open(self.keys_path, "rb") as keys, open(self.times_path, "rb") as times:
-            for block in np.unique(blocks[blocks >= 0]).tolist():
-                first, n = block * BLOCK, min(BLOCK, self.size - block * BLOCK)
-                keys.seek(first * FINGERPRINT.itemsize)
-                times.seek(first * EVENT_US.itemsize)
-                run = Run(np.fromfile(keys, FINGERPRINT, n), np.fromfile(times, EVENT_US, n))
-                wanted = maybe[blocks == block]
-                at = np.searchsorted(run.keys, query[wanted])
-                at[at == n] = 0
-                found[wanted] = (run.keys[at] == query[wanted]) & (run.event_us[at] >= cutoff_us)
-        return found
+        """Which of query (with its ``probes`` for this run's filter) are in it from cutoff_us on."""
 
     def delete(self) -> None:
-        """Remove its files."""
-        self.keys_path.unlink()
-        self.times_path.unlink()
+        """Remove what it was written to."""
+
+
+# Writes ascending chunks of a run of at most so many ids (``store.spill.SpillFiles``).
+Spill = Callable[[Iterable[Run], int], Spilled]
 
 
 class SeenOrders:
-    """Fingerprints of counted order ids, with their changelog segments."""
+    """Fingerprints of counted order ids, with their changelog segments.
 
-    def __init__(self) -> None:
+    :param spill: where runs go past ``SPILL_IDS`` ids in memory (``store.spill.SpillFiles``);
+        None keeps them all in memory (small sets, tests).
+    """
+
+    def __init__(self, spill: Spill | None = None) -> None:
         self.runs: list[Run] = []
-        self.spilled: list[SpilledRun] = []
+        self.spilled: list[Spilled] = []
+        self._spill = spill
         self.segments: dict[bytes, int] = {}  # changelog key -> newest event time in the segment
         self.cutoff_us = -(2**63)  # ids before this are forgotten
         self._live: set[bytes] = set()  # restoring: the segments no later tombstone deletes
-        self._directory: tempfile.TemporaryDirectory | None = None
-        self._files = itertools.count()
 
     def __len__(self) -> int:
         return sum(len(run) for run in self.runs) + sum(run.size for run in self.spilled)
@@ -194,7 +148,7 @@ class SeenOrders:
         probes: dict[int, np.ndarray] = {}  # per filter size
         for spilled in self.spilled:
             if spilled.bits not in probes:
-                probes[spilled.bits] = _probes(query, spilled.bits)
+                probes[spilled.bits] = bloom_probes(query, spilled.bits)
             found |= spilled.contains(query, probes[spilled.bits], self.cutoff_us)
         return found
 
@@ -254,25 +208,20 @@ class SeenOrders:
         while len(self.runs) > 1 and len(self.runs[-2]) < 2 * len(self.runs[-1]):
             newer = self.runs.pop()
             self.runs.append(self.runs.pop().merge(newer))
-        if sum(len(run) for run in self.runs) < SPILL_IDS:
+        if self._spill is None or sum(len(run) for run in self.runs) < SPILL_IDS:
             return
         merged = self.runs.pop()
         while self.runs:
             merged = self.runs.pop().merge(merged)
-        self.spilled.append(SpilledRun.write(self._path(), [merged], len(merged)))
+        self.spilled.append(self._spill([merged], len(merged)))
         # Files merge like the runs in memory, streamed a chunk at a time, so there are
         # O(log n) of them to look in; forgotten ids are left out on the way.
         while len(self.spilled) > 1 and self.spilled[-2].size < 2 * self.spilled[-1].size:
             newer, older = self.spilled.pop(), self.spilled.pop()
             chunks = (chunk.since(self.cutoff_us) for chunk in _merged(older.chunks(), newer.chunks()))
-            self.spilled.append(SpilledRun.write(self._path(), chunks, older.size + newer.size))
+            self.spilled.append(self._spill(chunks, older.size + newer.size))
             older.delete()
             newer.delete()
-
-    def _path(self) -> Path:
-        if self._directory is None:
-            self._directory = tempfile.TemporaryDirectory(prefix="kafka-pipeline-dedup-")
-        return Path(self._directory.name) / f"run-{next(self._files)}"
 
 
 def _merged(a: Iterator[Run], b: Iterator[Run]) -> Iterator[Run]:
@@ -318,7 +267,7 @@ def _positions(run: Run, query: np.ndarray, query_high: np.ndarray) -> np.ndarra
     return at
 
 
-def _probes(keys: np.ndarray, bits: int) -> np.ndarray:
+def bloom_probes(keys: np.ndarray, bits: int) -> np.ndarray:
     """PROBES bit positions per key, by double hashing its two 64-bit halves (already uniform)."""
     halves = np.ascontiguousarray(keys).view(np.uint64).reshape(-1, 2)
     step = halves[:, 1:] | np.uint64(1)

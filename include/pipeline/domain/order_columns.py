@@ -19,6 +19,7 @@ import msgspec
 import numpy as np
 
 from include.pipeline.domain import codec, money, timestamps
+from include.pipeline.domain.catalogue import PRODUCTS, WINDOW_SECONDS
 from include.pipeline.domain.orders import (
     MAX_ORDER_BYTES,
     WINDOW_US,
@@ -28,7 +29,6 @@ from include.pipeline.domain.orders import (
     parse,
     wire_decoder,
 )
-from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
 
 PRODUCT_IDS = list(PRODUCTS)
 _PRODUCT_INDEX = {product_id: i for i, product_id in enumerate(PRODUCT_IDS)}

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import msgspec
 
 from include.pipeline.domain import codec, timestamps
+from include.pipeline.domain.catalogue import PRODUCTS, WINDOW_SECONDS
 from include.pipeline.domain.reasons import Reason
-from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # JSON parsers read numbers as doubles: one beyond the double range is Infinity, not finite,

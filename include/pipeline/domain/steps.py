@@ -10,37 +10,22 @@ from __future__ import annotations
 
 from itertools import chain, repeat
 from operator import methodcaller
-from typing import Callable, Protocol
+from typing import Callable
 
 import msgspec
 import numpy as np
 
 from include.pipeline.domain import codec, order_columns, state_codec, telemetry
 from include.pipeline.domain.analyzer import COUNTED, VERDICTS, Analyzer
+from include.pipeline.domain.catalogue import PRODUCTS
 from include.pipeline.domain.order_columns import OrderColumns, window_code
 from include.pipeline.domain.orders import Rejected
 from include.pipeline.domain.reasons import Reason
+from include.pipeline.domain.record import Record
 from include.pipeline.domain.windows import Partial, ledger_header, partial_key_bytes
-from include.pipeline.settings import PRODUCTS
 
 # A batch's record values -> its valid orders, and (position, why) for the others.
 Decode = Callable[[list[bytes | None]], tuple[OrderColumns, list[tuple[int, Rejected]]]]
-
-class Record(Protocol):
-    """An input record, as confluent_kafka's ``Message`` is one."""
-
-    def key(self) -> bytes | None:
-        """The record's key."""
-
-    def value(self) -> bytes | None:
-        """The record's value; None for a tombstone."""
-
-    def timestamp(self) -> tuple[int, int]:
-        """(timestamp type, epoch ms); type 0 means none."""
-
-    def partition(self) -> int:
-        """The partition of its topic it was read from."""
-
 
 # gc=False: a batch makes thousands of these, and they hold no cycles.
 class Outgoing(msgspec.Struct, gc=False):

@@ -12,9 +12,9 @@ import msgspec
 import numpy as np
 
 from include.pipeline.domain import codec, money
+from include.pipeline.domain.catalogue import PRODUCTS, WINDOW_SECONDS
 from include.pipeline.domain.order_columns import OrderColumns, window_key
 from include.pipeline.domain.orders import Order
-from include.pipeline.settings import PRODUCTS, WINDOW_SECONDS
 
 WindowKey = tuple[int, str]  # (window_start, product_id)
 

@@ -11,14 +11,13 @@ import threading
 import time
 import zlib
 from contextlib import contextmanager
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Protocol, Sequence
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 # Constants read through their modules, so that a test can shorten them in one place.
 from include.pipeline.kafka_io import client, errors
 from include.pipeline.kafka_io.errors import OUTAGE, UNREACHABLE, retrying
-from include.pipeline.kafka_io.reading import BoundedRead
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +131,13 @@ class WrittenEnds:
         return self._partitions[topic]
 
 
+class Source(Protocol):
+    """What a transaction commits the read of (``reading.BoundedRead``)."""
+
+    def positions(self) -> list[TopicPartition]:
+        """The offsets to commit: after the last record read, per partition."""
+
+
 class Transactions:
     """A stage's transactional producer, one transaction a batch (its unit of work): what
     ``send(producer)`` produces and, with a consumer, the positions its source has read up to
@@ -168,7 +174,7 @@ class Transactions:
 
     def run(
         self, send: Callable[[Producer], None], consumer: Consumer | None = None,
-        source: BoundedRead | None = None,
+        source: Source | None = None,
     ) -> None:
         """Commits, in one transaction, what ``send`` produces and the positions ``source`` has read up to."""
         give_up = time.monotonic() + errors.OUTAGE_SECONDS
@@ -176,7 +182,7 @@ class Transactions:
             while not self._attempt(send, consumer, source, give_up):
                 pass
 
-    def _attempt(self, send, consumer: Consumer | None, source: BoundedRead | None, give_up: float) -> bool:
+    def _attempt(self, send, consumer: Consumer | None, source: Source | None, give_up: float) -> bool:
         """One try of the transaction: True once it has committed, False to send it again."""
         producer = self.producer
         producer.begin_transaction()
@@ -242,7 +248,7 @@ class Transactions:
         return value
 
     @staticmethod
-    def _committed(consumer: Consumer, source: BoundedRead) -> bool:
+    def _committed(consumer: Consumer, source: Source) -> bool:
         """Whether the group's committed offsets are the batch's: its transaction committed."""
         positions = source.positions()
         batch_ends = {tp.partition: tp.offset for tp in positions}

@@ -15,6 +15,7 @@ from include.pipeline.domain import (
 )
 from include.pipeline.domain.analyzer import Analyzer
 from include.pipeline.domain.assignment import Assignment
+from include.pipeline.domain.dedup import SeenOrders
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.reading import Follow
 from include.pipeline.run.results import (
@@ -22,6 +23,7 @@ from include.pipeline.run.results import (
 )
 from include.pipeline.stages.state import counted, restore_analyzers, send_state
 from include.pipeline.stages.transform import TransformLoop
+from include.pipeline.store.spill import SpillFiles
 from include.pipeline.topology import ANALYZE
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ def analyze(
     """
     with TransformLoop(kafka, ANALYZE, follow, Assignment(workers, worker)) as loop:
         analyzers = restore_analyzers(
-            kafka, loop.partitions, lambda: Analyzer.create(grace_seconds, dedup_horizon_seconds),
+            kafka, loop.partitions,
+            lambda: Analyzer.create(grace_seconds, dedup_horizon_seconds, SeenOrders(SpillFiles())),
         )
         before = counted(analyzers)
         stale = _expired(analyzers)  # what a run that died before its last step left behind

@@ -94,7 +94,9 @@ class TransformLoop:
             def send(producer: Producer) -> None:
                 _send(producer, output, out.records, self.txns.ends)
                 for r in out.rejected:
-                    dead_letters.send(producer, batch[r.index], r.reason, r.detail)
+                    message = batch[r.index]
+                    headers = dead_letters.headers(message, r.reason, r.detail)
+                    produce(producer, settings.DLQ, message.key(), message.value(), headers)
                 send_state(producer, out.state, self.changelog)
 
             self.txns.run(send, self.consumer, self.source)

@@ -18,7 +18,6 @@ from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.lag import lag
 from include.pipeline.kafka_io.lag_probe import LagProbe
 from include.pipeline.run.results import run_results, xcom
-from include.pipeline.store.metrics_store import MetricsStore
 from include.pipeline.stream.processes import StageProcesses
 from include.pipeline.stream.report import STAGES, Interval, render, say
 
@@ -52,8 +51,8 @@ class Supervisor:
         self.probe = LagProbe(kafka, topology.INPUTS, quiet=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self.stopping.set())
-        say(f"streaming {', '.join(self.names)} on {kafka.config['bootstrap.servers']} into "
-            f"{MetricsStore.default().name}; "
+        # The sink names its store itself ("sink product-metrics -> ..."): stream knows no store.
+        say(f"streaming {', '.join(self.names)} on {kafka.config['bootstrap.servers']}; "
             f"a transaction every {self.args.commit_interval_ms:g} ms; Ctrl-C stops")
         code = self.supervise()
         lags = self.lags()

@@ -16,7 +16,7 @@ from decimal import Decimal
 import msgspec
 
 from include.pipeline import settings
-from include.pipeline.domain import dead_letters
+from include.pipeline.domain import catalogue, dead_letters
 from include.pipeline.domain.reasons import Reason
 from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.admin import offset_range
@@ -135,7 +135,7 @@ def parse_range(start: str | None, end: str | None, newest_window: int | None, n
         if low is not None:
             high = low + DEFAULT_RANGE
         elif newest_window is not None:
-            high = datetime.fromtimestamp(newest_window + settings.WINDOW_SECONDS, timezone.utc)
+            high = datetime.fromtimestamp(newest_window + catalogue.WINDOW_SECONDS, timezone.utc)
         else:
             high = now
     if low is None:
