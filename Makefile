@@ -81,6 +81,7 @@ acls: install
 # Style, import order and docstrings (ruff, configured in pyproject.toml); CI runs it first.
 lint: install
 	$(VENV)/bin/ruff check .
+	PYTHONPATH=.:plugins $(VENV)/bin/lint-imports
 
 test: install
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not quarantined"
