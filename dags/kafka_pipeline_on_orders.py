@@ -12,7 +12,8 @@ from airflow.sdk import DAG, Asset, AssetWatcher
 
 from include.pipeline import settings
 from include.pipeline.topology import PROCESS
-from kafka_stages.pipeline import DAG_ARGS, RETRIES, consume_params, pipeline_tasks
+from kafka_stages.params import dag_params
+from kafka_stages.pipeline import DAG_ARGS, RETRIES, pipeline_tasks
 from kafka_stages.triggers import ConsumerLagTrigger
 
 orders = Asset(
@@ -33,6 +34,6 @@ with DAG(
     **DAG_ARGS,
     default_args=RETRIES,
     tags=["kafka", "orders", "event-driven"],
-    params=consume_params(),
+    params=dag_params("kafka_pipeline_on_orders"),
 ):
     pipeline_tasks(generate=False)

@@ -11,11 +11,12 @@ plugins/kafka_stages.
 
 from __future__ import annotations
 
-from kafka_stages.pipeline import hourly_dag, stream_params, stream_tasks
+from kafka_stages.params import dag_params
+from kafka_stages.pipeline import hourly_dag, stream_tasks
 
 with hourly_dag(
     "kafka_pipeline_stream",
     "Order events streaming through Kafka: sub-second metrics per product, handed over hourly", __doc__,
-    tags=["kafka", "orders", "streaming"], params=stream_params(),
+    tags=["kafka", "orders", "streaming"], params=dag_params("kafka_pipeline_stream"),
 ):
     stream_tasks()

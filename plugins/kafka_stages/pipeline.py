@@ -19,6 +19,7 @@ from typing import Any
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
 
 from include.pipeline import settings, stages, topology
+from include.pipeline.stages.calls import CALLS, StageCall
 from kafka_stages.operators import (
     CheckParamsOperator,
     KafkaStageOperator,
@@ -61,101 +62,12 @@ def hourly_dag(dag_id: str, description: str, doc_md: str, tags: list[str], para
     )
 
 
-# The DAGs' params, made anew for each DAG: Airflow resolves a run's conf into the Param objects
-# themselves, so a DAG sharing them with another (or a process running several runs: dag.test in
-# the tests) would take one run's values as the next one's defaults.
-def generate_params() -> dict[str, Param]:
-    """What generate makes: how many orders, how fast, how many invalid, from which seed."""
-    return {
-        "orders": Param(2000, type="integer", minimum=0, description="Orders to generate (0: none)"),
-        "rate": Param(0, type="number", minimum=0, description="Orders per second (0: as fast as possible)"),
-        "invalid_ratio": _invalid_ratio(),
-        "seed": Param(
-            None, type=["null", "integer"],
-            description=(
-                "Seed for the generated orders (null: the run id, so a cleared run makes the same orders)"
-            ),
-        ),
-    }
-
-
-def _invalid_ratio() -> Param:
-    return Param(
-        0.05, type="number", minimum=0, maximum=1, description="Share of deliberately invalid orders"
-    )
-
-
-def sink_params() -> dict[str, Param]:
-    """What the sink exports."""
-    return {
-        "metrics_json_days": Param(
-            settings.METRICS_JSON_DAYS, type="integer", minimum=0,
-            description=(
-                "Days of windows, back from the newest, that the sink exports to metrics.json (0: no file)"
-            ),
-        ),
-    }
-
-
-def analyze_params() -> dict[str, Param]:
-    """How analyze treats late and repeated orders."""
-    return {
-        "grace_seconds": Param(
-            settings.GRACE_SECONDS, type="integer", minimum=0,
-            description="How long after a window ends its late orders still count",
-        ),
-        "dedup_horizon_seconds": Param(
-            settings.DEDUP_HORIZON_SECONDS, type="integer", minimum=0,
-            description="How long a counted order_id is remembered (>= grace)",
-        ),
-    }
-
-
-def workers_param() -> dict[str, Param]:
-    """How many instances each mapped stage runs as."""
-    return {
-        "workers": Param(
-            settings.WORKERS, type="integer", minimum=1,
-            description=(
-                f"Instances of each of {', '.join(MAPPED)}, each reading its share of the input's "
-                "partitions (at most the partitions: 6 for topics this pipeline makes)"
-            ),
-        ),
-    }
-
-
-def consume_params() -> dict[str, Param]:
-    """The params of a bounded run's consuming stages (and its wait for orders)."""
-    return {
-        **workers_param(),
-        "wait_for_orders_seconds": Param(
-            0, type="number", minimum=0,
-            description="How long to wait for new records before skipping the stages (0: look once)",
-        ),
-        **analyze_params(),
-        **sink_params(),
-    }
-
-
-def stream_params() -> dict[str, Param]:
-    """The params of a stream run."""
-    return {
-        **workers_param(),
-        "duration_seconds": Param(
-            3540, type="integer", minimum=1,
-            description=(
-                "How long the stages stream before handing over to the next run (of an hourly interval)"
-            ),
-        ),
-        "commit_interval_ms": Param(
-            100, type="integer", minimum=1, maximum=60000,
-            description="The longest a batch collects records before its transaction commits",
-        ),
-        "rate": Param(30, type="number", exclusiveMinimum=0, description="Orders per second to generate"),
-        "invalid_ratio": _invalid_ratio(),
-        **analyze_params(),
-        **sink_params(),
-    }
+# How a task takes a run param that is not passed as it is.
+TEMPLATES = {
+    "seed": "{{ run_id if params.seed is none else params.seed }}",
+    "start": "{{ macros.datetime.fromisoformat(params.start) }}",
+    "end": "{{ macros.datetime.fromisoformat(params.end) }}",
+}
 
 
 def stage_task(task_id: str, stage, operator=KafkaStageOperator, **kwargs: Any) -> KafkaStageOperator:
@@ -187,13 +99,20 @@ def mapped_stage_task(task_id: str, stage, plan, operator=KafkaStageOperator, **
     return partial.expand(worker=plan)
 
 
-SINK_KWARGS = {
-    "metrics_db_conn_id": "metrics_db", "op_kwargs": {"metrics_json_days": "{{ params.metrics_json_days }}"},
-}
-ANALYZE_KWARGS = {"op_kwargs": {
-    "grace_seconds": "{{ params.grace_seconds }}",
-    "dedup_horizon_seconds": "{{ params.dedup_horizon_seconds }}",
-}}
+def call_task(call: StageCall, plan=None, operator=KafkaStageOperator, op_kwargs=None, **kwargs: Any):
+    """The task of a stage's call (``stages.calls``), its run params taken from the run's:
+    mapped over ``plan`` if the stage runs as ``workers`` instances.
+
+    :param op_kwargs: what the stage takes besides its run params.
+    """
+    following = operator is KafkaStreamOperator
+    taken = {name: TEMPLATES.get(name, f"{{{{ params.{name} }}}}") for name in call.names(following)}
+    arguments = {**taken, **(op_kwargs or {})}
+    if call.stage is topology.SINK:  # to the store of the metrics_db connection (embedded SQLite without one)
+        kwargs["metrics_db_conn_id"] = "metrics_db"
+    if call.mapped:
+        return mapped_stage_task(call.name, call.run, plan, operator, op_kwargs=arguments, **kwargs)
+    return stage_task(call.name, call.run, operator, op_kwargs=arguments, **kwargs)
 
 
 def create_topics_task(needs: list[str]) -> KafkaStageOperator:
@@ -206,8 +125,8 @@ def create_topics_task(needs: list[str]) -> KafkaStageOperator:
 
 
 def sink_task() -> KafkaStageOperator:
-    """The sink, writing to the store of the ``metrics_db`` connection (embedded SQLite without one)."""
-    return stage_task("sink", stages.sink, **SINK_KWARGS)
+    """The sink of a bounded run."""
+    return call_task(CALLS["sink"])
 
 
 def reconcile_task(results: list[str]) -> ReconcileOperator:
@@ -224,11 +143,7 @@ def pipeline_tasks(*, generate: bool) -> None:
     check_params = CheckParamsOperator(task_id="check_params", retries=0)
     tasks = [check_params, create_topics_task(PIPELINE if generate else CONSUMING)]
     if generate:
-        tasks.append(stage_task("generate", stages.generate, op_kwargs={
-            "orders": "{{ params.orders }}",
-            "rate": "{{ params.rate }}",
-            "invalid_ratio": "{{ params.invalid_ratio }}",
-            "seed": "{{ run_id if params.seed is none else params.seed }}",
+        tasks.append(call_task(CALLS["generate"], op_kwargs={
             # A run without a data interval (triggered with no logical date) gets the hour before it.
             "start": (
                 "{{ data_interval_start | default(dag_run.run_after - macros.timedelta(hours=1), true) }}"
@@ -240,8 +155,8 @@ def pipeline_tasks(*, generate: bool) -> None:
             task_id="wait_for_orders", groups=topology.INPUTS,
             wait_seconds="{{ params.wait_for_orders_seconds }}",
         ),
-        mapped_stage_task("process", stages.process, check_params.output),
-        mapped_stage_task("analyze", stages.analyze, check_params.output, **ANALYZE_KWARGS),
+        call_task(CALLS["process"], check_params.output),
+        call_task(CALLS["analyze"], check_params.output),
         sink_task(),
     ]
     tasks.append(reconcile_task(PIPELINE if generate else CONSUMING))
@@ -253,22 +168,12 @@ def stream_tasks() -> None:
     for ``duration_seconds``, each ending after the one before it (all of its instances, process
     and analyze being ``workers`` mapped instances) >> reconcile."""
     check_params = CheckParamsOperator(task_id="check_params", retries=0)
-    extra = {
-        "generate": {
-            "op_kwargs": {"rate": "{{ params.rate }}", "invalid_ratio": "{{ params.invalid_ratio }}"},
-        },
-        "analyze": ANALYZE_KWARGS,
-        "sink": SINK_KWARGS,
-    }
-    streaming = []
-    for after, name in zip((None, *PIPELINE), PIPELINE):
-        kwargs = {
-            "after": after, "duration_seconds": "{{ params.duration_seconds }}",
-            "commit_interval_ms": "{{ params.commit_interval_ms }}", **extra.get(name, {}),
-        }
-        stage = getattr(stages, name)
-        streaming.append(
-            mapped_stage_task(name, stage, check_params.output, KafkaStreamOperator, **kwargs)
-            if name in MAPPED else stage_task(name, stage, operator=KafkaStreamOperator, **kwargs)
+    streaming = [
+        call_task(
+            CALLS[name], check_params.output, KafkaStreamOperator, after=after,
+            duration_seconds="{{ params.duration_seconds }}",
+            commit_interval_ms="{{ params.commit_interval_ms }}",
         )
+        for after, name in zip((None, *PIPELINE), PIPELINE)
+    ]
     chain(check_params, create_topics_task(PIPELINE), streaming, reconcile_task(PIPELINE))

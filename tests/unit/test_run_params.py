@@ -1,4 +1,6 @@
-from include.pipeline.run.params import overridden, problems
+import msgspec
+
+from include.pipeline.run.params import CATALOGUE, overridden, problems
 
 PARAMS = {"orders": 2000, "grace_seconds": 3600, "dedup_horizon_seconds": 86400, "wait_for_orders_seconds": 0}
 
@@ -66,3 +68,19 @@ def test_values_are_shown_as_the_json_they_were_given_in():
     line = overridden({"invalid_ratio": 0.5, "label": "a b"}, {"invalid_ratio": 0.05, "label": "c"},
                       {"invalid_ratio": 0.05, "label": "c"}, RUN)
     assert ': invalid_ratio=0.05 used, not 0.5; label="c" used, not "a b" (' in line
+
+
+def test_a_param_names_what_is_wrong_with_a_value_by_its_bounds():
+    rate, ratio = CATALOGUE["rate"], CATALOGUE["invalid_ratio"]
+    assert rate.problem(-1) == "rate must be 0 or more, got -1"
+    assert ratio.problem(1.5, "--invalid-ratio") == "--invalid-ratio must be 1 or less, got 1.5"
+    assert [ratio.problem(value) for value in (0, 0.05, 1)] == [None, None, None]
+    stream_rate = msgspec.structs.replace(rate, minimum=None, exclusiveMinimum=0)
+    assert stream_rate.problem(0) == "rate must be above 0, got 0"
+
+
+def test_a_params_schema_is_its_type_and_bounds_as_json_schema_has_them():
+    assert CATALOGUE["seed"].schema() == {"type": ["null", "integer"]}
+    assert CATALOGUE["commit_interval_ms"].schema() == {"type": "integer", "minimum": 1, "maximum": 60000}
+    assert CATALOGUE["start"].schema() == {"type": "string", "format": "date-time"}
+    assert CATALOGUE["workers"].flag == "--workers" and CATALOGUE["grace_seconds"].flag == "--grace-seconds"

@@ -8,12 +8,12 @@ import logging
 import sys
 import time
 
-from include.pipeline import stages, topology
 from include.pipeline.domain import telemetry
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.reading import Follow
 from include.pipeline.run.results import xcom
 from include.pipeline.stages import shutdown
+from include.pipeline.stages.calls import CALLS
 
 USAGE_ERROR = 2  # a worker's exit code for a mistake no restart can fix
 
@@ -36,16 +36,13 @@ def work(stage: str, args: argparse.Namespace) -> int:
         finish=(lambda: time.time() >= until) if until is not None else (lambda: False),
         measure_since=args.measure_since,
     )
-    kwargs = {
-        "generate": {"rate": args.rate, "invalid_ratio": args.invalid_ratio},
-        "analyze": {"grace_seconds": args.grace_seconds, "dedup_horizon_seconds": args.dedup_horizon_seconds},
-        "sink": {"metrics_json_days": args.metrics_json_days},
-    }.get(stage, {})
-    if stage in topology.names(topology.SCALABLE):
+    call = CALLS[stage]
+    kwargs = call.kwargs(vars(args), following=True)
+    if call.mapped:
         kwargs.update(workers=args.workers, worker=args.share)
     try:
         with shutdown.supervised():
-            result = getattr(stages, stage)(Kafka.from_env(), follow=follow, **kwargs)
+            result = call.run(Kafka.from_env(), follow=follow, **kwargs)
     except ValueError as exc:
         print(f"{stage}: {exc}", file=sys.stderr)
         return USAGE_ERROR
