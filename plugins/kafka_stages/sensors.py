@@ -77,11 +77,8 @@ class ConsumerLagSensor(BaseSensorOperator):
     def _look(self) -> LagReport:
         kafka = PipelineKafkaHook(self.kafka_config_id).get_kafka()
         access.ready(kafka)
-        probe = LagProbe(kafka, self.groups)
-        try:
+        with LagProbe(kafka, self.groups) as probe:
             per_topic = lag(*retrying(probe.offsets))
-        finally:
-            probe.close()
         return LagReport(sum(per_topic.values()), per_topic, LOOKED)
 
     def _skip(self, waited: float) -> None:

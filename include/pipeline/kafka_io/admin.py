@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from include.pipeline import settings
@@ -42,25 +42,32 @@ def create_topics(admin: AdminClient, partitions: int) -> tuple[list[str], list[
 
 def partition_count(admin: AdminClient, topic: str) -> int:
     """How many partitions ``topic`` has."""
-    return len(_partitions(admin, topic))
+    return len(partitions(admin, topic, required=True))
 
 
-def _partitions(admin: AdminClient, topic: str) -> list[int]:
-    metadata = retrying(admin.list_topics, topic, timeout=TIMEOUT).topics.get(topic)
+def partitions(
+    client: AdminClient | Consumer | Producer, topic: str, timeout: float = TIMEOUT, *,
+    required: bool = False, retry: bool = True,
+) -> list[int]:
+    """The partitions of ``topic``, from any client's metadata; a topic that does not exist has
+    none, or is an error naming the fix if ``required``. ``retry``: through an outage, as
+    ``errors.retrying`` waits; without, a probe that fails at once."""
+    look = client.list_topics
+    listed = retrying(look, topic, timeout=timeout) if retry else look(topic, timeout=timeout)
+    metadata = listed.topics.get(topic)
     if metadata is None or metadata.error is not None:
-        raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
+        if required:
+            raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
+        return []
     return sorted(metadata.partitions)
 
 
 def offset_range(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     """Per partition of ``topic``: (log start offset, end offset as the consumer sees it: for a
     read_committed one, the last stable offset)."""
-    metadata = retrying(consumer.list_topics, topic, timeout=TIMEOUT).topics.get(topic)
-    if metadata is None or metadata.error is not None:
-        raise RuntimeError(f"topic {topic!r} does not exist: run the create_topics task first")
     return {
         p: retrying(consumer.get_watermark_offsets, TopicPartition(topic, p), timeout=TIMEOUT)
-        for p in sorted(metadata.partitions)
+        for p in partitions(consumer, topic, required=True)
     }
 
 
@@ -73,7 +80,7 @@ def written_range(
     are not written yet (the coordinator writes them after it answers, KAFKA-10167)."""
     # The metadata first, always: a new client's ListOffsets sent before it knows the leaders
     # waits for them with librdkafka's backoff (0.5 to 3 s measured; 5 ms after the metadata).
-    every = _partitions(admin, topic)
+    every = partitions(admin, topic, required=True)
     tps = [TopicPartition(topic, p) for p in (every if partitions is None else partitions)]
     starts = retrying(_list_offsets, admin, tps, OffsetSpec.earliest())
     ends = retrying(_list_offsets, admin, tps, OffsetSpec.latest())

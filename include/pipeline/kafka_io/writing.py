@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple, Protocol, Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 # Constants read through their modules, so that a test can shorten them in one place.
-from include.pipeline.kafka_io import client, errors
+from include.pipeline.kafka_io import admin, client, errors
 from include.pipeline.kafka_io.errors import OUTAGE, UNREACHABLE, retrying
 
 log = logging.getLogger(__name__)
@@ -125,9 +125,8 @@ class WrittenEnds:
 
     def _count(self, producer: Producer, topic: str) -> int:
         if topic not in self._partitions:
-            metadata = retrying(producer.list_topics, topic, timeout=client.TIMEOUT).topics[topic]
             # An unknown topic has none: nothing is placed here, and its produce() fails as it would.
-            self._partitions[topic] = len(metadata.partitions)
+            self._partitions[topic] = len(admin.partitions(producer, topic, client.TIMEOUT))
         return self._partitions[topic]
 
 

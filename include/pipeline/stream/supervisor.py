@@ -48,7 +48,11 @@ class Supervisor:
             return 1
         self.processes = self.stage_processes()
         self.started = time.monotonic()  # --seconds and the warm-up count from the stages' start
-        self.probe = LagProbe(kafka, topology.INPUTS, quiet=True)
+        with LagProbe(kafka, topology.INPUTS, quiet=True) as self.probe:
+            return self.stream(kafka)
+
+    def stream(self, kafka: Kafka) -> int:
+        """The stages streaming until stopped, then the summary; returns the exit code."""
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self.stopping.set())
         # The sink names its store itself ("sink product-metrics -> ..."): stream knows no store.
@@ -64,7 +68,6 @@ class Supervisor:
         if self.args.summary:
             self.args.summary.parent.mkdir(parents=True, exist_ok=True)
             self.args.summary.write_text(json.dumps(summary, indent=2) + "\n")
-        self.probe.close()
         return code
 
     def stage_processes(self) -> StageProcesses:

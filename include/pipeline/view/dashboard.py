@@ -270,12 +270,8 @@ def dead_letter_row(letter: dead_letters.DeadLetter) -> DeadLetterRow:
 def lags(kafka: Kafka) -> list[LagRow]:
     """Each consuming stage's lag on its input topic."""
     access.ready(kafka)
-    probe = LagProbe(kafka, INPUTS, quiet=True)
-    try:
-        ends, committed, starts = probe.offsets()
-    finally:
-        probe.close()
-    per_topic = lag(ends, committed, starts)
+    with LagProbe(kafka, INPUTS, quiet=True) as probe:
+        per_topic = lag(*probe.offsets())
     return [
         LagRow(stage.name, stage.group, stage.input, per_topic.get(stage.input, 0)) for stage in CONSUMING
     ]

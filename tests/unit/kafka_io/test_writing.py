@@ -221,7 +221,8 @@ class TailProducer:
         self.reported: list[int] = []
 
     def list_topics(self, topic, timeout):
-        return SimpleNamespace(topics={topic: SimpleNamespace(partitions={0: None, 1: None, 2: None})})
+        metadata = SimpleNamespace(partitions={0: None, 1: None, 2: None}, error=None)
+        return SimpleNamespace(topics={topic: metadata})
 
     def produce(self, topic, value, key, headers=None, timestamp=0, partition=-1, on_delivery=None):
         offset = self.offsets[partition] = self.offsets.get(partition, -1) + 1
