@@ -6,7 +6,7 @@ DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
 .PHONY: install lock kafka-up kafka-down redis-up redis-down airflow-celery run produce stream acls lint test test-unit test-integration test-faults test-airflow \
-  test-stream test-clusters test-quarantined bench bench-latency clean
+  test-stream test-clusters bench bench-latency clean
 
 install: $(VENV)/.installed
 
@@ -84,11 +84,7 @@ lint: install
 	PYTHONPATH=.:plugins $(VENV)/bin/lint-imports
 
 test: install
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not quarantined"
-
-# Tests that fail now and then for a reason not yet found (the `quarantined` marker), alone.
-test-quarantined: install
-	$(VENV)/bin/pytest -m quarantined
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-unit: install
 	$(VENV)/bin/pytest tests/unit tests/dags tests/plugins tests/deploy

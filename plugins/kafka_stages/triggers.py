@@ -16,7 +16,7 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 from confluent_kafka import KafkaException
 
-from include.pipeline.kafka_io.lag import GAVE_UP, Backlog, LagReport, Memory
+from include.pipeline.kafka_io.lag import GAVE_UP, Backlog, LagReport, Memory, positions
 from include.pipeline.kafka_io.lag_probe import LagProbe
 from kafka_stages.hooks import PipelineKafkaHook
 
@@ -36,7 +36,9 @@ class ConsumerLagTrigger(BaseEventTrigger):
     wait for the next one, or the hourly run) but never starts a second run for a backlog.
     The client calls run in a thread, off the event loop. A broker that does not answer is
     retried with exponential backoff (up to 30 s), logged once when it goes and once when it
-    comes back; the trigger itself does not fail for it.
+    comes back; the trigger itself does not fail for it. A look whose offsets differ from the last
+    one's is logged at DEBUG: ``[logging] namespace_levels = kafka_stages.triggers=DEBUG``, and
+    ``airflow.jobs.triggerer_job_runner=DEBUG`` too for a watcher, whose lines the triggerer logs.
 
     :param groups: topic -> the consumer group whose lag on it counts.
     :param min_records: lag that fires at once (at least 1).
@@ -87,6 +89,12 @@ class ConsumerLagTrigger(BaseEventTrigger):
             "" if self.max_wait_seconds is None else f", or at any after {self.max_wait_seconds:g}s",
         )
 
+    def _say_what_it_saw(self, seen: dict[str, tuple[int, int]]) -> None:
+        self.log.debug("looked: %s", "; ".join(
+            f"{topic} ends at {end}, its group {self.groups[topic]} at {position} ({end - position} behind)"
+            for topic, (end, position) in seen.items()
+        ) or "no watched topic has partitions yet")
+
     def _remember(self, backlog: Backlog, saved: Any) -> None:
         """Restore what the watcher fired for before the triggerer restarted (None: nothing)."""
         if saved is None:
@@ -109,7 +117,7 @@ class ConsumerLagTrigger(BaseEventTrigger):
         if store is not None:
             self._remember(backlog, await store.aget(key))
         probe = LagProbe(kafka, self.groups, quiet=True)
-        failures, look = 0, None
+        failures, look, seen = 0, None, None
         patience = math.inf if self.give_up_after_seconds is None else self.give_up_after_seconds
         gives_up_at = time.monotonic() + patience
         try:
@@ -130,6 +138,9 @@ class ConsumerLagTrigger(BaseEventTrigger):
                     if failures:
                         self.log.info("Kafka answers again (after %d failed looks)", failures)
                         failures = 0
+                    if (saw := positions(*offsets)) != seen:
+                        seen = saw
+                        self._say_what_it_saw(seen)
                     if report := backlog.observe(time.monotonic(), *offsets):
                         if store is not None:
                             # Saved before the event: a crash in between loses this event, but a

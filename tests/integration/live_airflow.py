@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -159,6 +160,23 @@ class LiveAirflow:
         raise AssertionError(
             f"{dag_id} still has unfinished runs after {timeout}s: {self.runs(dag_id)}\n{self.tail()}"
         )
+
+    def heartbeat(self, component: str) -> datetime:
+        """The last heartbeat of ``component`` (``scheduler``, ``triggerer``, ``dag_processor``)."""
+        health = self.client.get("/api/v2/monitor/health").json()[component]
+        return datetime.fromisoformat(health[f"latest_{component}_heartbeat"])
+
+    def wait_for_loops(self, *components: str, timeout: float = 60) -> None:
+        """A whole loop of each component, one after the other, the first begun after the call: a
+        component heartbeats at the end of a loop (at most every heartbeat interval), so the loop
+        ending in its second heartbeat since began after the first."""
+        deadline, since = time.monotonic() + timeout, datetime.now(timezone.utc)
+        for component in components:
+            for _ in range(2):
+                while (beat := self.heartbeat(component)) <= since:
+                    assert time.monotonic() < deadline, f"no {component} loop after {since}:\n{self.tail()}"
+                    time.sleep(0.2)
+                since = beat
 
     def tasks(self, dag_id: str, run_id: str) -> dict[str, tuple[str, int]]:
         """task id (``process[1]``: a mapped task's instance) -> (state, try number)."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
+from airflow._shared.logging.structlog import PER_LOGGER_LEVELS
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
@@ -142,3 +144,25 @@ def test_a_broker_restart_while_it_waits_is_retried_logged_once_and_survived(bro
     lines = [line for line in capfd.readouterr().out.splitlines() if "kafka_stages.triggers" in line]
     assert sum("cannot read the offsets from Kafka" in line for line in lines) == 1, lines
     assert sum("Kafka answers again" in line for line in lines) == 1, lines
+
+
+def test_a_look_is_logged_at_debug_when_what_it_sees_changes(broker, topic, capfd, monkeypatch):
+    name, group = topic
+    monkeypatch.setitem(PER_LOGGER_LEVELS, "kafka_stages.triggers", logging.DEBUG)
+
+    async def scenario():
+        events = Events(ConsumerLagTrigger({name: group}, min_records=100, poll_interval=0.2))
+        assert await events.next(1) is None  # several looks at the empty topic: one logged
+        await asyncio.to_thread(produce, broker, name, 5)
+        assert await events.next(1) is None
+        await asyncio.to_thread(commit_to_end, broker, name, group)
+        assert await events.next(1) is None
+        await events.close()
+
+    asyncio.run(scenario())
+    looks = [line.split("looked: ")[1].split(" [")[0].rstrip() for line in capfd.readouterr().out.splitlines()
+             if "looked: " in line]
+    assert looks == [
+        f"{name} ends at {end}, its group {group} at {position} ({end - position} behind)"
+        for end, position in ((0, 0), (5, 0), (5, 5))
+    ]

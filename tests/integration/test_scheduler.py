@@ -50,6 +50,11 @@ def live(tmp_path_factory):
         tmp_path_factory.mktemp("live"), DAGS,
         KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS=str(THRESHOLD),
         KAFKA_PIPELINE_ON_ORDERS_MAX_WAIT_SECONDS="3600",  # only the threshold fires here
+        # What a check that no run started waits for: the watcher's looks (at DEBUG, as the
+        # triggerer logs a watcher's lines too), then a loop of the triggerer and of the scheduler
+        # (heartbeats every second, not every 5).
+        AIRFLOW__LOGGING__NAMESPACE_LEVELS="kafka_stages.triggers=DEBUG,airflow.jobs.triggerer_job_runner=DEBUG",
+        AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC="1", AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
     ) as (airflow, pipeline):
         # The topics, as create_topics makes them: a test that produces first also runs alone.
         stages.create_topics(Kafka({"bootstrap.servers": pipeline.bootstrap}))
@@ -85,6 +90,25 @@ def check_task_logs(airflow, pipeline: Pipeline, run_id: str, stages: list[str] 
 def ours(log: list[str]) -> list[str]:
     """The task's own lines: up to the group the task runner logs after the task returns."""
     return log[:len(log) - log[::-1].index("::group::Post Execute") - 1]
+
+
+def orders_ends(pipeline: Pipeline) -> dict[TopicPartition, int]:
+    """The last stable offsets of the orders topic."""
+    consumer = KafkaConsumer(**pipeline.client, isolation_level="read_committed")
+    partitions = consumer.partitions_for_topic(settings.ORDERS)
+    ends = consumer.end_offsets([TopicPartition(settings.ORDERS, p) for p in partitions])
+    consumer.close()
+    return ends
+
+
+def wait_for_a_look(airflow, log: Path, pipeline: Pipeline, caught_up: bool = False) -> None:
+    """Until the watcher has looked at every order produced so far (with the process group at
+    their end, if ``caught_up``), and the run of an event it fired would exist: the triggerer has
+    since passed its events on (to the metadata DB) and the scheduler made runs of them."""
+    end = sum(orders_ends(pipeline).values())
+    wait_for_line(log, f"looked: {settings.ORDERS} ends at {end}, its group {PROCESS_GROUP} at "
+                  + (f"{end} (" if caught_up else ""))
+    airflow.wait_for_loops("triggerer", "scheduler")
 
 
 def test_kafka_pipeline_triggered_through_the_rest_api_with_and_without_a_logical_date(live):
@@ -183,7 +207,7 @@ def test_orders_past_the_threshold_start_one_run_of_the_event_driven_dag(live):
     ]
     invalid = [(f"bad-{i}".encode(), b"not json") for i in range(25)]
     pipeline.produce(settings.ORDERS, valid[:500])
-    time.sleep(4)  # below the threshold (and the max wait): no run
+    wait_for_a_look(airflow, airflow.log, pipeline)  # below the threshold (and the max wait): no run
     assert {run["dag_run_id"] for run in airflow.runs("kafka_pipeline_on_orders")} == known
     pipeline.produce(settings.ORDERS, valid[500:] + invalid)
     produced_at = time.monotonic()
@@ -195,7 +219,9 @@ def test_orders_past_the_threshold_start_one_run_of_the_event_driven_dag(live):
     run = airflow.wait_for_run("kafka_pipeline_on_orders", new[0]["dag_run_id"])
     print(f"last order produced -> run finished: {time.monotonic() - produced_at:.1f}s")
     assert run["state"] == "success", airflow.tasks("kafka_pipeline_on_orders", run["dag_run_id"])
-    time.sleep(4)  # a watcher that fired again for the same backlog would have started another run
+    # A watcher that fired again for the same backlog (before the run caught up with it) would
+    # have started another run once this one finished.
+    wait_for_a_look(airflow, airflow.log, pipeline, caught_up=True)
     assert [
         r["dag_run_id"] for r in airflow.runs("kafka_pipeline_on_orders") if r["dag_run_id"] not in known
     ] == [run["dag_run_id"]]
@@ -361,8 +387,7 @@ def test_the_watcher_remembers_its_backlog_across_a_triggerer_restart(live):
             time.sleep(1)
         wait_for_line(log, "Starting the triggerer")
         stop(old)  # the restart: the watcher starts again in the other triggerer
-        wait_for_line(log, "remembering what it fired for", "firing: ")
-        time.sleep(6)  # three looks of the watcher, and a scheduler loop for a run
+        wait_for_a_look(airflow, log, pipeline)  # the first look of the watcher started again
         assert new_runs() == runs
         events = airflow.get("/assets/events")["asset_events"][events_before:]
         assert [e["extra"]["payload"]["reason"] for e in events] == ["min_records"]
@@ -375,13 +400,10 @@ def test_the_watcher_remembers_its_backlog_across_a_triggerer_restart(live):
         summary = pipeline.manifest(runs[0], "kafka_pipeline_on_orders")
         assert summary["reconciled"] is True and summary["summary"]["processed"] == len(orders)
         assert new_runs() == runs
-        consumer = KafkaConsumer(**pipeline.client, isolation_level="read_committed")
-        partitions = consumer.partitions_for_topic(settings.ORDERS)
-        ends = consumer.end_offsets([TopicPartition(settings.ORDERS, p) for p in partitions])
-        consumer.close()
         admin = KafkaAdminClient(**pipeline.client)
         committed = admin.list_group_offsets(PROCESS_GROUP)[PROCESS_GROUP]
         admin.close()
+        ends = orders_ends(pipeline)
         assert {tp: meta.offset for tp, meta in committed.items() if tp.topic == settings.ORDERS} == ends
     finally:
         set_pool_slots(airflow, POOL_SLOTS)

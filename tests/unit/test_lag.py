@@ -3,7 +3,16 @@ import json
 import msgspec
 import pytest
 
-from include.pipeline.kafka_io.lag import GAVE_UP, MAX_WAIT, MIN_RECORDS, Backlog, LagReport, Memory, lag
+from include.pipeline.kafka_io.lag import (
+    GAVE_UP,
+    MAX_WAIT,
+    MIN_RECORDS,
+    Backlog,
+    LagReport,
+    Memory,
+    lag,
+    positions,
+)
 
 ENDS = {("orders", 0): 100, ("orders", 1): 50, ("processed-orders", 0): 7}
 STARTS = {("orders", 0): 0, ("orders", 1): 10, ("processed-orders", 0): 0}
@@ -23,6 +32,12 @@ def test_what_was_signalled_is_not_lag_again_unless_the_topic_was_recreated():
     assert lag(ENDS, committed, STARTS, since={("orders", 0): 80}) == {"orders": 60, "processed-orders": 7}
     # An offset past the end: the topic is not the one that was signalled.
     assert lag(ENDS, committed, STARTS, since={("orders", 0): 500}) == {"orders": 140, "processed-orders": 7}
+
+
+def test_positions_add_up_the_end_offsets_and_the_groups_per_topic():
+    committed = {("orders", 0): 90, ("processed-orders", 0): 7}  # none on orders 1: its log start
+    assert positions(ENDS, committed, STARTS) == {"orders": (150, 100), "processed-orders": (7, 7)}
+    assert positions({}, {}, {}) == {}
 
 
 def test_fires_at_min_records_and_not_again_for_the_same_records():

@@ -54,12 +54,27 @@ def lag(ends: Offsets, committed: Offsets, starts: Offsets, since: Offsets | Non
     """Records per topic past what the group committed (and past ``since``, what was signalled)."""
     per_topic: dict[str, int] = {}
     for (topic, partition), end in ends.items():
-        done = committed.get((topic, partition), starts.get((topic, partition), 0))
+        done = _position(topic, partition, committed, starts)
         if since and (topic, partition) in since and since[(topic, partition)] <= end:
             # An offset beyond the end means the topic was recreated: what was signalled is gone.
             done = max(done, since[(topic, partition)])
         per_topic[topic] = per_topic.get(topic, 0) + max(0, end - done)
     return per_topic
+
+
+def positions(ends: Offsets, committed: Offsets, starts: Offsets) -> dict[str, tuple[int, int]]:
+    """Per topic, its end offsets and the group's, each added up over the partitions: what a look
+    at the lag saw, in two numbers (a topic with no partitions yet is left out)."""
+    per_topic: dict[str, tuple[int, int]] = {}
+    for (topic, partition), end in ends.items():
+        total_end, total_position = per_topic.get(topic, (0, 0))
+        per_topic[topic] = (total_end + end, total_position + _position(topic, partition, committed, starts))
+    return per_topic
+
+
+def _position(topic: str, partition: int, committed: Offsets, starts: Offsets) -> int:
+    # Where the group is: its committed offset, or the log start if it has none.
+    return committed.get((topic, partition), starts.get((topic, partition), 0))
 
 
 class Backlog:
