@@ -116,7 +116,14 @@ class ConsumerLagTrigger(BaseEventTrigger):
         store, key = self.asset_state_store, self._memory_key()  # no store under a sensor
         if store is not None:
             self._remember(backlog, await store.aget(key))
-        probe = LagProbe(kafka, self.groups, quiet=True)
+        with LagProbe(kafka, self.groups, quiet=True) as probe:
+            async for event in self._watch(kafka, probe, backlog):
+                yield event
+
+    async def _watch(self, kafka, probe: LagProbe, backlog: Backlog) -> AsyncIterator[TriggerEvent]:
+        """The looks of ``probe``, and an event per backlog worth firing for; in flight when the
+        watch is cancelled, a look is waited for before the probe closes."""
+        store, key = self.asset_state_store, self._memory_key()
         failures, look, seen = 0, None, None
         patience = math.inf if self.give_up_after_seconds is None else self.give_up_after_seconds
         gives_up_at = time.monotonic() + patience
@@ -157,4 +164,3 @@ class ConsumerLagTrigger(BaseEventTrigger):
         finally:
             if look is not None and not look.done():
                 await asyncio.wait([look])  # cancelled mid-look: the clients are busy in their thread
-            probe.close()
