@@ -112,7 +112,7 @@ test-faults: install
 # N=1000000 by default: `make bench N=200000` for a quicker look.
 N ?= 1000000
 bench: install
-	$(VENV)/bin/python scripts/bench.py --n $(N)
+	$(VENV)/bin/python -m scripts.bench --n $(N)
 
 # End-to-end latency of continuous mode at 50, 5,000 and 50,000 orders a second (its own
 # throwaway broker), 50,000 with 1 and 2 workers (WORKERS=N: with 1 and N): output/latency.json.

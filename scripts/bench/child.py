@@ -1,0 +1,80 @@
+"""One measured step in a fresh process (``python -m scripts.bench --child <what>``), so that its
+peak RSS is its own: a stage, a client baseline, reconcile or the Order metrics page's read. It
+prints its Step as a JSON line, the last of its output."""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import resource
+import time
+from datetime import datetime, timezone
+
+import msgspec
+
+from scripts.bench.baselines import baseline
+from scripts.bench.results import Step
+
+START = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)  # the generated orders' hour
+END = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
+
+
+def child(what: str, n: int, store_url: str, profile: str | None, share: str | None = None) -> None:
+    """Run one measured step in this (fresh) process (``share`` "i/n": as worker i of n; under
+    cProfile, its top functions to ``profile``); print its Step."""
+    from include.pipeline import stages
+    from include.pipeline.kafka_io.client import Kafka
+    from include.pipeline.store.metrics_store import MetricsStore
+
+    kafka = Kafka.from_env()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    index, workers = map(int, (share or "0/1").split("/"))
+    started, started_at = time.perf_counter(), time.time()
+    if what == "generate":
+        records = stages.generate(kafka, n, START, END, invalid_ratio=0.0, seed=1).generated
+    elif what == "process":
+        records = stages.process(kafka, workers=workers, worker=index).read
+    elif what == "analyze":
+        records = stages.analyze(kafka, workers=workers, worker=index).read
+    elif what == "sink":
+        records = stages.sink(kafka, MetricsStore(store_url, "bench")).read
+    elif what == "reconcile":
+        records = reconcile_at(MetricsStore(store_url, "bench"))
+    elif what == "page":
+        from include.pipeline.view import dashboard
+
+        records = len(dashboard.metrics(MetricsStore(store_url, "bench", read_only=True)).series[0].windows)
+    else:
+        records = baseline(kafka, what)
+    seconds = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        with open(profile, "w") as file:
+            pstats.Stats(profiler, stream=file).sort_stats("tottime").print_stats(25)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    step = Step(seconds=seconds, records=records, peak_rss_mb=round(peak_mb, 1), started=started_at,
+                ended=started_at + seconds)
+    print(msgspec.json.encode(step).decode())
+
+
+def reconcile_at(store) -> int:
+    """What the reconcile task does after a sink: the sink's totals against the analyze ledger
+    (here made equal to them; the stages' other counts are zero). Returns the rows covered."""
+    from include.pipeline.domain.windows import Ledger
+    from include.pipeline.run import reconcile
+    from include.pipeline.run.results import AnalyzeResult, ProcessResult, RunResults, SinkResult
+
+    totals = store.totals()
+    ledger = Ledger(totals.order_count, totals.counted_revenue)
+    results = RunResults(
+        process=ProcessResult(), analyze=AnalyzeResult(ledger_before=ledger, ledger_after=ledger),
+        sink=SinkResult(
+            metrics=totals.rows, order_count=totals.order_count, total_revenue=totals.total_revenue,
+            counted_revenue=totals.counted_revenue,
+            store=store.name,
+        ),
+    )
+    reconcile.reconcile("bench", results)
+    return totals.rows
