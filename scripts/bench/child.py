@@ -22,8 +22,9 @@ END = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
 def child(what: str, n: int, store_url: str, profile: str | None, share: str | None = None) -> None:
     """Run one measured step in this (fresh) process (``share`` "i/n": as worker i of n; under
     cProfile, its top functions to ``profile``); print its Step."""
-    from include.pipeline import stages
     from include.pipeline.kafka_io.client import Kafka
+    from include.pipeline.run.params import CATALOGUE
+    from include.pipeline.stages.calls import CALLS
     from include.pipeline.store.metrics_store import MetricsStore
 
     kafka = Kafka.from_env()
@@ -32,14 +33,17 @@ def child(what: str, n: int, store_url: str, profile: str | None, share: str | N
         profiler.enable()
     index, workers = map(int, (share or "0/1").split("/"))
     started, started_at = time.perf_counter(), time.time()
-    if what == "generate":
-        records = stages.generate(kafka, n, START, END, invalid_ratio=0.0, seed=1).generated
-    elif what == "process":
-        records = stages.process(kafka, workers=workers, worker=index).read
-    elif what == "analyze":
-        records = stages.analyze(kafka, workers=workers, worker=index).read
-    elif what == "sink":
-        records = stages.sink(kafka, MetricsStore(store_url, "bench")).read
+    if call := CALLS.get(what):
+        # The DAG's defaults but for n valid orders, the same ones each time.
+        defaults = {name: param.default for name, param in CATALOGUE.items()}
+        kwargs = call.kwargs({**defaults, "orders": n, "seed": 1, "invalid_ratio": 0.0})
+        kwargs.update({
+            "generate": {"start": START, "end": END}, "sink": {"store": MetricsStore(store_url, "bench")},
+        }.get(what, {}))
+        if call.mapped:
+            kwargs.update(workers=workers, worker=index)
+        result = call.run(kafka, **kwargs)
+        records = result.generated if what == "generate" else result.read
     elif what == "reconcile":
         records = reconcile_at(MetricsStore(store_url, "bench"))
     elif what == "page":
