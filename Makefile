@@ -6,7 +6,7 @@ DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
 .PHONY: install lock kafka-up kafka-down redis-up redis-down airflow-celery run produce stream acls lint test test-unit test-integration test-faults test-airflow \
-  test-stream test-clusters bench bench-latency clean
+  test-stream test-clusters bench bench-latency docs clean
 
 install: $(VENV)/.installed
 
@@ -108,6 +108,11 @@ test-faults: install
 	$(VENV)/bin/pytest tests/integration/test_faults_crash.py tests/integration/test_faults_rerun.py \
 	  tests/integration/test_scale_out.py
 
+# The documentation site (mkdocs.yml: docs/ and README.md's marked sections) into site/. --strict:
+# a broken link or anchor, a missing page or snippet, or a page not in the nav fails it; CI runs it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 # Throughput and memory of each stage against client baselines (its own throwaway broker).
 # N=1000000 by default: `make bench N=200000` for a quicker look.
 N ?= 1000000
@@ -120,4 +125,4 @@ bench-latency: install
 	$(VENV)/bin/python scripts/bench_latency.py $(if $(WORKERS),--workers 1 $(WORKERS))
 
 clean:
-	rm -rf output .airflow
+	rm -rf output .airflow site

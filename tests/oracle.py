@@ -1,4 +1,5 @@
-"""The pipeline's expected outcome, from the README's data contract alone (its words, not its code).
+"""The pipeline's expected outcome, from the data contract alone (docs/concepts/data-contract.md): its
+words, not its code.
 
 Standard library only: tests/unit/test_oracle.py fails on any other import, so that nothing of
 include/, plugins/ or dags/ (nor a test module that uses them) can make the oracle agree with the

@@ -1,4 +1,4 @@
-"""The API server's action log committed off its event loop (README, "Operations").
+"""The API server's action log committed off its event loop (docs/operations/stopping-and-recovering.md).
 
 Airflow 3.3 records each change made through the REST API or the UI (a mark-failed, a pause, a
 trigger) in its action log, ``action_logging()`` in airflow/api_fastapi/logging/decorators.py:
@@ -90,5 +90,6 @@ def offload(app: FastAPI) -> int:
         log.info("kafka_stages: the action log of %d routes committed off the event loop", routes)
     elif any(isinstance(route, APIRoute) for route in app.routes):  # an app of the REST API
         log.warning("kafka_stages: no route with Airflow's action_logging(): its commits stay on the "
-                    "event loop, where a change can answer 500 on SQLite (README, \"Operations\")")
+                    "event loop, where a change can answer 500 on SQLite "
+                    "(docs/operations/stopping-and-recovering.md)")
     return routes

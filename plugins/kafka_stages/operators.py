@@ -54,8 +54,9 @@ def refuse_an_ended_run(task_id: str, context) -> None:
     row lock (the start's ``SELECT ... FOR UPDATE``) keeps the two apart; SQLite has none. Nothing
     would stop such a try: its heartbeats find it running, and a stream stage would stream on for
     the rest of ``duration_seconds``, holding its pool slot. The start read the run after that
-    write, so the run's state the try got with it says so (README, "Operations"). ``airflow tasks
-    test`` runs a task whatever its run's state (a date whose run has ended): not refused there."""
+    write, so the run's state the try got with it says so
+    (docs/operations/stopping-and-recovering.md). ``airflow tasks test`` runs a task whatever its
+    run's state (a date whose run has ended): not refused there."""
     run = context["dag_run"]
     state = getattr(run.state, "value", run.state)  # an enum from the API
     if state in ENDED and sys.argv[1:3] != ["tasks", "test"]:

@@ -236,7 +236,8 @@ def test_include_has_no_airflow_imports():
 
 
 def test_each_dags_first_kafka_task_checks_the_acls_of_exactly_its_stages(dagbag):
-    """access.USERS (the README's ACL table) names each DAG's stages; create_topics checks theirs."""
+    """access.USERS (the ACL table of docs/reference/kafka-acls.md) names each DAG's stages;
+    create_topics checks theirs."""
     for dag_id, needs in access.USERS.items():
         if dag_id == "metrics_page":
             continue

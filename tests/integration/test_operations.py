@@ -39,9 +39,10 @@ STOP_WITHIN = 30  # seconds: standalone stopped, nothing of it runs any more
 MARKED_FAILED_WITHIN = 15  # seconds: a run marked failed, none of its stage tasks runs any more
 OUTAGE = 30  # seconds the broker is stopped in the middle of a stream run
 # The API server frozen, a task's supervisor gives up after its failed heartbeats, then stops the
-# task. After one here, not the default 3 (about 2.5 minutes in all, README, "Operations"): the
-# same rule in a third of the time. Each heartbeat keeps its 5 retries with backoff: a busy API
-# server's first answers take longer than a request's 5 s timeout.
+# task. After one here, not the default 3 (about 2.5 minutes in all,
+# docs/operations/stopping-and-recovering.md): the same rule in a third of the time. Each
+# heartbeat keeps its 5 retries with backoff: a busy API server's first answers take longer than a
+# request's 5 s timeout.
 FAILED_HEARTBEATS = "1"
 HEARTBEATS_LOST_WITHIN = 120
 # A transaction a second, not the default's ten: these tests stop, kill and cut off a stream, they do

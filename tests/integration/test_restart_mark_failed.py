@@ -12,7 +12,8 @@ change through the REST API sent 1.5 s in waits for it: it answers 2xx, and the 
 answers its health endpoint meanwhile. Without the action log committed off the event loop
 (plugins/kafka_stages/action_log.py) the server answered nothing while the change waited (every
 probe timed out), and a change that waited behind a task's heartbeat or start of the same server
-answered 500 after SQLite's 5 s busy timeout (README, "Operations"; 2 of 10 so, measured).
+answered 500 after SQLite's 5 s busy timeout (docs/operations/stopping-and-recovering.md; 2 of 10
+so, measured).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Scale-out under change, on the same topics and store, one phase after the other (README,
-"Workers"): a run at 2 workers whose `process` instance 1 was killed with -9 mid-batch and
+"""Scale-out under change, on the same topics and store, one phase after the other (docs/concepts/
+workers.md): a run at 2 workers whose `process` instance 1 was killed with -9 mid-batch and
 retried; then a run at 3 workers; then at 1; then two
 runs of different worker counts (2 and 3) side by side, each instance a process of its own, each
 fenced instance retried. After each phase the store equals the oracle (tests/oracle.py) to the

@@ -1,7 +1,7 @@
 """The DAGs against a secured cluster (scripts/kafka/broker with KAFKA_SECURITY=sasl_ssl): SCRAM-
 SHA-512 over TLS, the StandardAuthorizer on, and every run made as `pipeline`, a user holding only
-the ACLs of include/pipeline/kafka_io/access.py (the README's table). The cluster is the module's; each
-test has its own Airflow home and output."""
+the ACLs of include/pipeline/kafka_io/access.py (the table of docs/reference/kafka-acls.md). The
+cluster is the module's; each test has its own Airflow home and output."""
 
 import json
 import os
@@ -95,7 +95,7 @@ def test_each_acl_of_the_list_removed_in_turn_fails_the_stages_naming_it(secured
             access.apply(admin, "User:pipeline", [grant])
         assert denied.value.missing == [grant]
         assert str(denied.value).startswith(
-            f"Kafka denies User:pipeline {grant}: grant it (the ACL list: README.md"
+            f"Kafka denies User:pipeline {grant}: grant it (the ACL list: docs/reference/kafka-acls.md"
         )
 
 
@@ -120,7 +120,8 @@ def test_a_run_without_an_acl_fails_at_once_naming_it(secured, grant):
         output = failed_run(secured, "2026-01-05T07:00:00+00:00", orders=10)
     finally:
         access.apply(admin, "User:pipeline", [grant])
-    assert f"Kafka denies User:pipeline {grant}: grant it (the ACL list: README.md" in output
+    denial = f"Kafka denies User:pipeline {grant}: grant it (the ACL list: docs/reference/kafka-acls.md"
+    assert denial in output
     # create_topics registers analyze's transactional id too (it migrates analyze's state of the
     # version before partitions): every missing ACL fails the run there.
     assert task_state("create_topics") == ("failed", 1)

@@ -70,7 +70,7 @@ def test_the_page_is_in_the_navigation_and_its_app_is_imported_only_when_served(
 
 def test_the_api_server_commits_every_action_log_off_its_event_loop_once_started(tmp_path):
     # Airflow's action_logging() makes one dependency per route; an Airflow that renamed it would
-    # leave them on the event loop (README, "Operations"): this says so.
+    # leave them on the event loop (docs/operations/stopping-and-recovering.md): this says so.
     env = {**airflow_env(tmp_path), "AIRFLOW__API_AUTH__JWT_SECRET": "a secret for this test"}
     out = subprocess.run(
         [sys.executable, "-c", SERVE], env=env, capture_output=True, text=True, timeout=180, check=True

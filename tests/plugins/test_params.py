@@ -2,11 +2,11 @@ from pathlib import Path
 
 from kafka_stages.params import DAG_PARAMS, dag_params, run_params, table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs/reference/dag-params.md"
 
 
-def test_the_readme_shows_the_table_of_the_params_as_the_code_has_them():
-    assert table() in README.read_text()
+def test_the_docs_show_the_table_of_the_params_as_the_code_has_them():
+    assert table() in PAGE.read_text()
 
 
 def test_each_dag_gets_params_of_its_own_with_its_own_defaults():

@@ -7,11 +7,11 @@ from include.pipeline import settings
 from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.access import Grant
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ACL_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "kafka-acls.md"
 
 
-def test_the_readme_lists_exactly_the_acls_of_the_module():
-    assert access.table() in README.read_text()
+def test_the_docs_list_exactly_the_acls_of_the_module():
+    assert access.table() in ACL_PAGE.read_text()
 
 
 def test_least_privilege_read_and_write_per_topic_one_prefix_each_for_groups_and_transactions():
@@ -43,8 +43,8 @@ def test_a_denial_names_each_missing_acl_and_where_the_list_is():
     denied = access.AccessDenied("User:pipeline", [Grant("topic", "orders-dlq", "Write"), access.GROUPS])
     assert str(denied) == (
         "Kafka denies User:pipeline Write on topic 'orders-dlq', Read on groups prefixed 'kafka-pipeline-': "
-        "grant them (the ACL list: README.md, \"Kafka ACLs\"; `make acls PRINCIPAL=User:pipeline` prints it, "
-        "with APPLY=1 applies it)"
+        "grant them (the ACL list: docs/reference/kafka-acls.md; `make acls PRINCIPAL=User:pipeline` "
+        "prints it, with APPLY=1 applies it)"
     )
     assert isinstance(denied, ValueError)  # the operators fail such a task without retries
 

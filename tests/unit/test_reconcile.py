@@ -182,7 +182,7 @@ def test_reconcile_writes_the_manifest_either_way_and_names_what_failed(tmp_path
         "kafka_pipeline.scheduled__2026-01-05T11_00_00_00_00.json):\n  sink: orders in the metrics != "
         "orders counted, all runs: 9 != 10\nIf rows of the metrics store were deleted or edited, or "
         "product-metrics lost records, rebuild the windows from Kafka with the kafka_pipeline_replay DAG "
-        "(README: Replay)."
+        "(docs/operations/replay.md)."
     )
     written = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert written == [

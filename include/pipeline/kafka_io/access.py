@@ -1,11 +1,11 @@
 """The Kafka ACLs the pipeline's principal needs, least privilege, and checking them early.
 
-The one list: the README's table is rendered from it (``python -m include.pipeline.kafka_io.access
-table``), ``make acls`` prints or applies it for a principal, and every stage checks the ACLs it
-needs before it reads or writes, so a missing one fails the task at once, naming itself, instead
-of a timeout half-way through. Read and Write include Describe, which the lag sensor and the
-event-driven DAG's watcher need (offsets only); a transactional id's Write cannot be checked
-without fencing, so it is named when the producer starts.
+The one list: the table of docs/reference/kafka-acls.md is rendered from it (``python -m
+include.pipeline.kafka_io.access table``), ``make acls`` prints or applies it for a principal, and
+every stage checks the ACLs it needs before it reads or writes, so a missing one fails the task at
+once, naming itself, instead of a timeout half-way through. Read and Write include Describe, which
+the lag sensor and the event-driven DAG's watcher need (offsets only); a transactional id's Write
+cannot be checked without fencing, so it is named when the producer starts.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from include.pipeline import settings, topology
 from include.pipeline.kafka_io.client import TIMEOUT, Kafka
 from include.pipeline.kafka_io.errors import Misconfigured
 
-README = "README.md, \"Kafka ACLs\""
+ACL_LIST = "docs/reference/kafka-acls.md"  # the page of the table below, named in a denial
 PREFIX = topology.group("")  # every group and transactional id of the pipeline starts with it
 
 
@@ -58,7 +58,7 @@ class AccessDenied(Misconfigured):
         self.missing = missing
         super().__init__(
             f"Kafka denies {principal} {', '.join(map(str, missing))}: grant "
-            f"{'it' if len(missing) == 1 else 'them'} (the ACL list: {README}; "
+            f"{'it' if len(missing) == 1 else 'them'} (the ACL list: {ACL_LIST}; "
             f"`make acls PRINCIPAL={principal if principal.startswith('User:') else 'User:<name>'}` "
             "prints it, with APPLY=1 applies it)"
         )
@@ -226,7 +226,7 @@ def revoke(admin_kafka: Kafka, principal_name: str, grants: list[Grant]) -> None
 
 
 def table() -> str:
-    """The README's table: one row per ACL, with who needs it."""
+    """The table of docs/reference/kafka-acls.md: one row per ACL, with who needs it."""
     users = {grant: [u for u, stages in USERS.items() if grant in needs(*stages)] for grant in needs(*GRANTS)}
     rows = ["| Resource | Pattern | Operation | Needed by (stages) | DAGs |", "|---|---|---|---|---|"]
     for grant, who in users.items():
@@ -243,7 +243,7 @@ def table() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: print or apply a principal's ACLs, or print the README's table."""
+    """The command line: print or apply a principal's ACLs, or print the docs' ACL table."""
     parser = argparse.ArgumentParser(
         prog="python -m include.pipeline.kafka_io.access", description=__doc__.splitlines()[0]
     )

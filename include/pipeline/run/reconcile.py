@@ -205,7 +205,8 @@ def failure(manifest: Manifest) -> str | None:
     hint = ""
     if any(problem.startswith("sink:") for problem in manifest.problems):
         hint = ("\nIf rows of the metrics store were deleted or edited, or product-metrics lost records, "
-                "rebuild the windows from Kafka with the kafka_pipeline_replay DAG (README: Replay).")
+                "rebuild the windows from Kafka with the kafka_pipeline_replay DAG "
+                "(docs/operations/replay.md).")
     path = manifest_path(manifest.dag_id, manifest.run_id)
     return (f"run {manifest.run_id} does not reconcile (manifest: {path}):\n  "
             + "\n  ".join(manifest.problems) + hint)
