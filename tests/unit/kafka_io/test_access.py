@@ -7,7 +7,7 @@ from include.pipeline import settings
 from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.access import Grant
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def test_the_readme_lists_exactly_the_acls_of_the_module():
