@@ -9,7 +9,7 @@ from pathlib import Path
 # Airflow reads its settings at import: each pytest process (each xdist worker, whatever home the
 # shell names) gets a home and metadata DB of its own, with the project's DAGs and plugins (as
 # scripts/airflow sets them), where the integration tests run their DAGs in-process
-# (tests/integration/in_process.py deletes the runs in that DB).
+# (tests/harness/in_process.py deletes the runs in that DB).
 ROOT = Path(__file__).resolve().parents[1]
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
 os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)  # the home's airflow.db, here and in a CLI's home

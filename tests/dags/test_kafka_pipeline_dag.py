@@ -1,43 +1,21 @@
 import ast
-import inspect
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
 
 from include.pipeline import stages
 from include.pipeline.kafka_io import access
-from kafka_stages.operators import KafkaStageOperator, KafkaStreamOperator
+from kafka_stages.operators import KafkaStreamOperator
 from kafka_stages.pipeline import MAPPED, POOL, POOL_SLOTS
 from kafka_stages.sensors import ConsumerLagSensor
+from tests.harness.dag_tasks import arg, is_stage
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 
-def arg(task, name: str):
-    """An argument of a task's operator, mapped or not (None: it has no such argument)."""
-    if not task.is_mapped:
-        return getattr(task, name, None)
-    if name in task.partial_kwargs:
-        return task.partial_kwargs[name]
-    return inspect.signature(task.operator_class.__init__).parameters[name].default
-
-
-def is_stage(task, kind: type = KafkaStageOperator) -> bool:
-    """Whether the task runs a stage (a ``kind`` of KafkaStageOperator), mapped or not."""
-    return issubclass(task.operator_class if task.is_mapped else type(task), kind)
-
-
-@pytest.fixture(scope="module")
-def dagbag():
-    return DagBag(dag_folder=str(DAGS))
-
-
-@pytest.fixture(scope="module")
-def dag(dagbag):
-    return dagbag.dags["kafka_pipeline"]
+DAG_ID = "kafka_pipeline"  # the `dag` fixture's (conftest.py)
 
 
 def test_dags_import_cleanly(dagbag):

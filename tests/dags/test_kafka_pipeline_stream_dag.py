@@ -1,25 +1,15 @@
 """kafka_pipeline_stream: the same stages as kafka_pipeline, streaming together in one run."""
 
-from pathlib import Path
 
-import pytest
-from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import CronDataIntervalTimetable
 
 from include.pipeline import stages
 from kafka_stages.operators import KafkaStreamOperator, ReconcileOperator
 from kafka_stages.pipeline import MAPPED, POOL
-from tests.dags.test_kafka_pipeline_dag import arg, is_stage
+from tests.harness.dag_tasks import arg, is_stage
 
-DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "kafka_pipeline_stream.py"
+DAG_ID = "kafka_pipeline_stream"  # the `dag` fixture's (conftest.py)
 STREAMING = ["generate", "process", "analyze", "sink"]
-
-
-@pytest.fixture(scope="module")
-def dag():
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert bag.import_errors == {}
-    return bag.dags["kafka_pipeline_stream"]
 
 
 def test_hourly_one_run_at_a_time_so_each_hands_over_to_the_next(dag):

@@ -3,7 +3,6 @@ transaction whose commit returned before the read started (its commit markers ar
 the commit returns), and held by another writer's open transaction for a bound only, after
 which reconcile names what was read short and what was left for the next run."""
 
-import json
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -19,6 +18,7 @@ from include.pipeline.kafka_io.writing import Transactions, produce_all
 from include.pipeline.run import reconcile
 from include.pipeline.run.results import RunResults
 from include.pipeline.stages import producers
+from tests.harness.factories import order_value
 
 LOOPS = 60  # commits, each read at once: before the fix, 14 to 18 of 60 reads ended short
 ORDERS_A_ROUND = 200
@@ -38,13 +38,12 @@ def kafka(pipeline, monkeypatch) -> Kafka:
 
 def orders(round_: int, count: int) -> list[tuple[bytes, bytes]]:
     """Valid orders, each of its own id, one a second of the hour."""
-    return [
-        (key := f"r{round_}-{i}".encode(), json.dumps({
-            "order_id": key.decode(), "user_id": "user-1", "product_id": f"prod-{i % 5 + 1}", "amount": 1.25,
-            "timestamp": (HOUR + timedelta(seconds=round_ * count + i)).isoformat(),
-        }).encode())
-        for i in range(count)
-    ]
+    records = []
+    for i in range(count):
+        order_id, at = f"r{round_}-{i}", HOUR + timedelta(seconds=round_ * count + i)
+        value = order_value(order_id, f"prod-{i % 5 + 1}", "1.25", at.isoformat())
+        records.append((order_id.encode(), value))
+    return records
 
 
 def test_a_read_started_as_its_upstream_commits_reads_everything_committed(kafka):

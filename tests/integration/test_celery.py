@@ -18,8 +18,9 @@ from airflow.utils.net import get_hostname
 from include.pipeline import settings
 from include.pipeline.domain import generator
 from include.pipeline.run.results import run_results
-from tests.integration.live_airflow import instance_name, live_stack
-from tests.integration.test_scheduler import check_metrics, check_task_logs
+from tests.harness.expected import check_metrics
+from tests.harness.live_airflow import instance_name, live_stack
+from tests.harness.task_logs import check_task_logs
 
 pytestmark = pytest.mark.integration
 

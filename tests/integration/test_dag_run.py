@@ -6,7 +6,7 @@ import os
 import stat
 from collections import Counter
 
-from tests.integration.expected import expected_metrics
+from tests.harness.expected import expected_metrics
 
 
 def test_a_whole_run_then_a_run_with_no_new_orders(pipeline):

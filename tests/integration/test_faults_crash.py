@@ -4,9 +4,10 @@ of the same input ends (the oracle, tests/oracle.py), with every order accounted
 - test_kill_9_mid_batch_then_retry: `process` is killed with SIGKILL while a batch's transaction
   is open (some batches committed, not all), and run again (Airflow's retry); the same for
   `analyze`; then `sink`. After each kill, before the retry, `orders` gets copies of orders
-  counted before it and orders late against the stream time it restores (faults.py): the retry
-  dead-letters exactly those. The input is newest first, so that those orders are late only
-  against the restored stream time, not against what the retry reads before them.
+  counted before it and orders late against the stream time it restores
+  (tests/harness/faults.py): the retry dead-letters exactly those. The input is newest first, so
+  that those orders are late only against the restored stream time, not against what the retry
+  reads before them.
 - test_kill_9_of_one_analyze_instance_mid_batch_then_its_retry: the same for instance 1 of 2 of
   `analyze` (`workers` 2): its retry ends exact, the other instance's partitions untouched until
   it runs.
@@ -18,7 +19,7 @@ of the same input ends (the oracle, tests/oracle.py), with every order accounted
   `analyze` and `sink`.
 
 The stage killed or left without its broker runs in a process of its own without Airflow
-(tests/integration/stage_process.py); the one stopped with SIGTERM is the Airflow task (`airflow
+(tests/harness/stage_process.py); the one stopped with SIGTERM is the Airflow task (`airflow
 tasks test`), whose own handling of the signal is what is tested. The retries are the task, run
 in the test's process (as `tasks test` runs it).
 
@@ -35,13 +36,12 @@ import subprocess
 import time
 from collections import Counter
 from contextlib import closing
-from datetime import datetime, timezone
 
 import psutil
 
-from include.pipeline.domain import generator
-from tests.integration.expected import oracle_of
-from tests.integration.faults import (
+from tests.harness.expected import oracle_of
+from tests.harness.faults import (
+    ORDERS,
     Watch,
     against_the_restored_state,
     assert_dead_lettered_as_planted,
@@ -49,24 +49,8 @@ from tests.integration.faults import (
     end_of,
     freeze_mid_batch,
     kill_one_instance_mid_batch,
+    write_input,
 )
-
-ORDERS = 40_000
-START, END = datetime(2026, 1, 5, 9, tzinfo=timezone.utc), datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
-
-
-def write_input(
-    pipeline, seed: int, orders: int = ORDERS, newest_first: bool = False,
-) -> list[tuple[bytes, bytes | None]]:
-    """Generated orders of 09:00-10:00 (unique ids, none late against another), to `orders`.
-    ``newest_first``: in reverse event order, so that what a stage killed mid-way has counted is
-    the newest of each partition, and an order late against that restored stream time is not late
-    against anything its retry reads first."""
-    pipeline.task("create_topics")
-    records = list(generator.orders(orders, START, END, invalid_ratio=0.05, seed=seed))
-    records = records[::-1] if newest_first else records
-    pipeline.produce_many("orders", records)
-    return records
 
 
 def test_kill_9_mid_batch_then_retry(pipeline):

@@ -9,7 +9,8 @@ from decimal import Decimal
 
 from include.pipeline.domain import generator
 from include.pipeline.run import reconcile
-from tests.integration.expected import ZOO, assert_as_the_oracle_says, oracle_of, order_value
+from tests.harness.expected import assert_as_the_oracle_says, oracle_of
+from tests.harness.factories import ZOO, order_value
 from tests.oracle import Order, parse
 
 DATE = "2026-01-05T10:00:00+00:00"

@@ -14,7 +14,7 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
 from kafka_stages.triggers import ConsumerLagTrigger
-from tests.integration.conftest import fresh_pipeline
+from tests.harness.pipeline import fresh_pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ endpoints with exact numbers, and the page itself in Debian's Chromium (headless
 
 The store and the run manifests get known contents: two runs of the stages (in this process,
 as the tasks would run them) over orders written here; the numbers expected come from those
-orders, computed independently (tests/integration/expected.py), or from the store read with
+orders, computed independently (tests/harness/expected.py), or from the store read with
 psycopg.
 """
 
@@ -26,9 +26,10 @@ from include.pipeline.run import reconcile
 from include.pipeline.store.metrics_store import MetricsStore
 from scripts.kafka.local import free_port_pair, throwaway_broker
 from scripts.postgres.local import Postgres, throwaway_postgres
-from tests.integration.conftest import Pipeline, Record
-from tests.integration.expected import expected_metrics, order_value
-from tests.integration.live_airflow import LiveAirflow, fresh_home, live_airflow
+from tests.harness.expected import expected_metrics
+from tests.harness.factories import order_value
+from tests.harness.live_airflow import LiveAirflow, fresh_home, live_airflow
+from tests.harness.pipeline import Pipeline, Record
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ AMOUNTS = ["19.99", "250", "3.333", "1200.50", "0.01", "75.125"]
 FIRST_RUN, SECOND_RUN = "manual__2026-01-05T11:00:00+00:00", "manual__2026-01-05T11:30:00+00:00"
 
 
-def order(i: int) -> tuple[bytes, bytes]:
+def nth(i: int) -> tuple[bytes, bytes]:
     """Order o-<i>: products 1-3 in turn, 25 s apart from 10:00 (windows 10:00 to 10:06)."""
     minute, second = divmod(i * 25, 60)
     timestamp = f"2026-01-05T10:{minute:02d}:{second:02d}Z"
@@ -47,14 +48,14 @@ def order(i: int) -> tuple[bytes, bytes]:
 
 
 LONG_TEXT = b"not json " * 50
-FIRST = [order(i) for i in range(12)] + [
+FIRST = [nth(i) for i in range(12)] + [
     (b"bad-json", LONG_TEXT),
     (b"bad-product", order_value("x1", "prod-9", "1.00", "2026-01-05T10:01:00Z")),
     (b"bad-missing",
      b'{"order_id": "x2", "product_id": "prod-1", "amount": 1, "timestamp": "2026-01-05T10:01:00Z"}'),
 ]
-SECOND = [order(i) for i in range(12, 16)] + [order(3), (b"bad-tombstone", None)]  # o-3 again: a duplicate
-VALID = [json.loads(value) for _, value in [order(i) for i in range(16)]]
+SECOND = [nth(i) for i in range(12, 16)] + [nth(3), (b"bad-tombstone", None)]  # o-3 again: a duplicate
+VALID = [json.loads(value) for _, value in [nth(i) for i in range(16)]]
 
 
 @dataclass
@@ -317,7 +318,7 @@ def test_the_page_in_a_real_browser_shows_what_the_store_holds(live):
 
 
 def test_lag_is_what_each_stage_has_not_committed_past(live):
-    live.pipeline.produce(settings.ORDERS, [order(i) for i in range(100, 107)])
+    live.pipeline.produce(settings.ORDERS, [nth(i) for i in range(100, 107)])
     assert live.get("/api/lag").json() == [
         {"stage": "process", "group": "kafka-pipeline-process", "topic": "orders", "records": 7},
         {"stage": "analyze", "group": "kafka-pipeline-analyze", "topic": "processed-orders", "records": 0},

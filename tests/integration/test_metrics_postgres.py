@@ -25,7 +25,7 @@ from include.pipeline.store import changes as store_changes
 from include.pipeline.store.metrics_store import MetricsStore, Opened
 from scripts.kafka.local import free_port
 from scripts.postgres.local import PASSWORD, USER
-from tests.integration.expected import expected_metrics
+from tests.harness.expected import expected_metrics
 
 T = 1767607200  # 2026-01-05T10:00:00Z
 PRODUCTS = {

@@ -7,8 +7,8 @@ import re
 from kafka import KafkaAdminClient
 
 from scripts.kafka.local import throwaway_broker
-from tests.integration.conftest import Pipeline
-from tests.integration.expected import expected_metrics
+from tests.harness.expected import expected_metrics
+from tests.harness.pipeline import Pipeline
 
 
 def run(pipeline, date: str, **conf) -> dict:

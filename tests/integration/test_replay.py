@@ -8,7 +8,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from include.pipeline import settings
-from tests.integration.expected import assert_as_the_oracle_says, oracle_of
+from tests.harness.expected import assert_as_the_oracle_says, oracle_of
 
 
 def replay(pipeline, start, end):

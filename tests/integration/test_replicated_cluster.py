@@ -14,10 +14,9 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from include.pipeline import settings
-from tests.integration.conftest import pipeline_on
-from tests.integration.expected import oracle_of
-from tests.integration.faults import Watch, assert_every_order_once, end_of, freeze_mid_batch
-from tests.integration.test_faults_crash import write_input
+from tests.harness.expected import oracle_of
+from tests.harness.faults import Watch, assert_every_order_once, end_of, freeze_mid_batch, write_input
+from tests.harness.pipeline import pipeline_on
 
 ORDERS = 200_000
 

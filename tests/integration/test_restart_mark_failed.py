@@ -27,8 +27,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.integration.live_airflow import live_stack
-from tests.integration.test_operations import (
+from tests.harness.live_airflow import live_stack
+from tests.harness.live_runs import (
     BOUNDED,
     DAGS,
     STOP_WITHIN,

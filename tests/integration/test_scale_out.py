@@ -16,8 +16,9 @@ from contextlib import closing, nullcontext
 from datetime import datetime, timedelta, timezone
 
 from include.pipeline.domain import generator
-from tests.integration.expected import oracle_of, order_value
-from tests.integration.faults import (
+from tests.harness.expected import oracle_of
+from tests.harness.factories import order_value
+from tests.harness.faults import (
     Watch,
     assert_dead_lettered_as_planted,
     assert_every_order_once,
@@ -60,7 +61,7 @@ def check(pipeline, expected: Oracle, planted: Counter) -> None:
 
 def run_split(pipeline, workers: int, logs, retrying: threading.Lock) -> tuple[dict[str, int], float, float]:
     """A bounded run of the stages as ``workers`` instances each, every instance a process of its
-    own (tests/integration/stage_process.py), started together; the instances that fail (fenced by
+    own (tests/harness/stage_process.py), started together; the instances that fail (fenced by
     the other run's) are retried, as Airflow would, until they succeed. The retries take turns
     with the other run's (``retrying``), as Airflow's retry delay spaces them out: two runs
     retrying at once fence each other's retries over and over. Returns the attempts per stage, and

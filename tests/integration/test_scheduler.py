@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import msgspec
 import psutil
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -22,21 +21,20 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from include.pipeline import settings, stages
 from include.pipeline.domain import generator
 from include.pipeline.kafka_io.client import Kafka
-from include.pipeline.run import reconcile
-from include.pipeline.run import summary as stage_summary
 from include.pipeline.run.results import run_results
 from include.pipeline.stages import state
 from kafka_stages.pipeline import POOL_SLOTS
-from tests.integration.conftest import Pipeline
-from tests.integration.expected import assert_as_the_oracle_says, oracle_of_topics, order_value
-from tests.integration.live_airflow import ROOT, live_stack
+from tests.harness.expected import check_metrics
+from tests.harness.factories import order_value
+from tests.harness.live_airflow import ROOT, live_stack
+from tests.harness.pipeline import Pipeline
+from tests.harness.task_logs import BOUNDED_STAGES, check_task_logs
 
 pytestmark = pytest.mark.integration
 
 DAGS = {"kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_replay", "kafka_pipeline_stream"}
 THRESHOLD = 2000  # the watcher's min_records here (KAFKA_PIPELINE_ON_ORDERS_MIN_RECORDS)
 STAGES = ["process", "analyze", "sink"]
-BOUNDED = ["process[0]", "analyze[0]", "sink"]  # as a run with one worker names its stage tasks
 # The stages' groups, and the one create_topics marks analyze-state migrated in (state.MIGRATED).
 PIPELINE_GROUPS = {
     "kafka-pipeline-process", "kafka-pipeline-analyze", "kafka-pipeline-sink", state.MIGRATED,
@@ -59,37 +57,6 @@ def live(tmp_path_factory):
         # The topics, as create_topics makes them: a test that produces first also runs alone.
         stages.create_topics(Kafka({"bootstrap.servers": pipeline.bootstrap}))
         yield airflow, pipeline
-
-
-def check_metrics(pipeline: Pipeline) -> list[dict]:
-    """metrics.json equals, to the cent, the oracle's metrics of every order so far, and the dead
-    letters its (the runs overlap in time: analyze's order on each partition is the scheduler's)."""
-    return assert_as_the_oracle_says(pipeline, oracle_of_topics(pipeline))
-
-
-def check_task_logs(airflow, pipeline: Pipeline, run_id: str, stages: list[str] = BOUNDED) -> None:
-    """Each stage's log (each instance's, ``process[1]``) ends with its summary, and reconcile's
-    with the run's and the page's link."""
-    for name in ("generate", *stages):
-        stage, _, index = name.rstrip("]").partition("[")
-        pushed = airflow.xcom("kafka_pipeline", run_id, stage)
-        result = getattr(run_results({stage: pushed[int(index)] if index else pushed}), stage)
-        lines = stage_summary.lines(stage, result)
-        log = airflow.task_log("kafka_pipeline", run_id, name).splitlines()
-        assert ours(log)[-len(lines):] == lines, name
-    log = ours(airflow.task_log("kafka_pipeline", run_id, "reconcile").splitlines())
-    path = pipeline.output / "runs" / reconcile.manifest_path("kafka_pipeline", run_id).name
-    summary = reconcile.render(msgspec.json.decode(path.read_bytes(), type=reconcile.Manifest)).splitlines()
-    port = airflow.url.rsplit(":", 1)[1]
-    assert log[-len(summary) - 2:] == [
-        *summary, f"manifest: {path}",
-        f"Order metrics page: http://localhost:{port}/plugin/order-metrics",
-    ]
-
-
-def ours(log: list[str]) -> list[str]:
-    """The task's own lines: up to the group the task runner logs after the task returns."""
-    return log[:len(log) - log[::-1].index("::group::Post Execute") - 1]
 
 
 def orders_ends(pipeline: Pipeline) -> dict[TopicPartition, int]:
@@ -122,7 +89,7 @@ def test_kafka_pipeline_triggered_through_the_rest_api_with_and_without_a_logica
     runs = {run["dag_run_id"]: run for run in airflow.wait_until_idle("kafka_pipeline", timeout=150)}
 
     assert runs[with_date]["logical_date"] is not None and runs[without_date]["logical_date"] is None
-    all_tasks = ["check_params", "create_topics", "generate", "wait_for_orders", *BOUNDED, "reconcile"]
+    all_tasks = ["check_params", "create_topics", "generate", "wait_for_orders", *BOUNDED_STAGES, "reconcile"]
     for run_id, run in runs.items():
         assert run["state"] == "success", (run_id, airflow.tasks("kafka_pipeline", run_id))
         assert airflow.tasks("kafka_pipeline", run_id) == {task: ("success", 1) for task in all_tasks}
@@ -275,7 +242,8 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
     streaming = ["generate", *STAGES]
     assert run["state"] == "success", airflow.tasks("kafka_pipeline_stream", run_id)
     assert airflow.tasks("kafka_pipeline_stream", run_id) == {
-        task: ("success", 1) for task in ["check_params", "create_topics", "generate", *BOUNDED, "reconcile"]
+        task: ("success", 1)
+        for task in ["check_params", "create_topics", "generate", *BOUNDED_STAGES, "reconcile"]
     }
     assert [
         r["dag_run_id"] for r in airflow.runs("kafka_pipeline_stream")
@@ -298,7 +266,7 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
     assert result["process"]["read"] == generated
     assert result["analyze"]["read"] == result["process"]["valid"] == result["analyze"]["counted"]
     assert result["analyze"]["written"][settings.METRICS] > 0
-    for stage, before in zip(BOUNDED, streaming):  # process and analyze: one instance each
+    for stage, before in zip(BOUNDED_STAGES, streaming):  # process and analyze: one instance each
         log = airflow.task_log("kafka_pipeline_stream", run_id, stage)
         assert f"{before} has finished: reading what it wrote, then stopping" in log
     check_metrics(pipeline)

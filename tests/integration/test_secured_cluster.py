@@ -14,9 +14,9 @@ from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.stages import producers
 from scripts.kafka.local import throwaway_broker
-from tests.integration.conftest import Pipeline, airflow_env
-from tests.integration.expected import expected_metrics
-from tests.integration.in_process import task_state
+from tests.harness.expected import expected_metrics
+from tests.harness.in_process import task_state
+from tests.harness.pipeline import Pipeline, airflow_env
 
 CLUSTER = ("KAFKA_PORT", "KAFKA_DATA_DIR", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_NODES", "KAFKA_SECURITY")
 

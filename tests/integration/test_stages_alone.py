@@ -10,27 +10,19 @@ from decimal import Decimal
 
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.integration.conftest import ROOT
-from tests.integration.expected import assert_as_the_oracle_says, metrics_of_partials, oracle_of
+from tests.harness.expected import assert_as_the_oracle_says, metrics_of_partials, oracle_of
+from tests.harness.factories import order_value
+from tests.harness.pipeline import ROOT
 
 W = 1767607200  # 2026-01-05T10:00:00Z
 README = ROOT / "README.md"
 NOTICE = "-t params overridden by the conf of run"
-
-
-def order(order_id, product_id, amount, timestamp, **extra):
-    doc = {
-        "order_id": order_id, "user_id": "user-1", "product_id": product_id, "timestamp": timestamp, **extra,
-    }
-    return order_id.encode(), json.dumps(doc)[:-1].encode() + f', "amount": {amount}}}'.encode()
-
-
 FIRST_VALID = [
-    order("a1", "prod-1", "10.005", "2026-01-05T10:00:05Z"),
-    order("a2", "prod-1", "20.00", "2026-01-05T10:00:59.999+00:00"),
-    order("a3", "prod-1", "0.10", "2026-01-05T11:00:30+01:00"),
-    order("a4", "prod-2", "5", "2026-01-05T10:01:00"),
-    order("a5", "prod-2", "99.99", "2026-01-05T10:01:30Z", coupon="SPRING"),
+    (b"a1", order_value("a1", "prod-1", "10.005", "2026-01-05T10:00:05Z")),
+    (b"a2", order_value("a2", "prod-1", "20.00", "2026-01-05T10:00:59.999+00:00")),
+    (b"a3", order_value("a3", "prod-1", "0.10", "2026-01-05T11:00:30+01:00")),
+    (b"a4", order_value("a4", "prod-2", "5", "2026-01-05T10:01:00")),
+    (b"a5", order_value("a5", "prod-2", "99.99", "2026-01-05T10:01:30Z", coupon="SPRING")),
 ]
 FIRST_INVALID = {  # key -> (value, reason)
     b"k-tombstone": (None, "tombstone"),
@@ -39,20 +31,20 @@ FIRST_INVALID = {  # key -> (value, reason)
     b"k-text": (b"not json at all", "invalid_json"),
     b"k-nan": (b'{"order_id": "x", "amount": NaN}', "invalid_json"),
     b"k-array": (b"[1, 2]", "not_an_object"),
-    b"k-string-amount": (order("x", "prod-1", '"12.50"', "2026-01-05T10:00:00Z")[1], "invalid_amount"),
-    b"k-zero": (order("x", "prod-1", "0", "2026-01-05T10:00:00Z")[1], "invalid_amount"),
-    b"k-huge": (order("x", "prod-1", "1e400", "2026-01-05T10:00:00Z")[1], "invalid_amount"),
-    b"k-product": (order("x", "prod-9", "1.00", "2026-01-05T10:00:00Z")[1], "unknown_product"),
-    b"k-date-only": (order("x", "prod-1", "1.00", "2026-01-05")[1], "invalid_timestamp"),
-    b"k-empty-id": (order("", "prod-1", "1.00", "2026-01-05T10:00:00Z")[1], "invalid_order_id"),
+    b"k-string-amount": (order_value("x", "prod-1", '"12.50"', "2026-01-05T10:00:00Z"), "invalid_amount"),
+    b"k-zero": (order_value("x", "prod-1", "0", "2026-01-05T10:00:00Z"), "invalid_amount"),
+    b"k-huge": (order_value("x", "prod-1", "1e400", "2026-01-05T10:00:00Z"), "invalid_amount"),
+    b"k-product": (order_value("x", "prod-9", "1.00", "2026-01-05T10:00:00Z"), "unknown_product"),
+    b"k-date-only": (order_value("x", "prod-1", "1.00", "2026-01-05"), "invalid_timestamp"),
+    b"k-empty-id": (order_value("", "prod-1", "1.00", "2026-01-05T10:00:00Z"), "invalid_order_id"),
     b"k-no-user": (
         b'{"order_id": "x", "product_id": "prod-1", "amount": 1, "timestamp": "2026-01-05T10:00:00Z"}',
         "missing_field",
     ),
 }
 SECOND_VALID = [
-    order("b1", "prod-1", "0.005", "2026-01-05T10:00:10Z"),
-    order("b2", "prod-3", "1.00", "2026-01-05T10:00:00Z"),
+    (b"b1", order_value("b1", "prod-1", "0.005", "2026-01-05T10:00:10Z")),
+    (b"b2", order_value("b2", "prod-3", "1.00", "2026-01-05T10:00:00Z")),
 ]
 SECOND_INVALID = {b"k-brace": (b"{", "invalid_json")}
 

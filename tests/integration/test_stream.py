@@ -19,9 +19,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from include.pipeline import settings
-from tests.integration.conftest import ROOT, Pipeline
-from tests.integration.expected import assert_as_the_oracle_says, oracle_of_topics
-from tests.integration.faults import Watch, against_the_restored_state
+from tests.harness.expected import assert_as_the_oracle_says, oracle_of_topics
+from tests.harness.faults import Watch, against_the_restored_state
+from tests.harness.pipeline import ROOT, Pipeline
 from tests.oracle import dead_letters_of, order_id_of
 
 pytestmark = pytest.mark.integration

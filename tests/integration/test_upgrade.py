@@ -15,7 +15,7 @@ from include.pipeline import settings
 from include.pipeline.domain import codec, state_codec
 from include.pipeline.domain.dedup import fingerprint
 from include.pipeline.domain.windows import Aggregate, Ledger
-from tests.integration.expected import order_value
+from tests.harness.factories import order_value
 
 DATE = "2026-01-05T11:00:00+00:00"
 W = 1767607500  # 2026-01-05T10:05:00Z

@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from include.pipeline.domain import generator
-from tests.integration import in_process
-from tests.integration.conftest import fresh_pipeline
-from tests.integration.expected import assert_as_the_oracle_says, oracle_of, order_value
+from tests.harness import in_process
+from tests.harness.expected import assert_as_the_oracle_says, oracle_of
+from tests.harness.factories import order_value
+from tests.harness.pipeline import fresh_pipeline
 
 HOUR = "2026-01-05T10:00:00+00:00"
 NEXT_HOUR = "2026-01-05T11:00:00+00:00"

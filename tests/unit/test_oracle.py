@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests import oracle
+from tests.harness.factories import order_value
 from tests.oracle import Oracle, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 ORACLE = ROOT / "tests" / "oracle.py"
+TEN = "2026-01-05T10:00:00Z"
 
 
 def imported_modules(source: str) -> set[str]:
@@ -56,24 +58,17 @@ def test_the_check_sees_an_import_of_the_project():
     assert "<dynamic import>" in imported_modules("import importlib\nimportlib.import_module('include')")
 
 
-def order(order_id="o-1", product="prod-1", amount="1.00", timestamp="2026-01-05T10:00:00Z") -> bytes:
-    return (
-        f'{{"order_id":"{order_id}","user_id":"u","product_id":"{product}","amount":{amount},'
-        f'"timestamp":"{timestamp}"}}'
-    ).encode()
-
-
 @pytest.mark.parametrize(("value", "reason"), [
     (None, "tombstone"), (b"", "empty"), (b" " * 65537, "too_large"), (b"{" * 65537, "too_large"),
     (b'{"order_id":"\xff"', "bad_utf8"), (b'{,"order_id":"\xff"}', "invalid_json"),
     (b'"\\udc00\xff"', "invalid_json"), (b"\xef\xbb\xbf{}", "invalid_json"), (b"NaN", "invalid_json"),
     (b"[1]", "not_an_object"), (b"{}", "missing_field"), (b'{"order_id":1}', "missing_field"),
-    (order(order_id=""), "invalid_order_id"), (order(product="prod-6"), "unknown_product"),
-    (order(amount="0"), "invalid_amount"), (order(amount="-1"), "invalid_amount"),
-    (order(amount="1e309"), "invalid_amount"), (order(amount="4e-324"), "invalid_amount"),
-    (order(amount='"1"'), "invalid_amount"), (order(amount="9" * 4301), "invalid_json"),
-    (order(timestamp="2026-01-05"), "invalid_timestamp"), (order(timestamp="0001-01-01T00:00:00+01:00"),
-                                                           "invalid_timestamp"),
+    (order_value(order_id=""), "invalid_order_id"), (order_value(product_id="prod-6"), "unknown_product"),
+    (order_value(amount="0"), "invalid_amount"), (order_value(amount="-1"), "invalid_amount"),
+    (order_value(amount="1e309"), "invalid_amount"), (order_value(amount="4e-324"), "invalid_amount"),
+    (order_value(amount='"1"'), "invalid_amount"), (order_value(amount="9" * 4301), "invalid_json"),
+    (order_value(timestamp="2026-01-05"), "invalid_timestamp"),
+    (order_value(timestamp="0001-01-01T00:00:00+01:00"), "invalid_timestamp"),
     (b"[" * 1001 + b"]" * 1001, "invalid_json"),
 ])
 def test_reasons_of_hand_picked_values(value, reason):
@@ -86,15 +81,15 @@ def test_values_nested_between_500_and_1000_levels_are_left_undecided():
 
 
 def test_timestamps_in_utc_microseconds_and_windows_floored():
-    at = {t: parse(order(timestamp=t)).event_us for t in (
+    at = {t: parse(order_value(timestamp=t)).event_us for t in (
         "2026-01-05T10:00:00Z", "2026-01-05T09:00:00-01:00", "2026-01-05 10:00:00",
         "20260105T103000+0030", "2026-01-05T10:00:00.1234567",
     )}
     assert set(at.values()) == {1767607200_000000, 1767607200_123456}
-    before_1970 = parse(order(timestamp="1969-12-31T23:59:59.5Z"))
+    before_1970 = parse(order_value(timestamp="1969-12-31T23:59:59.5Z"))
     assert (before_1970.event_us, before_1970.window_start) == (-500_000, -60)
     # 00:30 at -01:00 is 01:30 UTC: the window of 01:30, not of 00:30 or 23:30.
-    assert parse(order(timestamp="2026-01-05T00:30:10-01:00")).window_start == 1767576600
+    assert parse(order_value(timestamp="2026-01-05T00:30:10-01:00")).window_start == 1767576600
 
 
 def test_the_partitioner_is_crc32_of_the_id():
@@ -105,11 +100,13 @@ def test_a_run_counts_rounds_half_up_once_and_dead_letters_late_and_duplicate():
     grace = 60
     o = Oracle(partitions=1, grace_seconds=grace, horizon_seconds=3600)
     o.run([
-        order("a", amount="0.005"), order("b", amount="0.005"), order("c", amount="0.001"),  # 0.011
-        order("a", amount="5"),  # a duplicate
-        order("d", timestamp="2026-01-05T10:03:00Z"),  # the watermark: 10:03
-        order("e", timestamp="2026-01-05T10:01:59.999Z"),  # window ends 10:02 = 10:03 - grace: counts
-        order("f", timestamp="2026-01-05T10:00:59Z"),  # window ended 10:01 < 10:02: late
+        order_value("a", "prod-1", "0.005", TEN), order_value("b", "prod-1", "0.005", TEN),
+        order_value("c", "prod-1", "0.001", TEN),  # 0.011
+        order_value("a", "prod-1", "5", TEN),  # a duplicate
+        order_value("d", "prod-1", "1.00", "2026-01-05T10:03:00Z"),  # the watermark: 10:03
+        # window ends 10:02 = 10:03 - grace: counts
+        order_value("e", "prod-1", "1.00", "2026-01-05T10:01:59.999Z"),
+        order_value("f", "prod-1", "1.00", "2026-01-05T10:00:59Z"),  # window ended 10:01 < 10:02: late
         b"x",
     ])
     assert o.metrics() == [
@@ -125,8 +122,9 @@ def test_a_run_counts_rounds_half_up_once_and_dead_letters_late_and_duplicate():
     ]
     assert o.dead_letters == Counter({("duplicate", "a"): 1, ("late", "f"): 1, ("invalid_json", None): 1})
     # The next run: a late copy of f is still late; g, 2 hours on, makes the first ids forgotten.
-    o.run([order("f", timestamp="2026-01-05T10:00:59Z"), order("g", timestamp="2026-01-05T12:03:01Z")])
-    o.run([order("a", timestamp="2026-01-05T12:03:01Z", amount="0.015")])
+    o.run([order_value("f", "prod-1", "1.00", "2026-01-05T10:00:59Z"),
+           order_value("g", "prod-1", "1.00", "2026-01-05T12:03:01Z")])
+    o.run([order_value("a", "prod-1", "0.015", "2026-01-05T12:03:01Z")])
     assert o.metrics()[-1]["order_count"] == 2 and o.metrics()[-1]["total_revenue"] == Decimal("1.02")
     assert o.metrics()[-1]["avg_order_value"] == Decimal("0.51")  # 1.015 / 2 = 0.5075
     assert o.dead_letters[("late", "f")] == 2

@@ -19,16 +19,16 @@ from include.pipeline.domain.windows import (
     metric,
     partial_key_bytes,
 )
-from tests.factories import order
+from tests.harness.factories import order
 
 
 def test_orders_fall_into_one_minute_windows_per_product():
     windows = TumblingWindows()
     windows.add_all([
-        order("o", "2026-01-05T10:00:00Z", "10.005", "prod-1"),
-        order("o", "2026-01-05T10:00:59.999Z", "0.10", "prod-1"),
-        order("o", "2026-01-05T10:01:00Z", "5", "prod-1"),
-        order("o", "2026-01-05T11:00:10+01:00", "1.00", "prod-2"),
+        order("o", "prod-1", "10.005", "2026-01-05T10:00:00Z"),
+        order("o", "prod-1", "0.10", "2026-01-05T10:00:59.999Z"),
+        order("o", "prod-1", "5", "2026-01-05T10:01:00Z"),
+        order("o", "prod-2", "1.00", "2026-01-05T11:00:10+01:00"),
     ])
     assert windows.aggregates == {
         (1767607200, "prod-1"): Aggregate(2, Decimal("10.105")),
@@ -38,7 +38,7 @@ def test_orders_fall_into_one_minute_windows_per_product():
     assert windows.take_changed() == [  # in key order
         (1767607200, "prod-1"), (1767607200, "prod-2"), (1767607260, "prod-1"),
     ]
-    windows.add_all([order("o", "2026-01-05T10:00:01Z", "1", "prod-1")])
+    windows.add_all([order("o", "prod-1", "1", "2026-01-05T10:00:01Z")])
     assert windows.take_changed() == [(1767607200, "prod-1")]
     assert windows.aggregates[1767607200, "prod-1"] == Aggregate(3, Decimal("11.105"))
     assert windows.take_changed() == []

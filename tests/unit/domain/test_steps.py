@@ -10,6 +10,7 @@ from include.pipeline.domain.analyzer import Analyzer
 from include.pipeline.domain.dedup import fingerprint
 from include.pipeline.domain.steps import Outgoing, Rejection, analyze, process
 from include.pipeline.domain.windows import LedgerMark, ledger_of
+from tests.harness.factories import order_value
 
 W = 1767607200  # 2026-01-05T10:00:00Z
 US = 1_000_000
@@ -37,14 +38,6 @@ class Msg:
         return self._timestamp
 
 
-def raw(order_id, product_id, amount, timestamp, user_id="u-1", **extra):
-    """An order's JSON bytes, written by hand so the amount is exactly the text given."""
-    fields = [f'"order_id":"{order_id}"', f'"user_id":"{user_id}"', f'"product_id":"{product_id}"',
-              f'"amount":{amount}', f'"timestamp":"{timestamp}"']
-    fields += [f'"{name}":{value}' for name, value in extra.items()]
-    return ("{" + ",".join(fields) + "}").encode()
-
-
 def decoded(value):
     """A JSON value with each Decimal as its exact text (so 0.10 is not 0.1)."""
     return {name: str(v) if isinstance(v, Decimal) else v for name, v in codec.decode(value).items()}
@@ -64,18 +57,20 @@ UNKNOWN_PRODUCT = "product_id must be one of prod-1, prod-2, prod-3, prod-4, pro
 
 def test_process_enriches_valid_orders_in_order_and_rejects_the_rest_with_the_parsers_reason():
     batch = [
-        Msg(raw("o-1", "prod-3", "19.99", "2026-01-05T10:00:30Z", coupon='"X"'), b"o-1", P1),
+        Msg(order_value("o-1", "prod-3", "19.99", "2026-01-05T10:00:30Z", user_id="u-1", coupon="X"),
+            b"o-1", P1),
         Msg(b"{not json", b"junk", P2),
-        Msg(raw("o-2", "prod-9", "1", "2026-01-05T10:00:31Z"), b"o-2", P2),
-        Msg(raw("o-3", "prod-1", "-5.50", "2026-01-05T10:00:32Z"), b"o-3", P2),
+        Msg(order_value("o-2", "prod-9", "1", "2026-01-05T10:00:31Z"), b"o-2", P2),
+        Msg(order_value("o-3", "prod-1", "-5.50", "2026-01-05T10:00:32Z"), b"o-3", P2),
         Msg(None, b"o-4", P2),
-        Msg(raw("o-5", "prod-5", "0.10", "2026-01-05T12:00:33+02:00", user_id="u-5")),
+        Msg(order_value("o-5", "prod-5", "0.10", "2026-01-05T12:00:33+02:00", user_id="u-5")),
         Msg(b'{"order_id":"o-6","user_id":"u","product_id":"prod-1","amount":5}', b"o-6", P3),
         Msg(b"", b"o-7", P3),
-        Msg(raw("o-8", "prod-1", '"5"', "2026-01-05T10:00:34Z"), b"o-8", P3),
-        Msg(raw("o-9", "prod-1", "5", "yesterday"), b"o-9", P3),
+        Msg(order_value("o-8", "prod-1", '"5"', "2026-01-05T10:00:34Z"), b"o-8", P3),
+        Msg(order_value("o-9", "prod-1", "5", "yesterday"), b"o-9", P3),
         Msg(b"[1]", b"o-10", P3),
-        Msg(raw("o-11", "prod-2", "1234.567", "2026-01-05T10:00:35.5Z"), b"o-11", P4, kind=2),
+        Msg(order_value("o-11", "prod-2", "1234.567", "2026-01-05T10:00:35.5Z", user_id="u-1"),
+            b"o-11", P4, kind=2),
     ]
     result = process(batch, PROCESSED_AT)
 
@@ -119,7 +114,7 @@ def test_process_enriches_valid_orders_in_order_and_rejects_the_rest_with_the_pa
 
 
 def test_process_gives_timestamp_0_to_records_without_a_usable_one():
-    value = raw("o-1", "prod-1", "1.00", "2026-01-05T10:00:00Z")
+    value = order_value("o-1", "prod-1", "1.00", "2026-01-05T10:00:00Z")
     batch = [Msg(value, b"a"), Msg(value, b"b", 0), Msg(value, b"c", -5), Msg(value, b"d", P1, kind=0),
              Msg(value, b"e", 1)]
     result = process(batch, PROCESSED_AT)
@@ -150,12 +145,13 @@ def test_analyze_counts_a_batch_into_its_windows_with_the_origins_of_the_orders_
         return Msg(*args, **kwargs, partition=1)
 
     batch = [
-        on_1(raw("a", "prod-1", "10.005", "2026-01-05T10:00:05Z"), b"a", P1),
-        on_1(raw("b", "prod-2", "5.00", "2026-01-05T10:01:10Z"), b"b", P3),
-        on_1(raw("c", "prod-1", "0.10", "2026-01-05T10:00:30Z"), b"c", P1),
+        on_1(order_value("a", "prod-1", "10.005", "2026-01-05T10:00:05Z"), b"a", P1),
+        on_1(order_value("b", "prod-2", "5.00", "2026-01-05T10:01:10Z"), b"b", P3),
+        on_1(order_value("c", "prod-1", "0.10", "2026-01-05T10:00:30Z"), b"c", P1),
         on_1(b"{not json", b"x", P1),
-        on_1(raw("d", "prod-2", "2.50", "2026-01-05T10:01:59.999Z"), b"d", P2),
-        on_1(raw("e", "prod-2", "1.00", "2026-01-05T10:01:30Z"), b"e"),  # no timestamp: counted, not timed
+        on_1(order_value("d", "prod-2", "2.50", "2026-01-05T10:01:59.999Z"), b"d", P2),
+        # no timestamp: counted, not timed
+        on_1(order_value("e", "prod-2", "1.00", "2026-01-05T10:01:30Z"), b"e"),
     ]
     result = analyze(state, batch)
 
@@ -193,9 +189,9 @@ def test_analyze_counts_a_batch_into_its_windows_with_the_origins_of_the_orders_
 
     # The next batch: a duplicate, a late order, a tombstone and one new order in a window seen.
     second = [
-        on_1(raw("a", "prod-1", "10.005", "2026-01-05T10:00:05Z"), b"a", P4),
-        on_1(raw("f", "prod-3", "7.00", "2026-01-05T09:58:30Z"), b"f", P4),
-        on_1(raw("g", "prod-1", "0.01", "2026-01-05T10:00:45Z"), b"g", P4),
+        on_1(order_value("a", "prod-1", "10.005", "2026-01-05T10:00:05Z"), b"a", P4),
+        on_1(order_value("f", "prod-3", "7.00", "2026-01-05T09:58:30Z"), b"f", P4),
+        on_1(order_value("g", "prod-1", "0.01", "2026-01-05T10:00:45Z"), b"g", P4),
         on_1(None, b"h", P4),
     ]
     result = analyze(state, second)
@@ -221,7 +217,7 @@ def test_analyze_counts_a_batch_into_its_windows_with_the_origins_of_the_orders_
     ]
 
     # Nothing new: no metrics, nothing counted, only the watermark and ledger saved again.
-    result = analyze(state, [on_1(raw("g", "prod-1", "0.01", "2026-01-05T10:00:45Z"), b"g", P4)])
+    result = analyze(state, [on_1(order_value("g", "prod-1", "0.01", "2026-01-05T10:00:45Z"), b"g", P4)])
     assert (result.metrics, result.counted) == ([], 0)
     assert result.rejected == [Rejection(0, "duplicate", "order g is duplicate; not counted")]
     assert [key for key, _ in result.state] == [b"1/watermark", b"1/ledger"]
@@ -229,11 +225,11 @@ def test_analyze_counts_a_batch_into_its_windows_with_the_origins_of_the_orders_
 
 def test_analyze_rejects_a_repeat_within_the_batch_and_invalid_records_with_the_parsers_reason():
     batch = [
-        Msg(raw("a", "prod-4", "100", "2026-01-05T10:00:01Z"), b"a", P1),
-        Msg(raw("b", "prod-9", "1", "2026-01-05T10:00:02Z"), b"b", P1),
-        Msg(raw("a", "prod-4", "100", "2026-01-05T10:00:01Z"), b"a", P2),
-        Msg(raw("c", "prod-4", "0", "2026-01-05T10:00:03Z"), b"c", P2),
-        Msg(raw("d", "prod-4", "0.995", "2026-01-05T10:00:04Z"), b"d", P2),
+        Msg(order_value("a", "prod-4", "100", "2026-01-05T10:00:01Z"), b"a", P1),
+        Msg(order_value("b", "prod-9", "1", "2026-01-05T10:00:02Z"), b"b", P1),
+        Msg(order_value("a", "prod-4", "100", "2026-01-05T10:00:01Z"), b"a", P2),
+        Msg(order_value("c", "prod-4", "0", "2026-01-05T10:00:03Z"), b"c", P2),
+        Msg(order_value("d", "prod-4", "0.995", "2026-01-05T10:00:04Z"), b"d", P2),
     ]
     result = analyze(analyzers(0), batch)
     assert result.rejected == [
@@ -262,14 +258,14 @@ def test_analyze_of_a_batch_with_no_valid_order_changes_no_window():
 def test_analyze_counts_each_partition_with_its_own_state_and_keeps_the_batchs_indexes():
     state = analyzers(0, 2)
     batch = [
-        Msg(raw("a", "prod-1", "0.005", "2026-01-05T10:00:05Z"), b"a", P1, partition=2),
-        Msg(raw("b", "prod-1", "0.005", "2026-01-05T10:00:06Z"), b"b", P2, partition=0),
-        Msg(raw("a", "prod-1", "0.005", "2026-01-05T10:00:05Z"), b"a", P3, partition=2),  # a repeat
-        Msg(raw("c", "prod-2", "1.00", "2026-01-05T10:05:00Z"), b"c", P3, partition=2),
+        Msg(order_value("a", "prod-1", "0.005", "2026-01-05T10:00:05Z"), b"a", P1, partition=2),
+        Msg(order_value("b", "prod-1", "0.005", "2026-01-05T10:00:06Z"), b"b", P2, partition=0),
+        Msg(order_value("a", "prod-1", "0.005", "2026-01-05T10:00:05Z"), b"a", P3, partition=2),  # a repeat
+        Msg(order_value("c", "prod-2", "1.00", "2026-01-05T10:05:00Z"), b"c", P3, partition=2),
         Msg(b"{not json", b"x", P1, partition=0),
         # 10:00 is late on partition 2 (its stream time 10:05), not on partition 0 (10:00:06)
-        Msg(raw("d", "prod-1", "0.01", "2026-01-05T10:00:07Z"), b"d", P4, partition=2),
-        Msg(raw("e", "prod-1", "0.01", "2026-01-05T10:00:07Z"), b"e", P4, partition=0),
+        Msg(order_value("d", "prod-1", "0.01", "2026-01-05T10:00:07Z"), b"d", P4, partition=2),
+        Msg(order_value("e", "prod-1", "0.01", "2026-01-05T10:00:07Z"), b"e", P4, partition=0),
     ]
     result = analyze(state, batch)
 
@@ -307,14 +303,14 @@ def test_analyze_counts_each_partition_with_its_own_state_and_keeps_the_batchs_i
 def test_analyze_rejects_a_repeat_of_an_order_on_its_partition_in_a_later_batch():
     state = analyzers(0, 1)
     first = analyze(state, [
-        Msg(raw("a", "prod-1", "1.00", "2026-01-05T10:00:05Z"), b"a", P1, partition=1),
-        Msg(raw("b", "prod-1", "2.00", "2026-01-05T10:00:06Z"), b"b", P1, partition=0),
+        Msg(order_value("a", "prod-1", "1.00", "2026-01-05T10:00:05Z"), b"a", P1, partition=1),
+        Msg(order_value("b", "prod-1", "2.00", "2026-01-05T10:00:06Z"), b"b", P1, partition=0),
     ])
     assert (first.rejected, first.counted) == ([], 2)
     again = analyze(state, [
-        Msg(raw("b", "prod-1", "2.00", "2026-01-05T10:00:06Z"), b"b", P2, partition=0),
-        Msg(raw("a", "prod-1", "1.00", "2026-01-05T10:00:05Z"), b"a", P2, partition=1),
-        Msg(raw("c", "prod-1", "4.00", "2026-01-05T10:00:07Z"), b"c", P2, partition=1),
+        Msg(order_value("b", "prod-1", "2.00", "2026-01-05T10:00:06Z"), b"b", P2, partition=0),
+        Msg(order_value("a", "prod-1", "1.00", "2026-01-05T10:00:05Z"), b"a", P2, partition=1),
+        Msg(order_value("c", "prod-1", "4.00", "2026-01-05T10:00:07Z"), b"c", P2, partition=1),
     ])
     assert again.rejected == [
         Rejection(0, "duplicate", "order b is duplicate; not counted"),
@@ -366,7 +362,7 @@ SPREAD_REJECTED = [(4, "duplicate"), (6, "invalid_json"), (7, "duplicate"), (11,
 def spread_messages():
     messages = []
     for position, (partition, order_id, product, amount, timestamp) in enumerate(SPREAD):
-        value = b"{not json" if order_id is None else raw(order_id, product, amount, timestamp)
+        value = b"{not json" if order_id is None else order_value(order_id, product, amount, timestamp)
         messages.append(Msg(value, b"k", P1 + position, partition=partition))
     return messages
 

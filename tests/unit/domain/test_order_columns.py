@@ -7,27 +7,20 @@ import numpy as np
 
 from include.pipeline.domain import order_columns
 from include.pipeline.domain.order_columns import OrderColumns, window_code, window_key
-from tests.factories import order
+from tests.harness.factories import order, order_value
 
 W = 1767607200  # 2026-01-05T10:00:00Z
 
 
-def raw(order_id, amount="10.00", timestamp="2026-01-05T10:00:30Z", product_id="prod-1", extra=""):
-    return (
-        f'{{"order_id":"{order_id}","user_id":"u","product_id":"{product_id}","amount":{amount},'
-        f'"timestamp":"{timestamp}"{extra}}}'
-    ).encode()
-
-
 def test_bulk_and_per_record_rows_come_out_in_the_batchs_order_with_the_parsers_rejections():
     values = [
-        raw("a"),
-        raw("b", amount="1.005"),  # three decimals: the per-record path, an exact amount
+        order_value("a"),
+        order_value("b", amount="1.005"),  # three decimals: the per-record path, an exact amount
         None,
-        raw("c", timestamp="2026-01-05 10:01:00Z"),  # a space: the per-record path
-        raw("d", extra=',"coupon":"X"'),  # an extra field: the per-record path
-        raw("e", product_id="prod-9"),
-        raw("f", amount="2.5"),
+        order_value("c", timestamp="2026-01-05 10:01:00Z"),  # a space: the per-record path
+        order_value("d", coupon="X"),  # an extra field: the per-record path
+        order_value("e", product_id="prod-9"),
+        order_value("f", amount="2.5"),
     ]
     columns, rejected = order_columns.decode(values)
     assert columns.index.tolist() == [0, 1, 3, 4, 6]
@@ -42,9 +35,11 @@ def test_bulk_and_per_record_rows_come_out_in_the_batchs_order_with_the_parsers_
 
 
 def test_totals_add_each_group_exactly_with_the_smallest_exponent_of_its_amounts():
-    orders = [order("a", "2026-01-05T10:00:00Z", "5"), order("b", "2026-01-05T10:00:01Z", "2.5"),
-              order("c", "2026-01-05T10:00:02Z", "1.005"), order("d", "2026-01-05T10:00:03Z", "1E+2"),
-              order("e", "2026-01-05T10:00:04Z", "0.10")]
+    orders = [order("a", "prod-1", "5", "2026-01-05T10:00:00Z"),
+              order("b", "prod-1", "2.5", "2026-01-05T10:00:01Z"),
+              order("c", "prod-1", "1.005", "2026-01-05T10:00:02Z"),
+              order("d", "prod-1", "1E+2", "2026-01-05T10:00:03Z"),
+              order("e", "prod-1", "0.10", "2026-01-05T10:00:04Z")]
     columns = OrderColumns.of(orders)
     totals = columns.totals(np.array([0, 0, 1, 2, 1]), 3)
     assert [str(total) for total in totals] == ["7.5", "1.105", "1E+2"]
@@ -52,8 +47,8 @@ def test_totals_add_each_group_exactly_with_the_smallest_exponent_of_its_amounts
 
 
 def test_a_window_code_is_its_window_and_product_in_one_integer():
-    orders = OrderColumns.of([order("a", "2026-01-05T10:00:59Z", product_id="prod-3"),
-                              order("b", "1969-12-31T23:59:30Z", product_id="prod-5")])
+    orders = OrderColumns.of([order("a", timestamp="2026-01-05T10:00:59Z", product_id="prod-3"),
+                              order("b", timestamp="1969-12-31T23:59:30Z", product_id="prod-5")])
     assert orders.window_start.tolist() == [W, -60]
     codes = orders.window_codes.tolist()
     assert [window_key(code) for code in codes] == [(W, "prod-3"), (-60, "prod-5")]

@@ -5,7 +5,7 @@ partials), run after run with each run's analyzers restored from the changelog t
 wrote (as the analyze stage restores them) and expired at the end, must be what the data
 contract says: each record's dead-letter reason or its processed record, each order's verdict,
 and the metrics the partials add up to, to the cent. The values are those of
-tests/unit/test_batch_path.py (hand-built around the edges of the bulk path); the test checks at
+tests/harness/strategies.py (hand-built around the edges of the bulk path); the test checks at
 the end that the examples reached every rejection reason, each timestamp shape, the cents path's
 limits, duplicates and late orders in one batch and across batches and runs, and 3 partitions.
 """
@@ -27,7 +27,8 @@ from include.pipeline.domain import state_codec, steps
 from include.pipeline.domain.analyzer import Analyzer, check_horizon
 from include.pipeline.domain.windows import combined, decode_partial
 from tests import oracle
-from tests.unit.test_batch_path import SETTINGS, W, countable_values, grace_and_horizon, record_values
+from tests.harness.factories import order_value
+from tests.harness.strategies import SETTINGS, W, countable_values, grace_and_horizon, record_values
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 PARTITIONS = 3  # the pool's ids land on all three
@@ -70,9 +71,9 @@ SAME_PARTITION = [("o-1", "o-2"), ("o-3", "ö-5")]  # pairs of ids on one partit
 
 
 def order_at(order_id: str, seconds: int, amount: str = "1.50", micros: int = 0) -> bytes:
+    """An order of prod-2 at ``seconds`` (and ``micros``) after the epoch."""
     at = (EPOCH + timedelta(seconds=seconds, microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return json.dumps({"order_id": order_id, "user_id": "u", "product_id": "prod-2", "amount": 0,
-                       "timestamp": at}).replace("0,", f"{amount},", 1).encode()
+    return order_value(order_id, "prod-2", amount, at)
 
 
 @st.composite

@@ -1,6 +1,6 @@
 """One stage of include.pipeline.stages in a process of its own, without Airflow, for the tests
 that kill it or pull its broker or database away under it:
-``python -m tests.integration.stage_process <stage> [<metrics store URL>] [--worker <i>/<n>]``
+``python -m tests.harness.stage_process <stage> [<metrics store URL>] [--worker <i>/<n>]``
 (instance i of n of a mapped stage) with the test's environment (KAFKA_BOOTSTRAP_SERVERS,
 PIPELINE_OUTPUT_DIR). The stage is what the Airflow task
 runs; only its start-up is lighter (about 1 s of CPU instead of Airflow's 15). Airflow's retry

@@ -13,7 +13,7 @@ import pytest
 
 from include.pipeline.stages import shutdown
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -7,7 +7,7 @@ from include.pipeline import settings
 from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.access import Grant
 
-ACL_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "kafka-acls.md"
+ACL_PAGE = Path(__file__).resolve().parents[3] / "docs" / "reference" / "kafka-acls.md"
 
 
 def test_the_docs_list_exactly_the_acls_of_the_module():

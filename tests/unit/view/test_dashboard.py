@@ -12,7 +12,7 @@ from include.pipeline.run import reconcile
 from include.pipeline.store.metrics_store import MetricsStore
 from include.pipeline.view import dashboard
 from include.pipeline.view.dashboard import RangeError
-from tests.factories import metric
+from tests.harness.factories import metric
 
 T = 1767607200  # 2026-01-05T10:00:00Z
 NOW = datetime(2026, 11, 26, 7, 30, tzinfo=timezone.utc)

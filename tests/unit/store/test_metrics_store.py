@@ -11,7 +11,7 @@ from include.pipeline.store import metrics_store
 from include.pipeline.store.changes import Totals
 from include.pipeline.store.engines import StoreRefused, StoreUnavailable
 from include.pipeline.store.metrics_store import MetricsStore
-from tests.factories import metric
+from tests.harness.factories import metric
 
 HOUR = 3600
 T = 1767607200  # 2026-01-05T10:00:00Z

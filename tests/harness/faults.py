@@ -1,7 +1,8 @@
-"""What the fault tests share: a stage looked at from outside with kafka-python (``Watch``), a
-stage frozen in the middle of a batch (``freeze_mid_batch``), and the input a killed stage's
-restart must judge by the state it restored (``against_the_restored_state``): copies of orders
-counted before the kill, and orders late against each partition's restored stream time."""
+"""What the fault tests share: their input (``write_input``), a stage looked at from outside with
+kafka-python (``Watch``), a stage frozen in the middle of a batch (``freeze_mid_batch``), and the
+input a killed stage's restart must judge by the state it restored (``against_the_restored_state``):
+copies of orders counted before the kill, and orders late against each partition's restored
+stream time."""
 
 from __future__ import annotations
 
@@ -17,14 +18,28 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import RetriableError, TransactionalIdNotFoundError
 
-from tests.integration.expected import (
-    GRACE_SECONDS,
-    PARTITIONS,
-    _differences,
-    assert_as_the_oracle_says,
-    order_value,
-)
+from include.pipeline.domain import generator
+from tests.harness.expected import GRACE_SECONDS, PARTITIONS, _differences, assert_as_the_oracle_says
+from tests.harness.factories import order_value
 from tests.oracle import US, WINDOW_US, Order, dead_letters_of, order_id_of, parse, partition_of
+
+ORDERS = 40_000  # write_input's
+START, END = datetime(2026, 1, 5, 9, tzinfo=timezone.utc), datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
+
+
+def write_input(
+    pipeline, seed: int, orders: int = ORDERS, newest_first: bool = False,
+) -> list[tuple[bytes, bytes | None]]:
+    """Generated orders of 09:00-10:00 (unique ids, none late against another), to `orders`.
+    ``newest_first``: in reverse event order, so that what a stage killed mid-way has counted is
+    the newest of each partition, and an order late against that restored stream time is not late
+    against anything its retry reads first."""
+    pipeline.task("create_topics")
+    records = list(generator.orders(orders, START, END, invalid_ratio=0.05, seed=seed))
+    records = records[::-1] if newest_first else records
+    pipeline.produce_many("orders", records)
+    return records
+
 
 STAGES = {  # stage -> (input topic, output topics)
     "process": ("orders", ("processed-orders", "orders-dlq")),

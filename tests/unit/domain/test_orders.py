@@ -4,23 +4,11 @@ from decimal import Decimal
 import pytest
 
 from include.pipeline.domain import codec, orders
-
-VALID = {
-    "order_id": "o-1",
-    "user_id": "u-1",
-    "product_id": "prod-3",
-    "amount": 19.99,
-    "timestamp": "2026-01-05T10:00:30Z",
-}
-
-
-def raw(**changes):
-    doc = {**VALID, **changes}
-    return codec.encode({k: v for k, v in doc.items() if v is not ...})
+from tests.harness.factories import order_value
 
 
 def test_valid_order_is_parsed_exactly():
-    order = orders.parse(raw(amount=Decimal("1234.567")))
+    order = orders.parse(order_value(user_id="u-1", product_id="prod-3", amount=Decimal("1234.567")))
     assert order == orders.Order(
         "o-1", "u-1", "prod-3", Decimal("1234.567"), "2026-01-05T10:00:30Z", 1767607230_000000,
     )
@@ -39,13 +27,13 @@ def test_valid_order_is_parsed_exactly():
     ],
 )
 def test_timestamps_are_read_as_utc(timestamp, utc):
-    assert orders.parse(raw(timestamp=timestamp)).event_time == utc.replace(tzinfo=timezone.utc)
+    assert orders.parse(order_value(timestamp=timestamp)).event_time == utc.replace(tzinfo=timezone.utc)
 
 
 def test_integer_amounts_and_extra_fields_are_accepted():
-    order = orders.parse(raw(amount=5, coupon="X", nested={"a": [1]}))
+    order = orders.parse(order_value(product_id="prod-3", amount=5, coupon="X", nested={"a": [1]}))
     assert (order.amount, order.product_id) == (Decimal(5), "prod-3")
-    assert orders.parse(raw(amount=10**30)).amount == Decimal(10**30)
+    assert orders.parse(order_value(amount=10**30)).amount == Decimal(10**30)
 
 
 @pytest.mark.parametrize(
@@ -64,29 +52,29 @@ def test_integer_amounts_and_extra_fields_are_accepted():
         (b"[1, 2]", "not_an_object"),
         (b"42", "not_an_object"),
         (b"null", "not_an_object"),
-        (raw(order_id=...), "missing_field"),
-        (raw(timestamp=...), "missing_field"),
-        (raw(order_id=""), "invalid_order_id"),
-        (raw(order_id=7), "invalid_order_id"),
-        (raw(user_id=None), "invalid_user_id"),
-        (raw(product_id="prod-6"), "unknown_product"),
-        (raw(product_id="PROD-1"), "unknown_product"),
-        (raw(amount="19.99"), "invalid_amount"),
-        (raw(amount=True), "invalid_amount"),
-        (raw(amount=None), "invalid_amount"),
-        (raw(amount=0), "invalid_amount"),
-        (raw(amount=Decimal("-0.01")), "invalid_amount"),
-        (raw(amount=Decimal("-0.0")), "invalid_amount"),
-        (raw(amount=Decimal("1e-400")), "invalid_amount"),  # 0 as a double
-        (raw(amount=Decimal("1e-999999999")), "invalid_amount"),
+        (order_value(order_id=...), "missing_field"),
+        (order_value(timestamp=...), "missing_field"),
+        (order_value(order_id=""), "invalid_order_id"),
+        (order_value(order_id=7), "invalid_order_id"),
+        (order_value(user_id=None), "invalid_user_id"),
+        (order_value(product_id="prod-6"), "unknown_product"),
+        (order_value(product_id="PROD-1"), "unknown_product"),
+        (order_value(amount='"19.99"'), "invalid_amount"),
+        (order_value(amount=True), "invalid_amount"),
+        (order_value(amount=None), "invalid_amount"),
+        (order_value(amount=0), "invalid_amount"),
+        (order_value(amount=Decimal("-0.01")), "invalid_amount"),
+        (order_value(amount=Decimal("-0.0")), "invalid_amount"),
+        (order_value(amount=Decimal("1e-400")), "invalid_amount"),  # 0 as a double
+        (order_value(amount=Decimal("1e-999999999")), "invalid_amount"),
         (b'{"amount": ' + b"9" * 5000 + b"}", "invalid_json"),  # an integer too long to read
         (b'{"order_id":"o","user_id":"u","product_id":"prod-1","amount":1e400,"timestamp":"2026-01-05T10:00:00Z"}',
          "invalid_amount"),
-        (raw(timestamp="yesterday"), "invalid_timestamp"),
-        (raw(timestamp="2026-01-05"), "invalid_timestamp"),
-        (raw(timestamp="2026-13-05T10:00:00Z"), "invalid_timestamp"),
-        (raw(timestamp=1767607200), "invalid_timestamp"),
-        (raw(timestamp="2026-01-05T10:00:00+25:00"), "invalid_timestamp"),
+        (order_value(timestamp="yesterday"), "invalid_timestamp"),
+        (order_value(timestamp="2026-01-05"), "invalid_timestamp"),
+        (order_value(timestamp="2026-13-05T10:00:00Z"), "invalid_timestamp"),
+        (order_value(timestamp=1767607200), "invalid_timestamp"),
+        (order_value(timestamp="2026-01-05T10:00:00+25:00"), "invalid_timestamp"),
     ],
 )
 def test_invalid_input_is_rejected_with_its_reason(value, reason):
@@ -107,11 +95,12 @@ def test_invalid_input_is_rejected_with_its_reason(value, reason):
     ],
 )
 def test_window_start_is_the_utc_minute(timestamp, start):
-    assert orders.parse(raw(timestamp=timestamp)).window_start == start
+    assert orders.parse(order_value(timestamp=timestamp)).window_start == start
 
 
 def test_enriched_record_keeps_the_order_and_adds_name_and_time():
-    order = orders.parse(raw(amount=Decimal("0.10"), extra="dropped"))
+    value = order_value(user_id="u-1", product_id="prod-3", amount=Decimal("0.10"), extra="dropped")
+    order = orders.parse(value)
     assert codec.decode(orders.enrich(order, "2026-01-05T10:05:00+00:00")) == {
         "order_id": "o-1",
         "user_id": "u-1",

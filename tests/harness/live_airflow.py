@@ -24,8 +24,8 @@ import psutil
 
 from scripts.kafka.local import free_port, free_port_pair, throwaway_broker
 from scripts.redis.local import throwaway_redis
-from tests.integration import in_process
-from tests.integration.conftest import Pipeline
+from tests.harness import in_process
+from tests.harness.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = {"success", "failed"}
