@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -137,6 +137,21 @@ class LiveAirflow:
         for run_id in going:
             self.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"}).raise_for_status()
         return going
+
+    def run_latest_hour(
+        self, dag_id: str, conf: dict, timeout: float = 300, now: datetime | None = None
+    ) -> tuple[str, dict]:
+        """Trigger the DAG for the latest hourly interval before ``now`` and unpause it until that
+        run ends (unpaused, the scheduler finds the run exists); returns its id and the run.
+        Paused again after, with any run an hour that ended meanwhile got marked failed."""
+        latest = (now or datetime.now(timezone.utc)).replace(minute=0, second=0, microsecond=0)
+        run_id = self.trigger(dag_id, conf, logical_date=(latest - timedelta(hours=1)).isoformat())
+        self.set_paused(dag_id, False)
+        try:
+            return run_id, self.wait_for_run(dag_id, run_id, timeout=timeout)
+        finally:
+            self.set_paused(dag_id, True)
+            self.fail_runs(dag_id, but=run_id)
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout

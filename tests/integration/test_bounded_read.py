@@ -135,12 +135,13 @@ def test_another_writers_open_transaction_holds_a_read_for_the_bound_then_reconc
     assert rest.analyze.input.partitions["0"] == (0, written_end)
 
 
-def test_the_tail_of_a_batch_lands_where_the_clients_partitioner_puts_its_keys(kafka):
-    """The last records of a batch are placed by the stage, to know which report their delivery
-    (kafka_io.writing.WrittenEnds): each key on the partition the client puts it on by itself."""
+def test_the_records_a_stage_places_land_where_the_clients_partitioner_puts_their_keys(kafka):
+    """The last record of each partition in a batch is placed by the stage, to know which one
+    reports its delivery (kafka_io.writing.WrittenEnds): each key on the partition the client puts
+    it on by itself."""
     keys = [f"order-{i}".encode() for i in range(300)]
     txns = Transactions(lambda: producers.transactional_producer(kafka, "tail-placer"))
-    for first in range(0, len(keys), 7):  # batches short enough to be mostly tail
+    for first in range(0, len(keys), 7):  # batches short enough that most records are marked
         batch = [(key, b"x") for key in keys[first:first + 7]]
         txns.run(lambda producer, batch=batch: produce_all(producer, settings.PROCESSED, batch, txns.ends))
     plain = confluent_kafka.Producer({"bootstrap.servers": kafka.config["bootstrap.servers"]})

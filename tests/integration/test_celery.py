@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import socket
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import pytest
 from airflow.utils.net import get_hostname
@@ -54,17 +54,10 @@ def executed_by(airflow, ti_ids: set[str]) -> dict[str, list[str]]:
 
 def test_a_run_on_two_celery_workers_counts_every_order_once(live):
     airflow, pipeline = live
-    # The latest hourly interval's logical date: unpaused, the scheduler finds its run exists.
-    latest = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     conf = {"orders": ORDERS, "seed": SEED, "invalid_ratio": INVALID_RATIO, "workers": INSTANCES}
-    run_id = airflow.trigger("kafka_pipeline", conf, logical_date=latest.isoformat())
-    airflow.set_paused("kafka_pipeline", False)
     try:
-        run = airflow.wait_for_run("kafka_pipeline", run_id, timeout=300)
+        run_id, run = airflow.run_latest_hour("kafka_pipeline", conf)
     finally:
-        airflow.set_paused("kafka_pipeline", True)
-        # An hour that ended meanwhile got its scheduled run: not this test's.
-        airflow.fail_runs("kafka_pipeline", but=run_id)
         airflow.wait_until_idle("kafka_pipeline", timeout=150)
     assert run["state"] == "success", (airflow.tasks("kafka_pipeline", run_id), airflow.tail())
     assert airflow.tasks("kafka_pipeline", run_id) == {task: ("success", 1) for task in TASKS}

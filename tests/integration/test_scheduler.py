@@ -226,19 +226,10 @@ def test_the_stream_dag_streams_the_stages_together_then_hands_over_a_reconciled
     airflow.set_paused("kafka_pipeline", True)
     for dag_id in ("kafka_pipeline", "kafka_pipeline_on_orders"):
         airflow.wait_until_idle(dag_id, timeout=150)
-    # The latest hourly interval's logical date: unpaused, the scheduler finds its run exists.
     started = datetime.now(timezone.utc)
-    latest = started.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    run_id = airflow.trigger(
-        "kafka_pipeline_stream", {"duration_seconds": 60, "rate": 100}, logical_date=latest.isoformat()
+    run_id, run = airflow.run_latest_hour(
+        "kafka_pipeline_stream", {"duration_seconds": 60, "rate": 100}, now=started
     )
-    airflow.set_paused("kafka_pipeline_stream", False)
-    try:
-        run = airflow.wait_for_run("kafka_pipeline_stream", run_id, timeout=300)
-    finally:
-        airflow.set_paused("kafka_pipeline_stream", True)
-        # An hour that ended meanwhile got its scheduled run: it must not stream on for an hour.
-        airflow.fail_runs("kafka_pipeline_stream", but=run_id)
     streaming = ["generate", *STAGES]
     assert run["state"] == "success", airflow.tasks("kafka_pipeline_stream", run_id)
     assert airflow.tasks("kafka_pipeline_stream", run_id) == {

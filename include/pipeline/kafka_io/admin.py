@@ -72,16 +72,16 @@ def offset_range(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
 
 
 def written_range(
-    admin: AdminClient, topic: str, partitions: list[int] | None = None,
+    admin: AdminClient, topic: str, only: list[int] | None = None,
 ) -> dict[int, tuple[int, int]]:
-    """Per partition of ``topic`` (or of ``partitions``): (log start offset, high watermark). The
+    """Per partition of ``topic`` (or of those ``only``): (log start offset, high watermark). The
     high watermark is past every record written, committed or not: unlike the last stable
     offset, it already counts a transaction whose commit has returned but whose commit markers
     are not written yet (the coordinator writes them after it answers, KAFKA-10167)."""
     # The metadata first, always: a new client's ListOffsets sent before it knows the leaders
     # waits for them with librdkafka's backoff (0.5 to 3 s measured; 5 ms after the metadata).
     every = partitions(admin, topic, required=True)
-    tps = [TopicPartition(topic, p) for p in (every if partitions is None else partitions)]
+    tps = [TopicPartition(topic, p) for p in (every if only is None else only)]
     starts = retrying(_list_offsets, admin, tps, OffsetSpec.earliest())
     ends = retrying(_list_offsets, admin, tps, OffsetSpec.latest())
     return {tp.partition: (starts[tp.partition], ends[tp.partition]) for tp in tps}

@@ -11,7 +11,8 @@ import threading
 import time
 import zlib
 from contextlib import contextmanager
-from typing import Callable, NamedTuple, Protocol, Sequence
+from operator import itemgetter
+from typing import Callable, Iterator, NamedTuple, Protocol, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -46,42 +47,62 @@ def produce_all(
 ) -> None:
     """produce() each (key, value), with the client's method called directly on the hot path;
     with ``ends``, where they end on each partition is kept there."""
-    tail = Tail(len(records))
-    if ends is not None:
-        tail = ends.tail(producer, topic, records, lambda record: record[0])
+    marks = NO_MARKS if ends is None else ends.marks(producer, topic, records, itemgetter(0))
     send = producer.produce
-    for key, value in records[:tail.start]:
-        try:
-            send(topic, value, key)
-        except BufferError:
-            produce(producer, topic, key, value)
-    if ends is not None:
-        ends.produce_tail(producer, topic, tail, [(k, v, None, 0) for k, v in records[tail.start:]])
+    for run, index in runs(records, marks):
+        for key, value in run:
+            try:
+                send(topic, value, key)
+            except BufferError:
+                produce(producer, topic, key, value)
+        if index is not None:
+            key, value = records[index]
+            produce(producer, topic, key, value, None, 0, marks.placed[index], ends.report(marks, index))
 
 
-class Tail(NamedTuple):
-    """The end of a batch that holds the last record of each partition it writes to: from
-    ``start``, the partition of each record, and the indexes of the last ones."""
+class Marks(NamedTuple):
+    """The records of a batch that the stage places itself, index -> partition: the last record
+    of each partition the batch writes to (``last``), and any record without a key after the
+    earliest of those (the client's partitioner would put it anywhere)."""
 
-    start: int
-    partitions: tuple[int, ...] = ()
-    last: frozenset[int] = frozenset()
+    placed: dict[int, int]
+    last: frozenset[int]
 
 
-def tail_of(records: Sequence, key: Callable[..., bytes | None], partitions: int) -> Tail:
-    """The tail of ``records`` over ``partitions``, found from the end, each record placed as
-    the client's partitioner (consistent_random) places it: by the CRC-32 of its key, and a record
-    without a key anywhere."""
-    placed: list[int] = []
+NO_MARKS = Marks({}, frozenset())
+
+
+def marks_of(records: Sequence, key: Callable[..., bytes | None], partitions: int) -> Marks:
+    """The marks of ``records`` over ``partitions``, found from the end, each record placed as the
+    client's partitioner (consistent_random) places it: by the CRC-32 of its key, and a record
+    without a key anywhere. A batch over fewer partitions than the topic has is read whole (a
+    stage that keeps its input's keys writes a batch to the few partitions it read)."""
+    crc32, randrange = zlib.crc32, random.randrange
     last: dict[int, int] = {}
-    start = len(records)
-    while start > 0 and len(last) < partitions:
-        start -= 1
-        k = key(records[start])
-        partition = zlib.crc32(k) % partitions if k else random.randrange(partitions)
-        placed.append(partition)
-        last.setdefault(partition, start)
-    return Tail(start, tuple(reversed(placed)), frozenset(last.values()))
+    placed: dict[int, int] = {}
+    index = len(records)
+    while index and len(last) < partitions:
+        index -= 1
+        k = key(records[index])
+        if k:
+            partition = crc32(k) % partitions
+            if partition not in last:
+                last[partition] = index
+                placed[index] = partition
+        else:
+            partition = placed[index] = randrange(partitions)
+            last.setdefault(partition, index)
+    return Marks(placed, frozenset(last.values()))
+
+
+def runs(records: Sequence, marks: Marks) -> Iterator[tuple[Sequence, int | None]]:
+    """``records`` cut at the marked ones: each run of records the partitioner places, then the
+    index of the marked record after it (None after the last run)."""
+    start = 0
+    for index in sorted(marks.placed):
+        yield records[start:index], index
+        start = index + 1
+    yield records[start:], None
 
 
 class WrittenEnds:
@@ -90,7 +111,7 @@ class WrittenEnds:
 
     A report for every record would cost a Python call each, about a tenth of generate's rate;
     only the last record of each partition in a batch asks for one. To know which that is before
-    producing, the batch's tail is placed here (``tail_of``), as the client's partitioner, pinned
+    producing, those records are placed here (``marks_of``), as the client's partitioner, pinned
     in the producer's settings, would place it."""
 
     def __init__(self) -> None:
@@ -107,17 +128,13 @@ class WrittenEnds:
         for key, offset in self._delivered.items():
             self.committed[key] = max(offset, self.committed.get(key, 0))
 
-    def tail(self, producer: Producer, topic: str, records: Sequence, key: Callable) -> Tail:
-        """The tail of ``records`` to ``topic`` (``key`` gives a record's key)."""
-        return tail_of(records, key, self._count(producer, topic))
+    def marks(self, producer: Producer, topic: str, records: Sequence, key: Callable) -> Marks:
+        """The marks of ``records`` to ``topic`` (``key`` gives a record's key)."""
+        return marks_of(records, key, self._count(producer, topic))
 
-    def produce_tail(self, producer: Producer, topic: str, tail: Tail, records: list[tuple]) -> None:
-        """The tail's (key, value, headers, timestamp) records, each on its partition, after the rest."""
-        for index, partition, (key, value, headers, timestamp) in zip(
-            range(tail.start, tail.start + len(records)), tail.partitions, records,
-        ):
-            report = self._delivery if index in tail.last else None
-            produce(producer, topic, key, value, headers, timestamp, partition, report)
+    def report(self, marks: Marks, index: int) -> Callable[[KafkaError | None, Message], None] | None:
+        """What a marked record asks for its delivery: a report if it is its partition's last."""
+        return self._delivery if index in marks.last else None
 
     def _delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:

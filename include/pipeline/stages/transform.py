@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from operator import attrgetter
 from typing import Callable
 
 from confluent_kafka import Message, Producer
@@ -18,7 +19,7 @@ from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.admin import partition_count
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.reading import BoundedRead, Follow
-from include.pipeline.kafka_io.writing import WrittenEnds, produce
+from include.pipeline.kafka_io.writing import WrittenEnds, produce, runs
 from include.pipeline.run.results import (
     InputRanges,
 )
@@ -122,15 +123,18 @@ class TransformLoop:
 
 
 def _send(producer: Producer, topic: str, records: list[steps.Outgoing], ends: WrittenEnds) -> None:
-    tail = ends.tail(producer, topic, records, lambda record: record.key)
+    marks = ends.marks(producer, topic, records, attrgetter("key"))
     send = producer.produce  # called directly: the hot path of process
-    for r in records[:tail.start]:
-        try:
-            send(topic, r.value, r.key, headers=r.headers, timestamp=r.timestamp)
-        except BufferError:
-            produce(producer, topic, r.key, r.value, r.headers, r.timestamp)
-    rest = [(r.key, r.value, r.headers, r.timestamp) for r in records[tail.start:]]
-    ends.produce_tail(producer, topic, tail, rest)
+    for run, index in runs(records, marks):
+        for r in run:
+            try:
+                send(topic, r.value, r.key, headers=r.headers, timestamp=r.timestamp)
+            except BufferError:
+                produce(producer, topic, r.key, r.value, r.headers, r.timestamp)
+        if index is not None:
+            r = records[index]
+            report = ends.report(marks, index)
+            produce(producer, topic, r.key, r.value, r.headers, r.timestamp, marks.placed[index], report)
 
 
 def ranges(topic: str, source: BoundedRead) -> InputRanges:

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from include.pipeline.kafka_io.errors import Outage
-from include.pipeline.kafka_io.writing import Transactions, WrittenEnds, tail_of
+from include.pipeline.kafka_io.writing import Marks, Transactions, WrittenEnds, marks_of, produce_all, runs
 
 
 class FakeProducer:
@@ -184,26 +184,34 @@ def crc32_partition(key: bytes, partitions: int) -> int:
     return binascii.crc32(key) % partitions
 
 
-def test_a_tail_starts_at_the_earliest_last_record_of_a_partition_and_places_each_by_its_key():
+def test_the_last_record_of_each_partition_is_marked_and_placed_by_its_key():
     keys = [f"order-{i}".encode() for i in range(40)]
-    tail = tail_of(keys, lambda key: key, 3)
+    marks = marks_of(keys, lambda key: key, 3)
     where = [crc32_partition(key, 3) for key in keys]
-    last = {p: max(i for i in range(40) if where[i] == p) for p in range(3)}
-    assert tail.start == min(last.values())
-    assert list(tail.partitions) == where[tail.start:]
-    assert tail.last == frozenset(last.values())
+    last = {max(i for i in range(40) if where[i] == p): p for p in range(3)}
+    assert marks.placed == last
+    assert marks.last == frozenset(last)
 
 
-def test_a_batch_over_fewer_partitions_than_the_topic_has_is_all_tail():
+def test_a_batch_over_fewer_partitions_than_the_topic_has_marks_its_last_record_only():
     keys = [b"same"] * 5
-    tail = tail_of(keys, lambda key: key, 4)
-    assert (tail.start, tail.partitions, tail.last) == (0, (crc32_partition(b"same", 4),) * 5, {4})
-    assert tail_of([], lambda key: key, 4) == (0, (), frozenset())
+    assert marks_of(keys, lambda key: key, 4) == ({4: crc32_partition(b"same", 4)}, {4})
+    assert marks_of([], lambda key: key, 4) == ({}, frozenset())
 
 
-def test_a_record_without_a_key_is_placed_on_some_partition_of_the_topic():
-    tail = tail_of([None, b""], lambda key: key, 3)
-    assert all(0 <= p < 3 for p in tail.partitions) and min(tail.last) >= tail.start
+def test_a_record_without_a_key_after_the_earliest_last_record_is_placed_on_some_partition():
+    keys = [None, b"a", b"b", b"c", b"d", b"e", b"f", None, b""]
+    marks = marks_of(keys, lambda key: key, 2)
+    assert {7, 8} <= set(marks.placed) and 0 not in marks.placed  # before them: all partitions have one after
+    assert all(0 <= p < 2 for p in marks.placed.values()) and 8 in marks.last
+    assert marks.last <= set(marks.placed)
+
+
+def test_runs_cut_a_batch_at_its_marked_records_and_keep_its_order():
+    records = list(range(10))
+    cut = list(runs(records, Marks({7: 0, 2: 1, 9: 0}, frozenset({7, 9}))))
+    assert cut == [([0, 1], 2), ([3, 4, 5, 6], 7), ([8], 9), ([], None)]
+    assert list(runs(records, Marks({}, frozenset()))) == [(records, None)]
 
 
 class Delivered:
@@ -213,7 +221,7 @@ class Delivered:
         self.topic, self.partition, self.offset = (lambda: topic), (lambda: partition), (lambda: offset)
 
 
-class TailProducer:
+class PlacingProducer:
     """Of a topic of 3 partitions; delivers what is produced at once, each partition's from offset 0."""
 
     def __init__(self) -> None:
@@ -225,6 +233,8 @@ class TailProducer:
         return SimpleNamespace(topics={topic: metadata})
 
     def produce(self, topic, value, key, headers=None, timestamp=0, partition=-1, on_delivery=None):
+        if partition == -1:  # the client's partitioner
+            partition = crc32_partition(key, 3)
         offset = self.offsets[partition] = self.offsets.get(partition, -1) + 1
         if on_delivery is not None:
             self.reported.append(partition)
@@ -232,14 +242,11 @@ class TailProducer:
 
 
 def test_only_the_last_record_of_each_partition_reports_and_counts_once_its_transaction_commits():
-    ends, producer = WrittenEnds(), TailProducer()
+    ends, producer = WrittenEnds(), PlacingProducer()
     keys = [f"k{i}".encode() for i in range(30)]
     for committed in (True, False):
         ends.begin()
-        tail = ends.tail(producer, "t", keys, lambda key: key)
-        for key in keys[:tail.start]:  # the hot path: placed by the client's partitioner
-            producer.produce("t", b"v", key, partition=crc32_partition(key, 3))
-        ends.produce_tail(producer, "t", tail, [(key, b"v", None, 0) for key in keys[tail.start:]])
+        produce_all(producer, "t", [(key, b"v") for key in keys], ends)
         if committed:
             ends.commit()
     counts = Counter(crc32_partition(key, 3) for key in keys)
