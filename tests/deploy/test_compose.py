@@ -1,9 +1,10 @@
 """docker-compose.yaml agrees with the pins and settings the rest of the project uses, and its
 Celery workers scale.
 
-No Docker needed: the file is parsed and compared with requirements.txt, scripts/kafka/pom.xml
-and include/pipeline/settings.py, so a version bump or a new topic that misses the compose
-file fails here.
+No Docker needed: the file is parsed and compared with requirements.txt, scripts/kafka/pom.xml,
+include/pipeline/settings.py and scripts/prometheus/ (its configs, and Debian's versions of the
+stack where they are installed), so a version bump or a new topic that misses the compose file
+fails here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ import yaml
 
 from include.pipeline import settings
 from kafka_stages.pipeline import POOL, POOL_SLOTS
+from scripts.prometheus import local as observability
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,6 +105,9 @@ def test_service_names(services):
         "airflow-dag-processor",
         "airflow-triggerer",
         "airflow-worker",
+        "prometheus",
+        "pushgateway",
+        "alertmanager",
     }
 
 
@@ -262,3 +269,94 @@ def test_airflow_init_creates_the_metrics_database_the_connection_names(services
     assert 'json.loads(os.environ["AIRFLOW_CONN_METRICS_DB"])' in script
     assert """cursor.execute('CREATE DATABASE "%s"' % conn["schema"])""" in script
     assert script.index("pools set") < script.index("CREATE DATABASE") < script.index("chown")
+
+
+# The stack's images: the versions of Debian 12's packages, which make observability-up and the
+# tests run, so the rules and configs are tested against the versions compose runs.
+STACK_IMAGES = {
+    "prometheus": ("prom/prometheus:v2.42.0", observability.PROMETHEUS),
+    "pushgateway": ("prom/pushgateway:v1.5.1", observability.PUSHGATEWAY),
+    "alertmanager": ("prom/alertmanager:v0.25.0", observability.ALERTMANAGER),
+}
+COMPOSE_CONFIGS = ROOT / "scripts" / "prometheus" / "compose"
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """target -> source of a service's bind mounts and volumes."""
+    return {volume.split(":")[1]: volume.split(":")[0] for volume in service.get("volumes", [])}
+
+
+@pytest.mark.parametrize("name", STACK_IMAGES)
+def test_the_stack_images_are_debians_versions(services, name):
+    image, component = STACK_IMAGES[name]
+    assert services[name]["image"] == image
+    binary = shutil.which(component.binary)
+    if binary:  # where Debian's package is installed (CI: .ci/run installs it)
+        version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+        found = re.search(r"version (\d+\.\d+\.\d+)", version.stdout + version.stderr)
+        assert found and image.endswith(f":v{found.group(1)}")
+
+
+def test_the_stack_configs_are_what_local_py_writes():
+    written = {path.name: path.read_text() for path in COMPOSE_CONFIGS.glob("*.yml")}
+    assert written == {
+        name: observability.COMPOSE_HEADER + json.dumps(config, indent=2) + "\n"
+        for name, config in observability.compose_configs().items()
+    }, "run `python3 scripts/prometheus/local.py compose`"
+
+
+def test_prometheus_mounts_its_config_and_the_rules_and_reaches_the_stream_on_the_host(services):
+    prometheus = services["prometheus"]
+    assert _mounts(prometheus) == {
+        "/etc/prometheus/prometheus.yml": "./scripts/prometheus/compose/prometheus.yml",
+        "/etc/prometheus/rules.yml": "./scripts/prometheus/rules.yml",
+        "/prometheus": "prometheus-data",
+    }
+    assert prometheus["extra_hosts"] == ["host.docker.internal:host-gateway"]
+    config = yaml.safe_load((COMPOSE_CONFIGS / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/rules.yml"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    groups = jobs["kafka_pipeline_stream"]["static_configs"]
+    stream = [target for group in groups for target in group["targets"]]
+    assert stream == [f"host.docker.internal:{9464 + i}" for i in range(4)]
+    assert jobs["pushgateway"]["honor_labels"] is True
+
+
+def test_the_tasks_push_to_the_pushgateway_prometheus_scrapes(services):
+    config = yaml.safe_load((COMPOSE_CONFIGS / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    (target,) = jobs["pushgateway"]["static_configs"][0]["targets"]
+    assert target == "pushgateway:9091" and "9091:9091" in services["pushgateway"]["ports"]
+    for name in AIRFLOW_SERVICES:
+        assert _env(services[name])["PIPELINE_PUSHGATEWAY_URL"] == f"http://{target}", name
+    (alertmanager,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert alertmanager == "alertmanager:9093" and "9093:9093" in services["alertmanager"]["ports"]
+
+
+def test_alertmanager_posts_to_the_webhook_url_of_the_environment(services):
+    alertmanager = services["alertmanager"]
+    assert _env(alertmanager)["PIPELINE_ALERT_WEBHOOK_URL"] == "${PIPELINE_ALERT_WEBHOOK_URL:-}"
+    assert _mounts(alertmanager) == {"/etc/pipeline": "./scripts/prometheus/compose"}
+    script = alertmanager["command"][0]
+    placeholder = observability.WEBHOOK_PLACEHOLDER
+    assert f'sed "s|{placeholder}|$${{PIPELINE_ALERT_WEBHOOK_URL}}|" /etc/pipeline/alertmanager-webhook.yml' \
+        in script
+    assert "cp /etc/pipeline/alertmanager.yml /alertmanager/alertmanager.yml" in script
+    webhook = yaml.safe_load((COMPOSE_CONFIGS / "alertmanager-webhook.yml").read_text())
+    assert webhook["receivers"][0]["webhook_configs"][0]["url"] == placeholder
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None or shutil.which("amtool") is None,
+    reason="promtool or amtool not found: `apt-get install prometheus prometheus-alertmanager`",
+)
+def test_promtool_and_amtool_accept_the_stack_configs(tmp_path):
+    """promtool reads the rule files too: the config here names the repository's rules.yml."""
+    config = (COMPOSE_CONFIGS / "prometheus.yml").read_text()
+    rules = str(ROOT / "scripts" / "prometheus" / "rules.yml")
+    (tmp_path / "prometheus.yml").write_text(config.replace("/etc/prometheus/rules.yml", rules))
+    checks = [["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+              ["amtool", "check-config", *map(str, sorted(COMPOSE_CONFIGS.glob("alertmanager*.yml")))]]
+    for check in checks:
+        result = subprocess.run(check, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
