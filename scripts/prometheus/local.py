@@ -192,8 +192,10 @@ class Server:
             # No cluster: its port (9094 by default) would clash with the next stack's.
             return [ALERTMANAGER.path(), f"--config.file={config}", f"--storage.path={self.home}", listen,
                     "--cluster.listen-address="]
-        keep = [f"--persistence.file={self.home / 'pushed.db'}"] if persist else []
-        return [PUSHGATEWAY.path(), listen, *keep]
+        # Always named: Debian's default is one file for every Pushgateway of the machine
+        # (/var/lib/prometheus/pushgateway.data), which would hand a stack the last one's pushes.
+        keep = self.home / "pushed.db" if persist else ""
+        return [PUSHGATEWAY.path(), listen, f"--persistence.file={keep}"]
 
     def start(self, config: Path | None, *, persist: bool = False, detach: bool = False) -> None:
         """Start it and wait until it is ready (``detach``: in a session of its own, to outlive us)."""
