@@ -5,7 +5,7 @@ VENV ?= .venv
 DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
-.PHONY: install lock kafka-up kafka-down redis-up redis-down airflow-celery run produce stream acls lint test test-unit test-integration test-faults test-airflow \
+.PHONY: install lock kafka-up kafka-down redis-up redis-down observability-up observability-down airflow-celery run produce stream acls lint test test-unit test-integration test-faults test-airflow \
   test-stream test-clusters bench bench-latency docs clean
 
 install: $(VENV)/.installed
@@ -36,6 +36,16 @@ redis-up:
 
 redis-down:
 	@$(PYTHON) scripts/redis/local.py down
+
+# Prometheus (127.0.0.1:9090), the Pushgateway (:9091) and Alertmanager (:9093), Debian's, with the
+# alert rules of scripts/prometheus/rules.yml: scraping make stream's WORKERS (1) processes' ports from
+# PIPELINE_METRICS_PORT (9464) and the Pushgateway; alerts to PIPELINE_ALERT_WEBHOOK_URL when set.
+# Files in .observability/ (docs/operations/observability.md).
+observability-up:
+	@$(PYTHON) scripts/prometheus/local.py up --workers $(or $(WORKERS),1)
+
+observability-down:
+	@$(PYTHON) scripts/prometheus/local.py down
 
 # Airflow with the CeleryExecutor in the foreground (Ctrl-C stops it all): the API server,
 # scheduler, dag-processor, triggerer and WORKERS Celery workers, 2 by default (scripts/airflow
