@@ -17,9 +17,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from include.pipeline import settings, stages, topology
 from include.pipeline.stages.calls import CALLS, StageCall
+from kafka_stages import lineage, notifier
 from kafka_stages.operators import (
     CheckParamsOperator,
     KafkaStageOperator,
@@ -35,7 +38,15 @@ DAG_ARGS: dict[str, Any] = {
     "start_date": datetime(2026, 1, 1, tzinfo=timezone.utc), "catchup": False, "max_active_runs": 1,
     "render_template_as_native_obj": True,
 }
-RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}  # the scheduled DAGs' default_args
+# Every task of every DAG: a failure that is final (no retry left) is sent to the webhook of the
+# pipeline_alerts connection, if there is one (kafka_stages.notifier).
+NOTIFY: dict[str, Any] = {"on_failure_callback": [notifier.PipelineNotifier()]}
+# The scheduled DAGs' default_args.
+RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), **NOTIFY}
+# A run not finished an hour (the interval) and five minutes after it was queued has overrun: the
+# next one is due, and waits (max_active_runs). A stream run streams 59 of those minutes. The
+# triggerer sends it to the same webhook (the notifier as a deadline's AsyncCallback).
+OVERRUN = timedelta(minutes=65)
 PIPELINE = topology.names(topology.PIPELINE)
 CONSUMING = topology.names(topology.CONSUMING)
 # The stages run as `workers` mapped instances, each a share of the partitions of its input.
@@ -58,7 +69,15 @@ def hourly_dag(dag_id: str, description: str, doc_md: str, tags: list[str], para
     return DAG(
         dag_id=dag_id, description=description, doc_md=doc_md,
         schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-        **DAG_ARGS, default_args=RETRIES, tags=tags, params=params,
+        **DAG_ARGS, default_args=RETRIES, tags=tags, params=params, deadline=overrun_alert(),
+    )
+
+
+def overrun_alert() -> DeadlineAlert:
+    """A run still going ``OVERRUN`` after it was queued: the notifier, in the triggerer."""
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=OVERRUN,
+        callback=AsyncCallback(notifier.PipelineNotifier, kwargs={"conn_id": notifier.CONN_ID}),
     )
 
 
@@ -110,6 +129,7 @@ def call_task(call: StageCall, plan=None, operator=KafkaStageOperator, op_kwargs
     arguments = {**taken, **(op_kwargs or {})}
     if call.stage is topology.SINK:  # to the store of the metrics_db connection (embedded SQLite without one)
         kwargs["metrics_db_conn_id"] = "metrics_db"
+    kwargs.update(lineage.stage_assets(call.stage))  # its topics (and the store) as inlets and outlets
     if call.mapped:
         return mapped_stage_task(call.name, call.run, plan, operator, op_kwargs=arguments, **kwargs)
     return stage_task(call.name, call.run, operator, op_kwargs=arguments, **kwargs)
