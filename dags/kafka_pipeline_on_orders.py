@@ -14,7 +14,7 @@ from include.pipeline import settings
 from include.pipeline.topology import PROCESS
 from kafka_stages.lineage import topic_asset
 from kafka_stages.params import dag_params
-from kafka_stages.pipeline import DAG_ARGS, RETRIES, overrun_alert, pipeline_tasks
+from kafka_stages.pipeline import DAG_ARGS, RETRIES, pipeline_tasks
 from kafka_stages.triggers import ConsumerLagTrigger
 
 orders = topic_asset(
@@ -35,6 +35,5 @@ with DAG(
     default_args=RETRIES,
     tags=["kafka", "orders", "event-driven"],
     params=dag_params("kafka_pipeline_on_orders"),
-    deadline=overrun_alert(),
 ):
     pipeline_tasks(generate=False)

@@ -87,6 +87,9 @@ class Ran:
     """What a stage's try used and returned, kept for its OpenLineage events (made after
     ``execute``): the cluster's bootstrap servers, the store's URL and the stage's result."""
 
+    # Topics written but not counted in the stage's result: analyze's state changelog.
+    UNCOUNTED = frozenset({settings.ANALYZE_STATE})
+
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap, self.store, self.result = bootstrap, None, None
 
@@ -106,7 +109,10 @@ class Ran:
         inputs = [topic(called.input, result.read, False)]
         inputs += [topic(name, None, False) for name in called.reads]
         written = getattr(result, "written", {})
-        outputs = [topic(name, written.get(name, 0), True) for name in called.outputs]
+        outputs = [
+            topic(name, None if name in self.UNCOUNTED else written.get(name, 0), True)
+            for name in called.outputs
+        ]
         if isinstance(result, SinkResult) and self.store is not None:
             outputs.append(lineage.store_dataset(self.store, result.rows_changed))
         return inputs, outputs

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.definitions.callback import AsyncCallback
-from airflow.sdk.definitions.deadline import DeadlineReference
 
 from kafka_stages.notifier import PipelineNotifier
 from tests.harness.dag_tasks import arg
@@ -84,13 +83,21 @@ def test_every_task_of_every_dag_sends_its_final_failure_to_the_pipeline_alerts_
             assert [(type(c), c.conn_id) for c in callbacks] == [(PipelineNotifier, "pipeline_alerts")], task
 
 
-def test_the_scheduled_dags_alert_a_run_not_done_65_minutes_after_it_was_queued(dagbag):
-    for dag_id in ("kafka_pipeline", "kafka_pipeline_on_orders", "kafka_pipeline_stream"):
-        (alert,) = dagbag.dags[dag_id].deadline
-        assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
-        assert alert.interval == timedelta(minutes=65)
-        assert isinstance(alert.callback, AsyncCallback)
-        assert alert.callback.serialize() == {
-            "path": "kafka_stages.notifier.PipelineNotifier", "kwargs": {"conn_id": "pipeline_alerts"},
-        }
-    assert dagbag.dags["kafka_pipeline_replay"].deadline is None  # by hand, as long as its range takes
+def test_no_deadline_alert_while_dag_test_cannot_run_one(dagbag):
+    """Airflow 3.3.2's dag.test() fails a run with a DeadlineAlert once it succeeds: it looks the
+    alerts up by ids that its own serialization of the DAG made anew. `make run` and the tests
+    run the DAGs that way."""
+    from airflow.sdk import DAG
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    assert [dag.deadline for dag in dagbag.dags.values()] == [None] * 4
+
+    with DAG("probe", schedule=None, deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=65),
+        callback=AsyncCallback(PipelineNotifier, kwargs={"conn_id": "pipeline_alerts"}),
+    )) as probe:
+        pass
+    # The notifier is a valid deadline callback (awaitable, importable by the triggerer).
+    assert probe.deadline[0].callback.serialize() == {
+        "path": "kafka_stages.notifier.PipelineNotifier", "kwargs": {"conn_id": "pipeline_alerts"},
+    }
