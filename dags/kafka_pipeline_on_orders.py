@@ -8,17 +8,17 @@ The watcher only reads offsets; the stages own them. Unpause the DAG to start wa
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Asset, AssetWatcher
+from airflow.sdk import DAG, AssetWatcher
 
 from include.pipeline import settings
 from include.pipeline.topology import PROCESS
+from kafka_stages.lineage import topic_asset
 from kafka_stages.params import dag_params
 from kafka_stages.pipeline import DAG_ARGS, RETRIES, pipeline_tasks
 from kafka_stages.triggers import ConsumerLagTrigger
 
-orders = Asset(
-    name="kafka_orders",
-    uri=f"kafka://{settings.bootstrap_servers().split(',')[0]}/{settings.ORDERS}",
+orders = topic_asset(
+    settings.ORDERS,
     watchers=[AssetWatcher(name="orders_lag", trigger=ConsumerLagTrigger(
         groups={PROCESS.input: PROCESS.group},
         min_records=settings.on_orders_min_records(),

@@ -11,7 +11,7 @@ from airflow.sdk import DAG
 from include.pipeline.stages.calls import CALLS
 from kafka_stages.operators import CheckParamsOperator
 from kafka_stages.params import dag_params
-from kafka_stages.pipeline import DAG_ARGS, call_task, sink_task
+from kafka_stages.pipeline import DAG_ARGS, NOTIFY, call_task, sink_task
 
 with DAG(
     dag_id="kafka_pipeline_replay",
@@ -19,6 +19,7 @@ with DAG(
     doc_md=__doc__,
     schedule=None,
     **DAG_ARGS,
+    default_args=NOTIFY,
     tags=["kafka", "orders", "replay"],
     params=dag_params("kafka_pipeline_replay"),
 ) as dag:

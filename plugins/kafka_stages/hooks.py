@@ -74,18 +74,21 @@ class MetricsDbHook(BaseHook):
             conn = self.get_connection(self.metrics_db_conn_id)
         except AirflowNotFoundException:
             return MetricsStore.default(read_only)
-        origin = f"connection {self.metrics_db_conn_id!r}"
-        if conn.conn_type in ("postgres", "postgresql"):
-            url = URL.create(
-                "postgresql+psycopg", username=conn.login or None, password=conn.password or None,
-                host=conn.host or None, port=conn.port or None, database=conn.schema or None,
-                query={key: str(value) for key, value in conn.extra_dejson.items()},
-            )
-        elif conn.conn_type == "sqlite":
-            url = URL.create("sqlite", database=conn.host)
-        else:
-            raise ValueError(
-                f"{origin} has type {conn.conn_type!r}: "
-                "the metrics store takes a 'postgres' or 'sqlite' connection"
-            )
-        return MetricsStore(url, origin, read_only)
+        return MetricsStore(store_url(conn), f"connection {self.metrics_db_conn_id!r}", read_only)
+
+
+def store_url(conn) -> URL:
+    """The SQLAlchemy URL of a metrics_db connection (``postgres`` or ``sqlite``): shared by the
+    sink's store and the lineage (``lineage``), so that both always name the same database."""
+    if conn.conn_type in ("postgres", "postgresql"):
+        return URL.create(
+            "postgresql+psycopg", username=conn.login or None, password=conn.password or None,
+            host=conn.host or None, port=conn.port or None, database=conn.schema or None,
+            query={key: str(value) for key, value in conn.extra_dejson.items()},
+        )
+    if conn.conn_type == "sqlite":
+        return URL.create("sqlite", database=conn.host)
+    raise ValueError(
+        f"connection {conn.conn_id!r} has type {conn.conn_type!r}: "
+        "the metrics store takes a 'postgres' or 'sqlite' connection"
+    )

@@ -11,13 +11,23 @@ import msgspec
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from include.pipeline import settings
 from include.pipeline.domain.assignment import Assignment
 from include.pipeline.kafka_io.reading import Follow
 from include.pipeline.run import params as run_params
 from include.pipeline.run import reconcile
 from include.pipeline.run import summary as stage_summary
-from include.pipeline.run.results import Result, xcom
+from include.pipeline.run.results import (
+    Consumed,
+    GenerateResult,
+    ReplayResult,
+    Result,
+    SinkResult,
+    xcom,
+)
 from include.pipeline.stages import shutdown
+from include.pipeline.stages.calls import CALLS
+from kafka_stages import lineage
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 
 # Set by scripts/airflow when `tasks test` runs a mapped stage without --map-index: the one
@@ -71,6 +81,41 @@ def log_params_overridden(task: BaseOperator, context) -> None:
         conf = context["dag_run"].conf or {}
         if line := run_params.overridden(given, context["params"], conf, context["run_id"]):
             task.log.warning("%s", line)
+
+
+class Ran:
+    """What a stage's try used and returned, kept for its OpenLineage events (made after
+    ``execute``): the cluster's bootstrap servers, the store's URL and the stage's result."""
+
+    # Topics written but not counted in the stage's result: analyze's state changelog.
+    UNCOUNTED = frozenset({settings.ANALYZE_STATE})
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap, self.store, self.result = bootstrap, None, None
+
+    def datasets(self, task_id: str) -> tuple[list, list]:
+        """(inputs, outputs) of the stage's run (its task is named after its call, ``CALLS``) as
+        OpenLineage datasets, with their record counts."""
+        result, topic = self.result, lambda name, rows, output: lineage.kafka_dataset(
+            self.bootstrap, name, rows, output)
+        if isinstance(result, GenerateResult):
+            return [], [topic(settings.ORDERS, result.generated, True)]
+        if isinstance(result, ReplayResult):
+            return ([topic(settings.PROCESSED, result.read, False), topic(settings.DLQ, None, False)],
+                    [topic(settings.METRICS, result.windows, True)])
+        if not isinstance(result, Consumed) or task_id not in CALLS:  # create_topics: no data moved
+            return [], []
+        called = CALLS[task_id].stage
+        inputs = [topic(called.input, result.read, False)]
+        inputs += [topic(name, None, False) for name in called.reads]
+        written = getattr(result, "written", {})
+        outputs = [
+            topic(name, None if name in self.UNCOUNTED else written.get(name, 0), True)
+            for name in called.outputs
+        ]
+        if isinstance(result, SinkResult) and self.store is not None:
+            outputs.append(lineage.store_dataset(self.store, result.rows_changed))
+        return inputs, outputs
 
 
 class KafkaStageOperator(BaseOperator):
@@ -140,10 +185,13 @@ class KafkaStageOperator(BaseOperator):
         with shutdown.supervised():
             try:
                 kafka = PipelineKafkaHook(self.kafka_config_id).get_kafka()
+                self.ran = Ran(bootstrap=kafka.config["bootstrap.servers"])
                 kwargs = self.stage_kwargs(context)
                 if self.metrics_db_conn_id:
                     store = MetricsDbHook(self.metrics_db_conn_id).get_store()
                     self.log.info("metrics store: %s (%s)", store.name, store.origin)
+                    self.ran.store = store.url
+                    self.warn_of_another_store(store)
                     result = self.stage(kafka, store=store, **kwargs)
                 else:
                     result = self.stage(kafka, **kwargs)
@@ -151,6 +199,7 @@ class KafkaStageOperator(BaseOperator):
                 raise AirflowFailException(f"{self.task_id}: {exc}") from exc
             except shutdown.Stopped:
                 result = None
+            self.ran.result = result
             if result is not None:
                 for line in stage_summary.lines(self.stage.__name__, result):
                     self.log.info("%s", line)
@@ -164,6 +213,32 @@ class KafkaStageOperator(BaseOperator):
                     "a retry or the next run continues from there"
                 )
         return xcom(result)
+
+    def warn_of_another_store(self, store) -> None:
+        """Say so when the store this task writes is not the one its outlet names: the outlet's
+        URI comes from the DAG processor's environment (``lineage``), the store from the
+        connection, wherever it is kept."""
+        wrote = lineage.store_uri(store.url)
+        declared = [asset.uri for asset in self.outlets if getattr(asset, "uri", "").split(":")[0] != "kafka"]
+        if declared and wrote not in declared:
+            self.log.warning(
+                "this task's outlet asset names the store %s, but it writes %s: set AIRFLOW_CONN_METRICS_DB "
+                "in the DAG processor's environment too, so that the asset names the store (docs/"
+                "operations/observability.md)", declared[0], wrote,
+            )
+
+    def get_openlineage_facets_on_complete(self, task_instance):
+        """What the stage read and wrote, named by OpenLineage's naming (Kafka: ``kafka://host:port``
+        and the topic; the store: ``postgres://host:port`` and ``database.schema.table``, or the
+        SQLite file), with the records each stage's result counts; from the connections this try
+        used, so right wherever they are kept."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        ran = getattr(self, "ran", None)
+        if ran is None or ran.result is None:
+            return OperatorLineage()
+        inputs, outputs = ran.datasets(self.task_id)
+        return OperatorLineage(inputs=inputs, outputs=outputs)
 
 
 class KafkaStreamOperator(KafkaStageOperator):
@@ -250,6 +325,15 @@ class KafkaStreamOperator(KafkaStageOperator):
         return {**super().stage_kwargs(context), "follow": follow}
 
 
+class ReconcileFailed(AirflowFailException):
+    """A run that does not reconcile: the message reconcile.failure gives, and its discrepancies
+    and manifest for the failure notification (``notifier``), which gets this exception."""
+
+    def __init__(self, message: str, problems: list[str], manifest) -> None:
+        super().__init__(message)
+        self.problems, self.manifest = list(problems), str(manifest)
+
+
 class ReconcileOperator(BaseOperator):
     """Checks that the run's stage results add up (``include.pipeline.run.reconcile``), writes the
     run manifest, and ends its log with the run's summary and a link to the Order metrics page.
@@ -274,7 +358,9 @@ class ReconcileOperator(BaseOperator):
         base_url = conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
         self.log.info("Order metrics page: %s/plugin/order-metrics", base_url)
         if problem := reconcile.failure(manifest):
-            raise AirflowFailException(problem)
+            raise ReconcileFailed(
+                problem, manifest.problems, reconcile.manifest_path(manifest.dag_id, manifest.run_id),
+            )
         return msgspec.to_builtins(manifest.summary)
 
 

@@ -20,6 +20,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
 
 from include.pipeline import settings, stages, topology
 from include.pipeline.stages.calls import CALLS, StageCall
+from kafka_stages import lineage, notifier
 from kafka_stages.operators import (
     CheckParamsOperator,
     KafkaStageOperator,
@@ -35,7 +36,15 @@ DAG_ARGS: dict[str, Any] = {
     "start_date": datetime(2026, 1, 1, tzinfo=timezone.utc), "catchup": False, "max_active_runs": 1,
     "render_template_as_native_obj": True,
 }
-RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30)}  # the scheduled DAGs' default_args
+# Every task of every DAG: a failure that is final (no retry left) is sent to the webhook of the
+# pipeline_alerts connection, if there is one (kafka_stages.notifier).
+NOTIFY: dict[str, Any] = {"on_failure_callback": [notifier.PipelineNotifier()]}
+# The scheduled DAGs' default_args.
+RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), **NOTIFY}
+# No DeadlineAlert for a run that overruns its hour: with one, `airflow dags test` (make run, the
+# in-process tests) fails every run that succeeds in Airflow 3.3.2 ("No DeadlineAlert found with
+# id ...": dag.test() looks the alerts up by ids its own serialization made anew). The notifier
+# can already be a deadline's AsyncCallback (docs/operations/observability.md).
 PIPELINE = topology.names(topology.PIPELINE)
 CONSUMING = topology.names(topology.CONSUMING)
 # The stages run as `workers` mapped instances, each a share of the partitions of its input.
@@ -110,6 +119,7 @@ def call_task(call: StageCall, plan=None, operator=KafkaStageOperator, op_kwargs
     arguments = {**taken, **(op_kwargs or {})}
     if call.stage is topology.SINK:  # to the store of the metrics_db connection (embedded SQLite without one)
         kwargs["metrics_db_conn_id"] = "metrics_db"
+    kwargs.update(lineage.stage_assets(call.stage))  # its topics (and the store) as inlets and outlets
     if call.mapped:
         return mapped_stage_task(call.name, call.run, plan, operator, op_kwargs=arguments, **kwargs)
     return stage_task(call.name, call.run, operator, op_kwargs=arguments, **kwargs)

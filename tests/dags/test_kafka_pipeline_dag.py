@@ -140,7 +140,8 @@ def test_the_sensor_waits_for_work_on_every_consuming_stage_input(dag):
 def test_the_event_driven_dag_watches_orders_lag_and_shares_the_task_chain(dagbag, dag):
     on_orders = dagbag.dags["kafka_pipeline_on_orders"]
     (asset,) = on_orders.timetable.asset_condition.objects
-    assert (asset.name, asset.uri) == ("kafka_orders", "kafka://127.0.0.1:9092/orders")
+    # Named by its URI, as every asset of the pipeline (kafka_stages.lineage): process's inlet.
+    assert (asset.name, asset.uri) == ("kafka://127.0.0.1:9092/orders", "kafka://127.0.0.1:9092/orders")
     (watcher,) = asset.watchers
     assert watcher.trigger.serialize() == ("kafka_stages.triggers.ConsumerLagTrigger", {
         "groups": {"orders": "kafka-pipeline-process"}, "min_records": 10000, "max_wait_seconds": 300.0,

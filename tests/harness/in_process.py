@@ -98,6 +98,19 @@ def instance_results(task_id: str, run_id: str) -> dict[int, dict]:
     return {index: json.loads(value) if isinstance(value, str) else value for index, value in rows}
 
 
+def run_ids(dag_id: str) -> list[str]:
+    """The run ids of ``dag_id`` in the worker's DB, oldest first (``dags test`` names a run
+    after the moment it was made, not its logical date)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(session.scalars(
+            select(DagRun.run_id).where(DagRun.dag_id == dag_id).order_by(DagRun.id)
+        ))
+
+
 def task_state(task_id: str) -> tuple[str, int] | None:
     """(state, try number) of the newest attempt of ``task_id`` in the worker's DB."""
     from airflow.models.taskinstance import TaskInstance
