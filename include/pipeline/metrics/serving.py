@@ -1,0 +1,25 @@
+"""Continuous mode's /metrics: each stage process serves its metrics on a port of its own, for
+Prometheus to scrape (job ``kafka_pipeline_stream``)."""
+
+from __future__ import annotations
+
+from prometheus_client.exposition import start_http_server
+
+from include.pipeline.metrics.catalogue import METRICS, Metrics
+
+
+def address(host: str, port: int) -> str:
+    """Where the metrics served on ``host``:``port`` are read."""
+    return f"http://{host}:{port}/metrics"
+
+
+def serve(host: str, port: int, metrics: Metrics = METRICS) -> None:
+    """Serve ``metrics`` on ``host``:``port``/metrics from a thread of this process; a port that
+    cannot be had raises ValueError, naming the setting to change."""
+    try:
+        start_http_server(port, host, registry=metrics.registry)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): set PIPELINE_METRICS_PORT "
+            "to the first of free ports (one a stage process), or to 0 for none"
+        ) from None
