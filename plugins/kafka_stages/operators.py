@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from include.pipeline.domain.assignment import Assignment
 from include.pipeline.kafka_io.reading import Follow
+from include.pipeline.metrics.push import push
 from include.pipeline.run import params as run_params
 from include.pipeline.run import reconcile
 from include.pipeline.run import summary as stage_summary
@@ -61,6 +62,13 @@ def refuse_an_ended_run(task_id: str, context) -> None:
     state = getattr(run.state, "value", run.state)  # an enum from the API
     if state in ENDED and sys.argv[1:3] != ["tasks", "test"]:
         raise AirflowFailException(f"{task_id}: its run {run.run_id} is {state}, marked so as this try began")
+
+
+def push_metrics(task: BaseOperator, context) -> None:
+    """The task's metrics to the Pushgateway, if one is configured (PIPELINE_PUSHGATEWAY_URL),
+    grouped by DAG, task and map index (-1: not mapped); a gateway that does not answer is one
+    line in the log, never the task's failure."""
+    push(task.dag_id, task.task_id, context["ti"].map_index)
 
 
 def log_params_overridden(task: BaseOperator, context) -> None:
@@ -133,7 +141,15 @@ class KafkaStageOperator(BaseOperator):
         return {**kwargs, "workers": share.workers, "worker": share.index}
 
     def execute(self, context) -> dict | None:
-        """Runs the stage; its result is the XCom. A stop on request fails the task, with no XCom."""
+        """Runs the stage; its result is the XCom. A stop on request fails the task, with no XCom.
+        Its metrics are pushed after it, whether it succeeded or not."""
+        try:
+            return self.run_stage(context)
+        finally:
+            push_metrics(self, context)
+
+    def run_stage(self, context) -> dict | None:
+        """The stage, its summary logged, its result as the XCom."""
         refuse_an_ended_run(self.task_id, context)
         # SIGTERM (Airflow stopping the task: the run marked failed, a lost heartbeat, standalone
         # stopping), SIGINT and a supervisor that died all end the stage between two batches.
@@ -266,7 +282,15 @@ class ReconcileOperator(BaseOperator):
         self.results = results
 
     def execute(self, context) -> dict:
-        """Reconciles the run and writes its manifest; the run's summary is the XCom."""
+        """Reconciles the run and writes its manifest; the run's summary is the XCom. Its result's
+        metrics (``reconcile.reconcile`` sets them) are pushed, whether it passed or not."""
+        try:
+            return self.reconcile(context)
+        finally:
+            push_metrics(self, context)
+
+    def reconcile(self, context) -> dict:
+        """The run reconciled, its manifest written and logged; a discrepancy fails the task."""
         manifest = reconcile.reconcile(context["run_id"], self.results, dag_id=self.dag_id)
         for line in reconcile.render(manifest).splitlines():
             self.log.info("%s", line)
