@@ -3,6 +3,8 @@ Prometheus to scrape (job ``kafka_pipeline_stream``)."""
 
 from __future__ import annotations
 
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client.exposition import start_http_server
 
 from include.pipeline.metrics.catalogue import METRICS, Metrics
@@ -13,11 +15,13 @@ def address(host: str, port: int) -> str:
     return f"http://{host}:{port}/metrics"
 
 
-def serve(host: str, port: int, metrics: Metrics = METRICS) -> None:
-    """Serve ``metrics`` on ``host``:``port``/metrics from a thread of this process; a port that
-    cannot be had raises ValueError, naming the setting to change."""
+def serve(host: str, port: int, metrics: Metrics = METRICS) -> WSGIServer:
+    """Serve ``metrics`` on ``host``:``port``/metrics from a thread of this process, until it
+    ends (a stage process) or the server returned is shut down (a test); a port that cannot be
+    had raises ValueError, naming the setting to change."""
     try:
-        start_http_server(port, host, registry=metrics.registry)
+        server, _ = start_http_server(port, host, registry=metrics.registry)
+        return server
     except OSError as exc:
         raise ValueError(
             f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): set PIPELINE_METRICS_PORT "
