@@ -6,10 +6,17 @@ says so in one line and succeeds."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.request import urlopen
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from include.pipeline.metrics.catalogue import METRICS
 from tests.harness.expected import assert_as_the_oracle_says, oracle_of
 from tests.harness.factories import order_value
+from tests.harness.pipeline import ROOT
 from tests.oracle import partition_of
 
 pytestmark = pytest.mark.integration
@@ -34,6 +42,22 @@ INVALID = [
     (b"k-brace", b"{"),
 ]
 ANALYZE_REASONS = {"duplicate", "late"}
+STAGES = ("process", "analyze", "sink")  # continuous mode's processes without a generator
+READ, DEAD = "kafka_pipeline_records_read_total", "kafka_pipeline_dead_letters_total"
+LATENCY_COUNT = ("kafka_pipeline_end_to_end_latency_seconds_count", ())
+
+
+def stage_of(reason: str) -> str:
+    """The stage that dead-letters for ``reason``."""
+    return "analyze" if reason in ANALYZE_REASONS else "process"
+
+
+def dead_letters(expected) -> Counter:
+    """The oracle's dead letters by reason."""
+    dead = Counter()
+    for (reason, _), n in expected.dead_letters.items():
+        dead[reason] += n
+    return dead
 
 
 def samples() -> dict[tuple[str, tuple], float]:
@@ -90,11 +114,9 @@ def test_the_counters_are_what_the_stages_read_wrote_and_dead_lettered(pipeline,
     sunk = pipeline.task("sink")
     assert_as_the_oracle_says(pipeline, expected)
 
-    dead = Counter()
-    for (reason, _), n in expected.dead_letters.items():
-        dead[reason] += n
+    dead = dead_letters(expected)
     partials = len(pipeline.read("product-metrics"))
-    read, written = "kafka_pipeline_records_read_total", "kafka_pipeline_records_written_total"
+    read, written = READ, "kafka_pipeline_records_written_total"
     assert grew(read, stage="process", topic="orders") == len(values) == 21
     assert grew(written, stage="process", topic="processed-orders") == len(expected.valid) == 15
     assert grew(read, stage="analyze", topic="processed-orders") == len(expected.valid)
@@ -102,8 +124,7 @@ def test_the_counters_are_what_the_stages_read_wrote_and_dead_lettered(pipeline,
     assert grew(written, stage="analyze", topic="product-metrics") == partials
     assert grew(read, stage="sink", topic="product-metrics") == partials
     for reason, n in dead.items():
-        stage = "analyze" if reason in ANALYZE_REASONS else "process"
-        assert grew("kafka_pipeline_dead_letters_total", stage=stage, reason=reason) == n, reason
+        assert grew(DEAD, stage=stage_of(reason), reason=reason) == n, reason
     assert sum(dead.values()) == 3 + len(INVALID)
 
     for stage in ("process", "analyze", "sink"):
@@ -138,3 +159,94 @@ def test_the_counters_are_what_the_stages_read_wrote_and_dead_lettered(pipeline,
     # analyze's gateway refused: one line, and the task succeeded; sink had none configured.
     assert analyzed.output.count("metrics not pushed to the Pushgateway") == 1
     assert "metrics not pushed" not in sunk.output
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports nothing listens on now."""
+    for base in range(20_000 + os.getpid() % 20_000, 65_000, count):
+        with ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+    pytest.fail("no free ports")
+
+
+def scrape(address: str) -> dict[tuple[str, tuple], float]:
+    with urlopen(address, timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text) for s in family.samples
+    }
+
+
+def test_continuous_modes_stage_processes_serve_what_they_counted(pipeline):
+    base = free_ports(3)
+    pipeline.env["PIPELINE_METRICS_PORT"] = str(base)
+    command = [sys.executable, "-m", "include.pipeline.stream", "--rate", "0", "--seconds", "120"]
+    stream = subprocess.Popen(
+        command, env=pipeline.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    try:
+        for line in stream.stdout:
+            if "metrics (PIPELINE_METRICS_PORT): " in line:
+                break
+        else:
+            pytest.fail(f"the stream ended without saying where its metrics are (exit {stream.wait()})")
+        addresses = dict(part.split(" ") for part in line.strip().split(": ", 1)[1].split(", "))
+        assert addresses == {
+            stage: f"http://127.0.0.1:{base + index}/metrics" for index, stage in enumerate(STAGES)
+        }
+        # Produced now, after the stream's start: each valid order's latency is measured.
+        values = VALID + DUPLICATES + INVALID
+        pipeline.produce("orders", values)
+        expected = oracle_of([value for _, value in values])
+        deadline = time.monotonic() + 60
+        while not _settled(scraped := {stage: _scraped(address) for stage, address in addresses.items()},
+                           len(values), len(expected.valid), len(pipeline.read("product-metrics")),
+                           len(expected.counted)):
+            assert time.monotonic() < deadline, f"the stages did not get through the input: {scraped}"
+            time.sleep(0.5)
+    finally:
+        os.killpg(stream.pid, signal.SIGINT)
+        stream.wait(90)
+    process, analyze, sink = (scraped[stage] for stage in STAGES)
+    assert process[(READ, (("stage", "process"), ("topic", "orders")))] == len(values) == 21
+    for reason, n in dead_letters(expected).items():
+        stage = stage_of(reason)
+        assert scraped[stage][(DEAD, (("reason", reason), ("stage", stage)))] == n, reason
+    assert analyze[(READ, (("stage", "analyze"), ("topic", "processed-orders")))] == len(expected.valid)
+    assert analyze[("kafka_pipeline_orders_counted_total", (("stage", "analyze"),))] == len(expected.counted)
+    assert sink[LATENCY_COUNT] == len(expected.counted) == 12  # each order measured once
+    assert sink[("kafka_pipeline_end_to_end_latency_seconds_bucket", (("le", "60.0"),))] == 12
+    partials = len(pipeline.read("product-metrics"))
+    assert sink[(READ, (("stage", "sink"), ("topic", "product-metrics")))] == partials
+    assert len(lags(sink)) == 6  # and each 0 (_settled)
+
+
+def lags(scraped: dict) -> list[float]:
+    return [value for (name, _), value in scraped.items() if name == "kafka_pipeline_consumer_lag_records"]
+
+
+def _settled(scraped: dict[str, dict], orders: int, valid: int, partials: int, counted: int) -> bool:
+    """Whether each stage has read its whole input (analyze's written partials too, past their
+    commit markers) and the sink has measured the orders of what it read; scraped from the
+    stages in turn, analyze's partials read from their topic after."""
+    return bool(
+        scraped["process"].get((READ, (("stage", "process"), ("topic", "orders"))), 0) >= orders
+        and scraped["analyze"].get((READ, (("stage", "analyze"), ("topic", "processed-orders"))), 0) >= valid
+        and scraped["sink"].get((READ, (("stage", "sink"), ("topic", "product-metrics"))), 0) >= partials > 0
+        and scraped["sink"].get(LATENCY_COUNT, 0) >= counted and not any(lags(scraped["sink"]))
+    )
+
+
+def _scraped(address: str) -> dict[tuple[str, tuple], float]:
+    """What ``address`` serves; nothing while its process is still starting."""
+    try:
+        return scrape(address)
+    except OSError:
+        return {}
