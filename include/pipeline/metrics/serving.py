@@ -22,8 +22,9 @@ def serve(host: str, port: int, metrics: Metrics = METRICS) -> WSGIServer:
     try:
         server, _ = start_http_server(port, host, registry=metrics.registry)
         return server
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # taken or not ours to have; past 65535
+        why = getattr(exc, "strerror", None) or exc
         raise ValueError(
-            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}): set PIPELINE_METRICS_PORT "
+            f"cannot serve metrics on {host}:{port} ({why}): set PIPELINE_METRICS_PORT "
             "to the first of free ports (one a stage process), or to 0 for none"
         ) from None
