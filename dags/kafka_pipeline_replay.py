@@ -9,7 +9,7 @@ from __future__ import annotations
 from airflow.sdk import DAG
 
 from include.pipeline.stages.calls import CALLS
-from kafka_stages.operators import CheckParamsOperator
+from kafka_stages.checks import CheckParamsOperator
 from kafka_stages.params import dag_params
 from kafka_stages.pipeline import DAG_ARGS, NOTIFY, call_task, sink_task
 

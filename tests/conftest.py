@@ -21,6 +21,11 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 # the CPU a start costs (the suite is CPU-bound on 2 cores). The benchmark keeps the default.
 os.environ.setdefault("KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1")
 
+# Continuous mode serves each stage's metrics on a port of 9464 on (settings.metrics_port): the
+# stream tests of several pytest processes at once would take each other's. None serve them here
+# but the test that reads them, on ports it finds free.
+os.environ["PIPELINE_METRICS_PORT"] = "0"
+
 # The files that take longest go first, so that the workers end together.
 LONGEST_FIRST = [  # measured: `make test` of 2026-11-29 (one broker per worker), setup + calls + teardown
     "integration/test_operations.py",  # 1117 s
@@ -42,6 +47,7 @@ LONGEST_FIRST = [  # measured: `make test` of 2026-11-29 (one broker per worker)
     "integration/test_replay.py",  # 47 s
     "integration/test_lag_trigger.py",  # 40 s
     "integration/test_upgrade.py",  # 32 s
+    "integration/test_prometheus_metrics.py",  # 26 s (2026-12, alone)
     "integration/test_dag_run.py",  # 20 s
 ]
 

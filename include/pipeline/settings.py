@@ -97,3 +97,27 @@ def open_transaction_wait() -> float:
     what that holds back (PIPELINE_OPEN_TRANSACTION_WAIT_SECONDS): about what the broker takes to
     abort one, librdkafka's transaction.timeout.ms (60 s) and its check every 10 s."""
     return _number("PIPELINE_OPEN_TRANSACTION_WAIT_SECONDS", "75", float, 1)
+
+
+DEFAULT_METRICS_PORT = 9464  # Prometheus' default port for exporters; + a stage process's index
+
+
+def pushgateway_url() -> str | None:
+    """The Prometheus Pushgateway a bounded task pushes its metrics to after its stage
+    (PIPELINE_PUSHGATEWAY_URL, e.g. http://127.0.0.1:9091); None (unset or empty): no push."""
+    return os.environ.get("PIPELINE_PUSHGATEWAY_URL") or None
+
+
+def metrics_port() -> int:
+    """The first port of continuous mode's /metrics servers (PIPELINE_METRICS_PORT), each stage
+    process on this plus its index; 0: none."""
+    port = _number("PIPELINE_METRICS_PORT", str(DEFAULT_METRICS_PORT), int, 0)
+    if port > 65535:
+        raise ValueError(f"PIPELINE_METRICS_PORT must be a port (at most 65535), got {port}")
+    return port
+
+
+def metrics_host() -> str:
+    """The address continuous mode's /metrics servers listen on (PIPELINE_METRICS_HOST): the
+    loopback unless a Prometheus on another host must scrape them."""
+    return os.environ.get("PIPELINE_METRICS_HOST", "127.0.0.1")

@@ -26,6 +26,8 @@ from airflow.sdk import Asset, Connection
 from sqlalchemy.engine import URL, make_url
 
 from include.pipeline import settings, topology
+from include.pipeline.run.results import Consumed, GenerateResult, ReplayResult, SinkResult
+from include.pipeline.stages.calls import CALLS
 from include.pipeline.store.schema import product_metrics
 from kafka_stages.hooks import store_url
 
@@ -124,3 +126,38 @@ def _dataset(namespace: str, name: str, rows: int | None, output: bool):
         return OutputDataset(namespace=namespace, name=name, outputFacets=stats)
     stats = {} if rows is None else {"inputStatistics": InputStatisticsInputDatasetFacet(rowCount=rows)}
     return InputDataset(namespace=namespace, name=name, inputFacets=stats)
+
+
+class Ran:
+    """What a stage's try used and returned, kept for its OpenLineage events (made after
+    ``execute``): the cluster's bootstrap servers, the store's URL and the stage's result."""
+
+    # Topics written but not counted in the stage's result: analyze's state changelog.
+    UNCOUNTED = frozenset({settings.ANALYZE_STATE})
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap, self.store, self.result = bootstrap, None, None
+
+    def datasets(self, task_id: str) -> tuple[list, list]:
+        """(inputs, outputs) of the stage's run (its task is named after its call, ``CALLS``) as
+        OpenLineage datasets, with their record counts."""
+        result, topic = self.result, lambda name, rows, output: kafka_dataset(
+            self.bootstrap, name, rows, output)
+        if isinstance(result, GenerateResult):
+            return [], [topic(settings.ORDERS, result.generated, True)]
+        if isinstance(result, ReplayResult):
+            return ([topic(settings.PROCESSED, result.read, False), topic(settings.DLQ, None, False)],
+                    [topic(settings.METRICS, result.windows, True)])
+        if not isinstance(result, Consumed) or task_id not in CALLS:  # create_topics: no data moved
+            return [], []
+        called = CALLS[task_id].stage
+        inputs = [topic(called.input, result.read, False)]
+        inputs += [topic(name, None, False) for name in called.reads]
+        written = getattr(result, "written", {})
+        outputs = [
+            topic(name, None if name in self.UNCOUNTED else written.get(name, 0), True)
+            for name in called.outputs
+        ]
+        if isinstance(result, SinkResult) and self.store is not None:
+            outputs.append(store_dataset(self.store, result.rows_changed))
+        return inputs, outputs

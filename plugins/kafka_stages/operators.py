@@ -1,4 +1,4 @@
-"""The operators of the pipeline's DAGs: a stage (bounded or streaming), reconcile, the params check."""
+"""The operators of the pipeline's stages, bounded or streaming (the run's checks: ``checks``)."""
 from __future__ import annotations
 
 import json
@@ -7,26 +7,19 @@ import sys
 import time
 from typing import Any, Callable
 
-import msgspec
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from include.pipeline import settings
 from include.pipeline.domain.assignment import Assignment
 from include.pipeline.kafka_io.reading import Follow
+from include.pipeline.metrics.push import push
 from include.pipeline.run import params as run_params
-from include.pipeline.run import reconcile
 from include.pipeline.run import summary as stage_summary
 from include.pipeline.run.results import (
-    Consumed,
-    GenerateResult,
-    ReplayResult,
     Result,
-    SinkResult,
     xcom,
 )
 from include.pipeline.stages import shutdown
-from include.pipeline.stages.calls import CALLS
 from kafka_stages import lineage
 from kafka_stages.hooks import MetricsDbHook, PipelineKafkaHook
 
@@ -73,6 +66,13 @@ def refuse_an_ended_run(task_id: str, context) -> None:
         raise AirflowFailException(f"{task_id}: its run {run.run_id} is {state}, marked so as this try began")
 
 
+def push_metrics(task: BaseOperator, context) -> None:
+    """The task's metrics to the Pushgateway, if one is configured (PIPELINE_PUSHGATEWAY_URL),
+    grouped by DAG, task and map index (-1: not mapped); a gateway that does not answer is one
+    line in the log, never the task's failure."""
+    push(task.dag_id, task.task_id, context["ti"].map_index)
+
+
 def log_params_overridden(task: BaseOperator, context) -> None:
     """Under ``airflow tasks test ... -t`` on a date that has a run, say in one line which ``-t``
     params that run's conf overrode and the values used (``run_params.overridden``): Airflow
@@ -81,41 +81,6 @@ def log_params_overridden(task: BaseOperator, context) -> None:
         conf = context["dag_run"].conf or {}
         if line := run_params.overridden(given, context["params"], conf, context["run_id"]):
             task.log.warning("%s", line)
-
-
-class Ran:
-    """What a stage's try used and returned, kept for its OpenLineage events (made after
-    ``execute``): the cluster's bootstrap servers, the store's URL and the stage's result."""
-
-    # Topics written but not counted in the stage's result: analyze's state changelog.
-    UNCOUNTED = frozenset({settings.ANALYZE_STATE})
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap, self.store, self.result = bootstrap, None, None
-
-    def datasets(self, task_id: str) -> tuple[list, list]:
-        """(inputs, outputs) of the stage's run (its task is named after its call, ``CALLS``) as
-        OpenLineage datasets, with their record counts."""
-        result, topic = self.result, lambda name, rows, output: lineage.kafka_dataset(
-            self.bootstrap, name, rows, output)
-        if isinstance(result, GenerateResult):
-            return [], [topic(settings.ORDERS, result.generated, True)]
-        if isinstance(result, ReplayResult):
-            return ([topic(settings.PROCESSED, result.read, False), topic(settings.DLQ, None, False)],
-                    [topic(settings.METRICS, result.windows, True)])
-        if not isinstance(result, Consumed) or task_id not in CALLS:  # create_topics: no data moved
-            return [], []
-        called = CALLS[task_id].stage
-        inputs = [topic(called.input, result.read, False)]
-        inputs += [topic(name, None, False) for name in called.reads]
-        written = getattr(result, "written", {})
-        outputs = [
-            topic(name, None if name in self.UNCOUNTED else written.get(name, 0), True)
-            for name in called.outputs
-        ]
-        if isinstance(result, SinkResult) and self.store is not None:
-            outputs.append(lineage.store_dataset(self.store, result.rows_changed))
-        return inputs, outputs
 
 
 class KafkaStageOperator(BaseOperator):
@@ -178,14 +143,22 @@ class KafkaStageOperator(BaseOperator):
         return {**kwargs, "workers": share.workers, "worker": share.index}
 
     def execute(self, context) -> dict | None:
-        """Runs the stage; its result is the XCom. A stop on request fails the task, with no XCom."""
+        """Runs the stage; its result is the XCom. A stop on request fails the task, with no XCom.
+        Its metrics are pushed after it, whether it succeeded or not."""
+        try:
+            return self.run_stage(context)
+        finally:
+            push_metrics(self, context)
+
+    def run_stage(self, context) -> dict | None:
+        """The stage, its summary logged, its result as the XCom."""
         refuse_an_ended_run(self.task_id, context)
         # SIGTERM (Airflow stopping the task: the run marked failed, a lost heartbeat, standalone
         # stopping), SIGINT and a supervisor that died all end the stage between two batches.
         with shutdown.supervised():
             try:
                 kafka = PipelineKafkaHook(self.kafka_config_id).get_kafka()
-                self.ran = Ran(bootstrap=kafka.config["bootstrap.servers"])
+                self.ran = lineage.Ran(bootstrap=kafka.config["bootstrap.servers"])
                 kwargs = self.stage_kwargs(context)
                 if self.metrics_db_conn_id:
                     store = MetricsDbHook(self.metrics_db_conn_id).get_store()
@@ -323,63 +296,3 @@ class KafkaStreamOperator(KafkaStageOperator):
         )
         follow = Follow(interval=float(self.commit_interval_ms) / 1000, finish=finish)
         return {**super().stage_kwargs(context), "follow": follow}
-
-
-class ReconcileFailed(AirflowFailException):
-    """A run that does not reconcile: the message reconcile.failure gives, and its discrepancies
-    and manifest for the failure notification (``notifier``), which gets this exception."""
-
-    def __init__(self, message: str, problems: list[str], manifest) -> None:
-        super().__init__(message)
-        self.problems, self.manifest = list(problems), str(manifest)
-
-
-class ReconcileOperator(BaseOperator):
-    """Checks that the run's stage results add up (``include.pipeline.run.reconcile``), writes the
-    run manifest, and ends its log with the run's summary and a link to the Order metrics page.
-    A discrepancy fails the task at once (``AirflowFailException``): it does not go away by itself.
-
-    :param results: stage name -> the stage task's XCom (templated).
-    """
-
-    template_fields = ("results",)
-    ui_color = "#e6f4ea"
-
-    def __init__(self, *, results: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.results = results
-
-    def execute(self, context) -> dict:
-        """Reconciles the run and writes its manifest; the run's summary is the XCom."""
-        manifest = reconcile.reconcile(context["run_id"], self.results, dag_id=self.dag_id)
-        for line in reconcile.render(manifest).splitlines():
-            self.log.info("%s", line)
-        self.log.info("manifest: %s", reconcile.manifest_path(manifest.dag_id, manifest.run_id))
-        base_url = conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
-        self.log.info("Order metrics page: %s/plugin/order-metrics", base_url)
-        if problem := reconcile.failure(manifest):
-            raise ReconcileFailed(
-                problem, manifest.problems, reconcile.manifest_path(manifest.dag_id, manifest.run_id),
-            )
-        return msgspec.to_builtins(manifest.summary)
-
-
-class CheckParamsOperator(BaseOperator):
-    """Fails the run at once, without retries, when its conf names a param the DAG does not have
-    or its params contradict each other (``include.pipeline.run.params``)."""
-
-    ui_color = "#fef7e0"
-
-    def pre_execute(self, context) -> None:
-        """Says which ``airflow tasks test -t`` params the run's conf overrode."""
-        log_params_overridden(self, context)
-
-    def execute(self, context) -> list[int]:
-        """Fails the run when its params cannot work; otherwise logs them and returns the indexes
-        of the mapped stages' instances (``range(workers)``: what they are mapped over)."""
-        # The run's params have its conf merged in, unknown keys too: the DAG says which are real.
-        conf = context["dag_run"].conf or {}
-        if found := run_params.problems(conf, list(self.dag.params), dict(context["params"])):
-            raise AirflowFailException("this run's params cannot work:\n  " + "\n  ".join(found))
-        self.log.info("params: %s", dict(context["params"]))
-        return list(range(int(context["params"].get("workers", 1))))

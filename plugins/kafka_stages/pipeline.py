@@ -21,12 +21,8 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
 from include.pipeline import settings, stages, topology
 from include.pipeline.stages.calls import CALLS, StageCall
 from kafka_stages import lineage, notifier
-from kafka_stages.operators import (
-    CheckParamsOperator,
-    KafkaStageOperator,
-    KafkaStreamOperator,
-    ReconcileOperator,
-)
+from kafka_stages.checks import CheckParamsOperator, ReconcileOperator
+from kafka_stages.operators import KafkaStageOperator, KafkaStreamOperator
 from kafka_stages.sensors import ConsumerLagSensor
 
 POOL = "kafka_pipeline"

@@ -4,7 +4,8 @@
 from airflow.sdk import CronDataIntervalTimetable
 
 from include.pipeline import stages
-from kafka_stages.operators import KafkaStreamOperator, ReconcileOperator
+from kafka_stages.checks import ReconcileOperator
+from kafka_stages.operators import KafkaStreamOperator
 from kafka_stages.pipeline import MAPPED, POOL
 from tests.harness.dag_tasks import arg, is_stage
 

@@ -21,6 +21,7 @@ import yaml
 
 from include.pipeline import settings
 from kafka_stages.pipeline import POOL, POOL_SLOTS
+from scripts.prometheus import configs
 from scripts.prometheus import local as observability
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -300,8 +301,8 @@ def test_the_stack_images_are_debians_versions(services, name):
 def test_the_stack_configs_are_what_local_py_writes():
     written = {path.name: path.read_text() for path in COMPOSE_CONFIGS.glob("*.yml")}
     assert written == {
-        name: observability.COMPOSE_HEADER + json.dumps(config, indent=2) + "\n"
-        for name, config in observability.compose_configs().items()
+        name: configs.COMPOSE_HEADER + json.dumps(config, indent=2) + "\n"
+        for name, config in configs.compose_configs().items()
     }, "run `python3 scripts/prometheus/local.py compose`"
 
 
@@ -338,7 +339,7 @@ def test_alertmanager_posts_to_the_webhook_url_of_the_environment(services):
     assert _env(alertmanager)["PIPELINE_ALERT_WEBHOOK_URL"] == "${PIPELINE_ALERT_WEBHOOK_URL:-}"
     assert _mounts(alertmanager) == {"/etc/pipeline": "./scripts/prometheus/compose"}
     script = alertmanager["command"][0]
-    placeholder = observability.WEBHOOK_PLACEHOLDER
+    placeholder = configs.WEBHOOK_PLACEHOLDER
     assert f'sed "s|{placeholder}|$${{PIPELINE_ALERT_WEBHOOK_URL}}|" /etc/pipeline/alertmanager-webhook.yml' \
         in script
     assert "cp /etc/pipeline/alertmanager.yml /alertmanager/alertmanager.yml" in script

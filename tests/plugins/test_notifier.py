@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from kafka_stages.checks import ReconcileFailed
 from kafka_stages.notifier import PipelineNotifier, failure_message, overrun_message, post
-from kafka_stages.operators import ReconcileFailed
 
 RUN = "scheduled__2026-01-05T10:00:00+00:00"
 

@@ -52,6 +52,7 @@ class Outage:
     def __init__(self) -> None:
         self.since: float | None = None
         self.ended_at = -math.inf
+        self.past = 0.0  # seconds of the outages that have ended
         self.lock = threading.Lock()  # began() also comes from a transaction call's thread (Transactions)
 
     def began(self, reason: str, servers: str = "") -> None:
@@ -75,7 +76,15 @@ class Outage:
             if now - self.since < self.BRIEFEST_SECONDS:
                 return
             since, self.since, self.ended_at = self.since, None, now
+            self.past += now - since
         log.warning("Kafka answers again, after %.0fs: going on", self.ended_at - since)
+
+
+    def seconds(self) -> float:
+        """Seconds Kafka has not answered in this process, the outage going on included (the
+        metric ``kafka_pipeline_kafka_unavailable_seconds_total`` reads it when collected)."""
+        with self.lock:
+            return self.past + (0.0 if self.since is None else time.monotonic() - self.since)
 
 
 OUTAGE = Outage()  # per process: the clients of a stage share the one cluster

@@ -98,6 +98,7 @@ class BoundedRead:
         self.next: dict[int, int] = {}
         self.held: dict[int, tuple[int, int]] = {}
         self.lost = 0
+        self.ends: dict[int, float] = {}  # where the read ends, per partition (inf: following on)
 
     def _bounds(self) -> tuple[dict[int, int], dict[int, int]]:
         consumer, topic = self.consumer, self.topic
@@ -139,6 +140,7 @@ class BoundedRead:
         following_on = follow is not None  # the ends are open until follow.finish()
         if following_on:
             ends = dict.fromkeys(starts, math.inf)
+        self.ends = ends
         self.ranges = {p: [starts[p], starts[p]] for p in starts}
         # Where the group continues from: past the records read and past the transaction markers
         # after them (a marker is no record; left uncommitted it would look like lag forever).
@@ -155,7 +157,7 @@ class BoundedRead:
                 return
             if following_on and follow.finish():
                 following_on, last_progress = False, time.monotonic()
-                ends = self._ends(written_range(self.admin, self.topic, sorted(ends)))
+                ends = self.ends = self._ends(written_range(self.admin, self.topic, sorted(ends)))
                 pending = {p for p in pending if following[p] < ends[p]}
                 continue
             batch, moved = self._collect(ends, pending, following_on)
@@ -216,6 +218,21 @@ class BoundedRead:
                 if offset >= ends[partition]:  # a last record read (offset < end) waits for what follows it
                     pending.discard(partition)
         return batch, moved
+
+    def behind(self) -> dict[int, int]:
+        """Per partition read, the records between where the group continues from and the end:
+        the bounded read's end, or, following, the newest end the consumer has fetched (cached
+        by the client: no request). The consumer lag a stage reports after each batch."""
+        behind = {}
+        for partition, position in self.next.items():
+            end = self.ends[partition]
+            if end == math.inf:
+                tp = TopicPartition(self.topic, partition)
+                _, end = self.consumer.get_watermark_offsets(tp, cached=True)
+                if end < 0:  # nothing fetched from it yet
+                    continue
+            behind[partition] = max(0, int(end) - position)
+        return behind
 
     def positions(self) -> list[TopicPartition]:
         """The offsets to commit once the batches so far are done, per partition read from."""

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 # Constants read through their modules, so that a test can shorten them in one place.
 from include.pipeline.kafka_io import admin, client, errors
 from include.pipeline.kafka_io.errors import OUTAGE, UNREACHABLE, retrying
+from include.pipeline.metrics import counting
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +175,11 @@ class Transactions:
     where a reader of this stage's output must read up to.
 
     :param make: builds a producer of the stage's transactional id, transactions initialised.
+    :param stage: whose transactions they are, for the metrics (each try that commits or not counted).
     """
 
-    def __init__(self, make: Callable[[], Producer]) -> None:
-        self._make = make
+    def __init__(self, make: Callable[[], Producer], stage: str = "") -> None:
+        self._make, self.stage = make, stage
         self.ends = WrittenEnds()
         self.producer, self._stuck = make(), False
 
@@ -200,6 +202,14 @@ class Transactions:
 
     def _attempt(self, send, consumer: Consumer | None, source: Source | None, give_up: float) -> bool:
         """One try of the transaction: True once it has committed, False to send it again."""
+        committed = False
+        try:
+            committed = self._try(send, consumer, source, give_up)
+        finally:
+            counting.transaction(self.stage, committed)
+        return committed
+
+    def _try(self, send, consumer: Consumer | None, source: Source | None, give_up: float) -> bool:
         producer = self.producer
         producer.begin_transaction()
         self.ends.begin()

@@ -14,6 +14,7 @@ import msgspec
 
 from include.pipeline import settings, topology
 from include.pipeline.domain.windows import Ledger
+from include.pipeline.metrics import counting
 from include.pipeline.run import summary as stage_summary
 from include.pipeline.run.results import (
     AnalyzeResult,
@@ -185,7 +186,8 @@ def summarize(results: dict[str, dict | None] | RunResults) -> Summary:
 def reconcile(
     run_id: str, results: dict[str, dict | None] | RunResults, dag_id: str = "kafka_pipeline",
 ) -> Manifest:
-    """Write the manifest of the run (output/runs/<run_id>.json), whether it adds up or not."""
+    """Write the manifest of the run (output/runs/<run_id>.json), whether it adds up or not, and
+    set the reconcile metrics of ``dag_id``."""
     results = run_results(results)
     problems = check(results)
     manifest = Manifest(
@@ -195,6 +197,7 @@ def reconcile(
     path = manifest_path(dag_id, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgspec.json.format(msgspec.json.encode(manifest)) + b"\n")
+    counting.reconciled(dag_id, len(problems), manifest.reconciled_at.timestamp())
     return manifest
 
 

@@ -18,6 +18,7 @@ from include.pipeline.domain.assignment import Assignment
 from include.pipeline.domain.dedup import SeenOrders
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.reading import Follow
+from include.pipeline.metrics import counting
 from include.pipeline.run.results import (
     AnalyzeResult,
 )
@@ -64,19 +65,26 @@ def analyze(
                 stale, expire_at = [], time.monotonic() + EXPIRE_SECONDS
             return out
 
-        loop.run(step)
+        loop.run(step, lambda out: counting.analyzed(ANALYZE.name, out.counted, *_sizes(analyzers)))
         tombstones = stale + _expired(analyzers)
         if tombstones:
             loop.txns.run(lambda producer: send_state(producer, tombstones, loop.changelog))
     after = counted(analyzers)
+    open_windows, remembered_order_ids = _sizes(analyzers)
+    counting.analyzed(ANALYZE.name, 0, open_windows, remembered_order_ids)  # what the expiry left
     return AnalyzeResult(
         input=loop.input, read=loop.read, reasons=dict(loop.reasons), written=loop.written_to(),
         written_upto=loop.txns.written_upto(), counted=after.count - before.count,
         counted_revenue=money.subtract(after.revenue, before.revenue),
         ledger_before=before, ledger_after=after,
-        open_windows=sum(len(a.windows.aggregates) for a in analyzers.values()),
-        remembered_order_ids=sum(len(a.seen) for a in analyzers.values()),
+        open_windows=open_windows, remembered_order_ids=remembered_order_ids,
     )
+
+
+def _sizes(analyzers: dict[int, Analyzer]) -> tuple[int, int]:
+    """The state's size: open (window, product) aggregates and remembered order ids."""
+    windows = sum(len(a.windows.aggregates) for a in analyzers.values())
+    return windows, sum(len(a.seen) for a in analyzers.values())
 
 
 def _expired(analyzers: dict[int, Analyzer]) -> list[tuple[bytes, bytes | None]]:

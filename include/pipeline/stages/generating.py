@@ -14,8 +14,10 @@ from include.pipeline.domain import (
 )
 from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.client import Kafka
+from include.pipeline.kafka_io.errors import OUTAGE
 from include.pipeline.kafka_io.reading import Follow
 from include.pipeline.kafka_io.writing import Transactions, WrittenEnds, produce_all
+from include.pipeline.metrics import counting
 from include.pipeline.run.results import (
     GenerateResult,
 )
@@ -41,6 +43,7 @@ def generate(
         raise ValueError(f"a continuous generate needs a rate above 0 (orders a second), got {rate}")
     if follow is None and not (start and end and start < end):
         raise ValueError(f"generate needs a non-empty time range, got [{start}, {end})")
+    counting.stage_started(GENERATE.name, OUTAGE.seconds)
     access.ready(kafka, [GENERATE.name])
     txns = transactions(kafka, GENERATE, follow is not None)
     progress = Progress(f"generate -> {settings.ORDERS}")
@@ -80,6 +83,7 @@ def _generate_bounded(
                 chunk = next(chunks, [])
 
         txns.run(send)
+        _committed(sum(map(len, sent)), slice_started)
 
 
 def _generate_following(
@@ -97,10 +101,15 @@ def _generate_following(
             interval_seed = None if seed is None else f"{seed}:{progress.count}"
             chunks = list(generator.chunks(due, last, now, invalid_ratio, interval_seed))
             txns.run(lambda producer: _send_orders(producer, chunks, txns.ends))
+            _committed(due, tick)
             progress.add(due)
             follow.committed(GENERATE.name, 0, due)
             last = now
         time.sleep(max(0.0, follow.interval - (time.monotonic() - tick)))
+
+
+def _committed(orders: int, started: float) -> None:
+    counting.batch(GENERATE.name, time.monotonic() - started, written=(settings.ORDERS, orders))
 
 
 def _throttle(sent: int, rate: float, started: float) -> None:

@@ -39,7 +39,7 @@ def transactions(
 ) -> Transactions:
     """The stage's unit of work, on producers of its transactional id (or ``transactional_id``)."""
     txn_id = transactional_id or stage.transactional_id
-    return Transactions(lambda: transactional_producer(kafka, txn_id, follow))
+    return Transactions(lambda: transactional_producer(kafka, txn_id, follow), stage.name)
 
 
 def fence(kafka: Kafka, stage: Stage, instances: list[Assignment]) -> None:

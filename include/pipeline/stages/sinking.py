@@ -21,8 +21,9 @@ from include.pipeline.domain.windows import (
 )
 from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.client import Kafka
-from include.pipeline.kafka_io.errors import retrying
+from include.pipeline.kafka_io.errors import OUTAGE, retrying
 from include.pipeline.kafka_io.reading import BoundedRead, Follow
+from include.pipeline.metrics import counting
 from include.pipeline.run.results import (
     Export,
     SinkResult,
@@ -55,6 +56,7 @@ def sink(
     if metrics_json_days < 0:
         raise ValueError(f"metrics_json_days must be 0 (no export) or more, got {metrics_json_days}")
     store = store or MetricsStore.default()
+    counting.stage_started(SINK.name, OUTAGE.seconds)
     access.ready(kafka, [SINK.name])
     cluster = kafka.cluster_id()
     opened = store.open(cluster)
@@ -68,16 +70,22 @@ def sink(
             stop=shutdown.reason,
         )
         stored, claimed = opened.offsets, not opened.new
+        started = time.monotonic()
         for batch in source:
             changes = _store_batch(store, cluster, batch, stored, dict(source.next), imports)
             stored, claimed = dict(source.next), True
             inserted, updated = inserted + changes.inserted, updated + changes.updated
             imported += changes.imported
             progress.add(len(batch))
+            counting.batch(SINK.name, time.monotonic() - started, read=(settings.METRICS, len(batch)))
+            counting.store_rows(SINK.name, changes.inserted + changes.updated)
+            counting.lag(SINK.name, settings.METRICS, source.behind())
             if follow is not None:
                 _visible(follow, batch, changes.inserted + changes.updated)
                 if positions := source.positions():  # for Kafka tools to see the lag as it goes
                     consumer.commit(offsets=positions, asynchronous=True)
+            started = time.monotonic()
+        counting.lag(SINK.name, settings.METRICS, source.behind())  # a read with no batch too
         if not claimed:  # a new store is claimed (and imports) even with nothing to read
             imported = _store_batch(store, cluster, [], stored, stored, imports).imported
         if positions := source.positions():
@@ -115,6 +123,7 @@ def _visible(follow: Follow, batch: list[Message], changed: int) -> None:
     latencies = telemetry.Latencies()
     for message in batch:
         latencies.add_origins(telemetry.origins(message.headers()), visible_ms, since_ms)
+    counting.latencies(latencies.counts)
     follow.committed(SINK.name, len(batch), changed, latencies)
 
 

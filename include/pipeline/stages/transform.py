@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from operator import attrgetter
 from typing import Callable
@@ -18,8 +19,10 @@ from include.pipeline.domain.assignment import Assignment
 from include.pipeline.kafka_io import access
 from include.pipeline.kafka_io.admin import partition_count
 from include.pipeline.kafka_io.client import Kafka
+from include.pipeline.kafka_io.errors import OUTAGE
 from include.pipeline.kafka_io.reading import BoundedRead, Follow
 from include.pipeline.kafka_io.writing import WrittenEnds, produce, runs
+from include.pipeline.metrics import counting
 from include.pipeline.run.results import (
     InputRanges,
 )
@@ -57,6 +60,7 @@ class TransformLoop:
         self.progress = Progress(f"{stage.name}{share} {stage.input} -> {stage.outputs[0]}")
 
     def __enter__(self) -> TransformLoop:
+        counting.stage_started(self.stage.name, OUTAGE.seconds)
         access.ready(self.kafka, [self.stage.name])
         following = self.follow is not None
         self.admin = self.kafka.admin()
@@ -86,9 +90,14 @@ class TransformLoop:
         if error_type is None:
             self.progress.done()
 
-    def run(self, step: Callable[[list[Message]], steps.Processed | steps.Analyzed]) -> None:
-        """Each batch of the input through ``step``, its outputs and offsets in one transaction."""
-        output = self.stage.outputs[0]
+    def run(
+        self, step: Callable[[list[Message]], steps.Processed | steps.Analyzed],
+        committed: Callable[[steps.Analyzed], None] | None = None,
+    ) -> None:
+        """Each batch of the input through ``step``, its outputs and offsets in one transaction;
+        then ``committed(out)``, with what ``step`` made of the batch, and the batch's metrics."""
+        name, topic, output = self.stage.name, self.stage.input, self.stage.outputs[0]
+        started = time.monotonic()
         for batch in self.source:
             out = step(batch)
 
@@ -101,11 +110,20 @@ class TransformLoop:
                 send_state(producer, out.state, self.changelog)
 
             self.txns.run(send, self.consumer, self.source)
+            rejected = Counter(rejection.reason for rejection in out.rejected)
             self.written += len(out.records)
-            self.reasons.update(rejection.reason for rejection in out.rejected)
+            self.reasons.update(rejected)
             self.progress.add(len(batch))
+            counting.batch(
+                name, time.monotonic() - started, (topic, len(batch)), (output, len(out.records)), rejected,
+            )
+            counting.lag(name, topic, self.source.behind())
+            if committed is not None:
+                committed(out)
             if self.follow is not None:
-                self.follow.committed(self.stage.name, len(batch), len(out.records))
+                self.follow.committed(name, len(batch), len(out.records))
+            started = time.monotonic()
+        counting.lag(name, topic, self.source.behind())  # a read with no batch too
 
     @property
     def read(self) -> int:

@@ -46,6 +46,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", type=int, default=0, help=argparse.SUPPRESS)  # the worker's index
     parser.add_argument("--generate-until", type=float, help=argparse.SUPPRESS)  # epoch seconds
     parser.add_argument("--measure-since", type=float, default=0.0, help=argparse.SUPPRESS)  # epoch seconds
+    parser.add_argument("--metrics-port", type=int, default=0, help=argparse.SUPPRESS)  # 0: none
     args = parser.parse_args(argv)
     problems = [
         found for param in RUN_PARAMS if (found := param.problem(getattr(args, param.name), param.flag))

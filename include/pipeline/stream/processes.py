@@ -32,6 +32,7 @@ class Child:
     backoff: float = BACKOFF_FIRST
     start_at: float = 0.0  # when to start it (again)
     done: bool = False  # it ended by itself (a generator whose time is up)
+    metrics_port: int = 0  # where it serves /metrics (0: nowhere)
 
     @property
     def name(self) -> str:
@@ -42,16 +43,20 @@ class Child:
 class StageProcesses:
     """A process per stage (``workers`` of each scalable one), each running this package with
     ``--worker STAGE``, the supervisor's own arguments and the stage's ``extra`` ones; what they
-    report comes in on ``reports``."""
+    report comes in on ``reports``. Each serves its metrics on ``metrics_port`` plus its index
+    in the list (0: none serves them)."""
 
     def __init__(
         self, names: list[str], argv: list[str], extra: dict[str, list[str]], workers: int = 1,
+        metrics_port: int = 0,
     ) -> None:
         scalable = topology.names(topology.SCALABLE)
         children = [
             Child(stage, share) for stage in names
             for share in (range(workers) if workers > 1 and stage in scalable else [None])
         ]
+        for index, child in enumerate(children if metrics_port else []):
+            child.metrics_port = metrics_port + index
         self.children = {child.name: child for child in children}
         self.argv, self.extra = argv, extra
         self.reports: queue.Queue = queue.Queue()
@@ -69,6 +74,8 @@ class StageProcesses:
         command = [sys.executable, "-m", "include.pipeline.stream", "--worker", child.stage, *self.argv]
         if child.share is not None:
             command += ["--share", str(child.share)]
+        if child.metrics_port:
+            command += ["--metrics-port", str(child.metrics_port)]
         command += self.extra.get(child.stage, [])
         child.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, cwd=settings.PROJECT_ROOT,

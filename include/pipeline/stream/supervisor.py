@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 
-from include.pipeline import stages, topology
+from include.pipeline import settings, stages, topology
 from include.pipeline.domain import telemetry
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.lag import lag
 from include.pipeline.kafka_io.lag_probe import LagProbe
+from include.pipeline.metrics import serving
 from include.pipeline.run.results import run_results, xcom
 from include.pipeline.stream.processes import StageProcesses
 from include.pipeline.stream.report import STAGES, Interval, render, say
@@ -41,12 +42,13 @@ class Supervisor:
     def run(self) -> int:
         """Until stopped; returns the exit code."""
         try:
+            metrics_port = settings.metrics_port()
             kafka = Kafka.from_env()
             stages.create_topics(kafka, self.names, self.args.workers)
         except (ConnectionError, ValueError) as exc:
             print(f"stream: {exc}", file=sys.stderr)
             return 1
-        self.processes = self.stage_processes()
+        self.processes = self.stage_processes(metrics_port)
         self.started = time.monotonic()  # --seconds and the warm-up count from the stages' start
         with LagProbe(kafka, topology.INPUTS, quiet=True) as self.probe:
             return self.stream(kafka)
@@ -58,6 +60,10 @@ class Supervisor:
         # The sink names its store itself ("sink product-metrics -> ..."): stream knows no store.
         say(f"streaming {', '.join(self.names)} on {kafka.config['bootstrap.servers']}; "
             f"a transaction every {self.args.commit_interval_ms:g} ms; Ctrl-C stops")
+        host, children = settings.metrics_host(), self.processes.children.values()
+        served = [f"{c.name} {serving.address(host, c.metrics_port)}" for c in children if c.metrics_port]
+        if served:
+            say(f"metrics (PIPELINE_METRICS_PORT): {', '.join(served)}")
         code = self.supervise()
         lags = self.lags()
         self.processes.stop()
@@ -70,17 +76,17 @@ class Supervisor:
             self.args.summary.write_text(json.dumps(summary, indent=2) + "\n")
         return code
 
-    def stage_processes(self) -> StageProcesses:
+    def stage_processes(self, metrics_port: int) -> StageProcesses:
         """The stages' processes, with the supervisor's arguments (the scalable stages as
         args.workers processes each), timed from now, once the topics are there: the generator's
         end, and the warm-up, after which the sink measures the orders produced (those of the
-        warm-up wait on the start-up)."""
+        warm-up wait on the start-up), each serving its metrics from ``metrics_port`` on."""
         now = time.time()
         extra = {"sink": ["--measure-since", repr(now + self.args.warmup_seconds)]}
         if self.args.generate_seconds is not None:
             self.generate_until = now + self.args.generate_seconds
             extra["generate"] = ["--generate-until", repr(self.generate_until)]
-        return StageProcesses(self.names, self.argv, extra, self.args.workers)
+        return StageProcesses(self.names, self.argv, extra, self.args.workers, metrics_port)
 
     def supervise(self) -> int:
         """Look after the stages until it is time to stop; returns the exit code."""

@@ -8,9 +8,11 @@ import logging
 import sys
 import time
 
+from include.pipeline import settings
 from include.pipeline.domain import telemetry
 from include.pipeline.kafka_io.client import Kafka
 from include.pipeline.kafka_io.reading import Follow
+from include.pipeline.metrics import serving
 from include.pipeline.run.results import xcom
 from include.pipeline.stages import shutdown
 from include.pipeline.stages.calls import CALLS
@@ -19,7 +21,8 @@ USAGE_ERROR = 2  # a worker's exit code for a mistake no restart can fix
 
 
 def work(stage: str, args: argparse.Namespace) -> int:
-    """Run one stage following its topic until signalled, or until the supervisor has gone."""
+    """Run one stage following its topic until signalled, or until the supervisor has gone,
+    serving its metrics on ``--metrics-port`` (a port it cannot have: a usage error)."""
     logging.basicConfig(level=logging.WARNING, format=f"{stage}: %(levelname)s %(message)s")
     out = sys.stdout.buffer
 
@@ -41,6 +44,8 @@ def work(stage: str, args: argparse.Namespace) -> int:
     if call.mapped:
         kwargs.update(workers=args.workers, worker=args.share)
     try:
+        if args.metrics_port:
+            serving.serve(settings.metrics_host(), args.metrics_port)
         with shutdown.supervised():
             result = call.run(Kafka.from_env(), follow=follow, **kwargs)
     except ValueError as exc:

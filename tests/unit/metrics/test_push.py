@@ -1,0 +1,109 @@
+"""A bounded task's push: none without PIPELINE_PUSHGATEWAY_URL; to a gateway (a real HTTP server
+of the test's), the task's group with the families that have samples; a gateway that refuses, does
+not answer or cannot be a URL: one line, no exception."""
+
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from include.pipeline.metrics import counting, push
+from include.pipeline.metrics.catalogue import Metrics
+
+
+@pytest.fixture
+def metrics():
+    found = Metrics()
+    counting.batch("process", 0.2, ("orders", 7), ("processed-orders", 5), {"empty": 2}, metrics=found)
+    return found
+
+
+class Gateway(BaseHTTPRequestHandler):
+    """Keeps each request's method, path and body; answers 200, as the Pushgateway does."""
+
+    pushes: list
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.pushes.append((self.command, self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    do_PUT = do_POST
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def gateway():
+    Gateway.pushes = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", Gateway.pushes
+    server.shutdown()
+    server.server_close()
+
+
+def refused_port() -> int:
+    """A port nothing listens on: bound, then let go."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unset_no_push_and_nothing_said(metrics, monkeypatch, caplog):
+    monkeypatch.delenv("PIPELINE_PUSHGATEWAY_URL", raising=False)
+    with caplog.at_level(logging.DEBUG):
+        assert push.push("kafka_pipeline", "process", 0, metrics) is False
+    assert caplog.records == []
+
+
+def test_a_push_is_the_tasks_group_with_the_families_that_have_samples(metrics, gateway, monkeypatch):
+    url, pushes = gateway
+    monkeypatch.setenv("PIPELINE_PUSHGATEWAY_URL", url)
+    assert push.push("kafka_pipeline", "process", -1, metrics) is True
+    [(method, path, body)] = pushes
+    group = "/metrics/job/kafka_pipeline/dag_id/kafka_pipeline/map_index/-1/task_id/process"
+    assert (method, path) == ("POST", group)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body) for s in family.samples
+    }
+    assert samples[("kafka_pipeline_records_read_total", (("stage", "process"), ("topic", "orders")))] == 7
+    assert samples[("kafka_pipeline_dead_letters_total", (("reason", "empty"), ("stage", "process")))] == 2
+    names = {name for name, _ in samples}
+    # No reconcile ran here: its last success must not replace the one an earlier push left.
+    assert "kafka_pipeline_reconcile_last_success_timestamp_seconds" not in body
+    assert "kafka_pipeline_kafka_unavailable_seconds_total" not in names  # no stage started here
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:{refused}", "127.0.0.1:{refused}", "http://[::1", "http://127.0.0.1:nan", "not a url",
+])
+def test_a_gateway_that_refuses_or_a_malformed_url_is_one_line_not_a_raise(metrics, monkeypatch, caplog, url):
+    monkeypatch.setenv("PIPELINE_PUSHGATEWAY_URL", url.format(refused=refused_port()))
+    with caplog.at_level(logging.DEBUG):
+        assert push.push("kafka_pipeline", "process", 0, metrics) is False
+    [line] = caplog.records
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    assert "metrics not pushed to the Pushgateway" in line.getMessage()
+    assert "(PIPELINE_PUSHGATEWAY_URL)" in line.getMessage()
+
+
+def test_a_gateway_that_does_not_answer_holds_the_task_for_the_timeout_only(metrics, monkeypatch, caplog):
+    with socket.socket() as silent:  # listens (the kernel accepts connections), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        monkeypatch.setenv("PIPELINE_PUSHGATEWAY_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        assert push.push("kafka_pipeline", "process", 0, metrics) is False
+        took = time.monotonic() - started
+    assert push.TIMEOUT <= took < push.TIMEOUT + 1
+    [line] = caplog.records
+    assert "timed out" in line.getMessage() and line.exc_info is None
