@@ -41,7 +41,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--summary", type=Path, help="also write the summary to this file, as JSON")
     for param in RUN_PARAMS:
         kind = {"integer": int, "number": float}[param.type]
-        parser.add_argument(param.flag, type=kind, default=param.default, help=param.description)
+        help = param.description.replace("%", "%%")  # argparse formats help: "p % n" is no format
+        parser.add_argument(param.flag, type=kind, default=param.default, help=help)
     parser.add_argument("--worker", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--share", type=int, default=0, help=argparse.SUPPRESS)  # the worker's index
     parser.add_argument("--generate-until", type=float, help=argparse.SUPPRESS)  # epoch seconds

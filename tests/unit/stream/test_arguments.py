@@ -24,3 +24,11 @@ def test_a_horizon_shorter_than_the_grace_and_a_window_is_refused(capsys):
     with pytest.raises(SystemExit):
         arguments(["--grace-seconds", "600", "--dedup-horizon-seconds", "600"])
     assert "dedup_horizon_seconds" in capsys.readouterr().err
+
+
+def test_help_lists_every_flag_with_its_description(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        arguments(["--help"])
+    assert stopped.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--workers WORKERS" in text and "reads the partitions p with p % n == i" in text
