@@ -47,6 +47,7 @@ LONGEST_FIRST = [  # measured: `make test` of 2026-11-29 (one broker per worker)
     "integration/test_replay.py",  # 47 s
     "integration/test_lag_trigger.py",  # 40 s
     "integration/test_upgrade.py",  # 32 s
+    "integration/test_observability.py",  # 80 s (2026-12-07, alone)
     "integration/test_prometheus_metrics.py",  # 26 s (2026-12, alone)
     "integration/test_dag_run.py",  # 20 s
 ]

@@ -12,15 +12,8 @@ within seconds, bounded here by 30 s. Starting the stack takes under a second; t
 
 from __future__ import annotations
 
-import json
-import queue
 import shutil
-import threading
-import time
-import urllib.parse
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 import yaml
@@ -28,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, pushadd_to_gate
 
 from scripts.kafka.local import free_port
 from scripts.prometheus.local import COMPONENTS, RULES, Stack, throwaway_stack
+from tests.harness.observability import Receiver, api, receiving, series, until
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(component.binary) is None for component in COMPONENTS),
@@ -39,46 +33,10 @@ ALERT_BOUND = 30  # seconds from a push to its notification at the webhook (firi
 DAG_ID = "kafka_pipeline_stack_test"
 
 
-class Receiver(ThreadingHTTPServer):
-    """A webhook receiver on localhost: each POST's JSON body into ``bodies``."""
-
-    def __init__(self) -> None:
-        self.bodies: queue.Queue[dict] = queue.Queue()
-        super().__init__(("127.0.0.1", free_port()), _Handler)
-
-    @property
-    def url(self) -> str:
-        """Where Alertmanager posts."""
-        return f"http://127.0.0.1:{self.server_address[1]}/alerts"
-
-    def next_alerts(self, alertname: str, status: str) -> list[dict]:
-        """The alerts of the next notification of ``alertname`` with ``status`` (the others skipped)."""
-        deadline = time.monotonic() + ALERT_BOUND
-        while True:
-            body = self.bodies.get(timeout=max(deadline - time.monotonic(), 0.001))
-            if body["groupLabels"].get("alertname") == alertname and body["status"] == status:
-                return body["alerts"]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.send_response(200)
-        self.end_headers()
-        self.server.bodies.put(body)
-
-    def log_message(self, *args) -> None:
-        """Quiet: pytest shows what the test asserts."""
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with receiving() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -103,27 +61,6 @@ def stack(receiver, stream_target) -> Iterator[Stack]:
         yield started
 
 
-def _api(stack: Stack, path: str, **params: str) -> dict:
-    url = f"{stack.prometheus.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        answer = json.load(response)
-    assert answer["status"] == "success", answer
-    return answer["data"]
-
-
-def _until(what: str, check: Callable[[], object], timeout: float = 20) -> object:
-    """Poll an observable state of the stack until ``check`` returns something true."""
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.2)
-    return found
-
-
-def _series(stack: Stack, query: str) -> list[tuple[dict, str]]:
-    return [(row["metric"], row["value"][1]) for row in _api(stack, "query", query=query)["result"]]
-
-
 def _push(stack: Stack, discrepancies: int) -> None:
     """What a DAG's reconcile task pushes (the contract's job and grouping key)."""
     registry = CollectorRegistry()
@@ -139,10 +76,10 @@ def test_prometheus_loads_and_evaluates_every_rule_of_rules_yml(stack):
     names = [rule["alert"] for group in groups for rule in group["rules"]]
 
     def evaluated() -> list[dict]:
-        rules = [rule for group in _api(stack, "rules")["groups"] for rule in group["rules"]]
+        rules = [rule for group in api(stack, "rules")["groups"] for rule in group["rules"]]
         return rules if all(rule["health"] == "ok" for rule in rules) else []
 
-    rules = _until("every rule evaluated without an error", evaluated)
+    rules = until("every rule evaluated without an error", evaluated)
     assert [(rule["name"], rule["type"], rule["duration"]) for rule in rules] == [
         (name, "alerting", 1) for name in names
     ]
@@ -150,27 +87,27 @@ def test_prometheus_loads_and_evaluates_every_rule_of_rules_yml(stack):
 
 def test_prometheus_scrapes_a_stream_process(stack, stream_target):
     query = 'kafka_pipeline_records_read_total{job="kafka_pipeline_stream"}'
-    found = _until("the stream target scraped", lambda: _series(stack, query))
+    found = until("the stream target scraped", lambda: series(stack, query))
     assert found == [({"__name__": "kafka_pipeline_records_read_total", "job": "kafka_pipeline_stream",
                        "instance": stream_target, "stream_process": "process-0", "stage": "process",
                        "topic": "orders"}, "42")]
     # Up, so KafkaPipelineStageDown has nothing to say.
-    assert _series(stack, 'up{job="kafka_pipeline_stream"}')[0][1] == "1"
+    assert series(stack, 'up{job="kafka_pipeline_stream"}')[0][1] == "1"
 
 
 def test_a_pushed_failed_reconcile_reaches_prometheus_and_the_webhook_then_its_resolution(stack, receiver):
     _push(stack, 3)
     query = f'kafka_pipeline_reconcile_discrepancies{{dag_id="{DAG_ID}"}}'
-    found = _until("the pushed gauge scraped", lambda: _series(stack, query))
+    found = until("the pushed gauge scraped", lambda: series(stack, query))
     # The pushed labels, kept (honor_labels): the bounded tasks' job and grouping key, no instance.
     assert found == [({"__name__": "kafka_pipeline_reconcile_discrepancies", "job": "kafka_pipeline",
                        "dag_id": DAG_ID, "task_id": "reconcile", "map_index": "-1"}, "3")]
 
-    (alert,) = receiver.next_alerts("KafkaPipelineReconcileFailed", "firing")
+    (alert,) = receiver.next_alerts("KafkaPipelineReconcileFailed", "firing", ALERT_BOUND)
     assert alert["labels"] == {"alertname": "KafkaPipelineReconcileFailed", "severity": "critical",
                                "job": "kafka_pipeline", "dag_id": DAG_ID}
     assert alert["annotations"]["summary"] == f"{DAG_ID}: the last reconcile found 3 discrepancies"
 
     _push(stack, 0)  # the next run reconciles
-    (resolved,) = receiver.next_alerts("KafkaPipelineReconcileFailed", "resolved")
+    (resolved,) = receiver.next_alerts("KafkaPipelineReconcileFailed", "resolved", ALERT_BOUND)
     assert resolved["labels"] == alert["labels"]

@@ -44,6 +44,7 @@ def write_input(
 STAGES = {  # stage -> (input topic, output topics)
     "process": ("orders", ("processed-orders", "orders-dlq")),
     "analyze": ("processed-orders", ("product-metrics", "analyze-state")),
+    "sink": ("product-metrics", ()),  # its outputs are in the store
 }
 
 

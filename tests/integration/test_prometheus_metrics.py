@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.request import urlopen
 
@@ -24,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from include.pipeline.metrics.catalogue import METRICS
 from tests.harness.expected import assert_as_the_oracle_says, oracle_of
 from tests.harness.factories import order_value
+from tests.harness.observability import free_ports
 from tests.harness.pipeline import ROOT
 from tests.oracle import partition_of
 
@@ -159,19 +159,6 @@ def test_the_counters_are_what_the_stages_read_wrote_and_dead_lettered(pipeline,
     # analyze's gateway refused: one line, and the task succeeded; sink had none configured.
     assert analyzed.output.count("metrics not pushed to the Pushgateway") == 1
     assert "metrics not pushed" not in sunk.output
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports nothing listens on now."""
-    for base in range(20_000 + os.getpid() % 20_000, 65_000, count):
-        with ExitStack() as held:
-            try:
-                for port in range(base, base + count):
-                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return base
-    pytest.fail("no free ports")
 
 
 def scrape(address: str) -> dict[tuple[str, tuple], float]:

@@ -1,0 +1,143 @@
+"""The pipeline under its observability stack, all real: continuous mode (as `make stream` runs
+it) and the DAGs' bounded tasks, with Debian's Prometheus, Pushgateway and Alertmanager
+(scripts/prometheus/local.py) scraping the stream and the Pushgateway every second, and
+Alertmanager posting to a webhook receiver served here.
+
+- PromQL through Prometheus' HTTP API: the orders generated within 5 % of what the generator
+  committed to `orders` (its last scrape before it ended may miss up to a second of them), and the
+  orders counted equal to the store's, to the order, once every stage has committed up to the end
+  of its input and Prometheus has scraped after that.
+- The broker stopped under the stream fires KafkaPipelineKafkaUnavailable at the receiver within
+  OUTAGE_ALERT_BOUND (35 s measured): a stage says Kafka does not answer once a call has waited
+  5 s (OUTAGE_NOTICE_SECONDS) past the client's own timeouts, the rate over a minute exceeds 0.5
+  two scrapes later, then the rule's `for` (cut here to FOR_SECONDS, 1 m in rules.yml) and
+  Alertmanager's group wait (1 s here, 30 s for users). With rules.yml's own figures a user is
+  paged within about 2 minutes of an outage.
+- A bounded run pushes its tasks' metrics, which Prometheus shows with the DAG, task and map index
+  as labels; a run that does not reconcile (its stages marked success, not run) fires
+  KafkaPipelineReconcileFailed for its DAG.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import closing
+
+import psutil
+import pytest
+
+from scripts.prometheus.configs import stream_targets
+from scripts.prometheus.local import COMPONENTS, throwaway_stack
+from tests.harness import in_process
+from tests.harness.faults import Watch, end_of
+from tests.harness.observability import free_ports, receiving, series, until
+from tests.harness.pipeline import ROOT
+
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(component.binary) is None for component in COMPONENTS),
+    reason="prometheus, prometheus-pushgateway or prometheus-alertmanager not found: `apt-get install "
+           "prometheus prometheus-pushgateway prometheus-alertmanager` (.ci/run installs them)",
+)
+
+FOR_SECONDS = 5  # every rule's `for`, cut from its minutes
+OUTAGE_ALERT_BOUND = 90  # s from the broker's stop to the alert at the receiver (measured: 35 s)
+RATE = 200  # orders a second
+GENERATE_SECONDS = 45
+DATE = "2026-01-05T10:00:00+00:00"
+
+
+def value(stack, query: str) -> float:
+    """The one series' value of an instant query (0 when there is none)."""
+    found = series(stack, query)
+    assert len(found) <= 1, found
+    return float(found[0][1]) if found else 0.0
+
+
+def generator_running(stream: subprocess.Popen) -> bool:
+    """Whether the stream's generator process still runs (it ends after --generate-seconds)."""
+    for child in psutil.Process(stream.pid).children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and child.cmdline()[3:5] == ["--worker", "generate"]:
+                return True
+        except psutil.Error:  # it ended meanwhile
+            continue
+    return False
+
+
+def test_prometheus_and_alertmanager_see_the_stream_and_the_bounded_runs(pipeline, tmp_path):
+    base = free_ports(4)
+    targets = stream_targets("127.0.0.1", base, 1)
+    with receiving() as receiver, throwaway_stack(
+        targets, webhook_url=receiver.url, interval=1, longest_for=FOR_SECONDS,
+    ) as stack:
+        env = {**pipeline.env, "PIPELINE_METRICS_PORT": str(base)}
+        command = [sys.executable, "-m", "include.pipeline.stream", "--rate", str(RATE), "--workers", "1",
+                   "--generate-seconds", str(GENERATE_SECONDS), "--status-seconds", "3600",
+                   "--seconds", "600"]
+        log = (tmp_path / "stream.log").open("w")
+        stream = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            until("every stream process scraped", lambda: [v for _, v in series(
+                stack, 'up{job="kafka_pipeline_stream"}')] == ["1"] * 4, timeout=90)
+            until("orders counted", lambda: value(stack, "sum(kafka_pipeline_orders_counted_total)") > 0,
+                  timeout=90)
+
+            pipeline.broker("down")
+            stopped = time.monotonic()
+            try:
+                (alert, *_) = receiver.next_alerts(
+                    "KafkaPipelineKafkaUnavailable", "firing", OUTAGE_ALERT_BOUND
+                )
+                print(f"KafkaPipelineKafkaUnavailable at the receiver {time.monotonic() - stopped:.1f} s "
+                      f"after the broker stopped")
+            finally:
+                pipeline.broker("up")
+            assert alert["labels"]["severity"] == "critical"
+            assert alert["labels"]["stage"] in {"generate", "process", "analyze", "sink"}
+
+            until("the generator's end", lambda: not generator_running(stream), timeout=240)
+            with closing(Watch(pipeline)) as watch:
+                until("every stage committed up to the end of its input", lambda: all(
+                    watch.committed(stage) == end_of(pipeline, stage)
+                    for stage in ("process", "analyze", "sink")
+                ), timeout=120)
+            drained = time.time()
+            until("a scrape of analyze after that", lambda: value(
+                stack, 'timestamp(kafka_pipeline_orders_counted_total{stage="analyze"})') > drained + 1)
+            counted = value(stack, "sum(kafka_pipeline_orders_counted_total)")
+            generated = value(stack, 'sum(last_over_time(kafka_pipeline_records_written_total'
+                                     '{job="kafka_pipeline_stream", stage="generate"}[10m]))')
+        finally:
+            os.killpg(stream.pid, signal.SIGINT)
+            stream.wait(90)
+            log.close()
+        on_orders = len(pipeline.read("orders"))
+        assert abs(generated - on_orders) <= 0.05 * on_orders, (generated, on_orders)
+        assert counted == sum(row["order_count"] for row in pipeline.store_rows()) > 0
+
+        # A bounded run pushes its tasks' metrics; one that does not reconcile fires its alert.
+        pushed = {**pipeline.env, "PIPELINE_PUSHGATEWAY_URL": f"http://127.0.0.1:{stack.pushgateway.port}"}
+        read_before = len(pipeline.read("orders"))
+        run = in_process.run_dag(pushed, "kafka_pipeline", DATE, {"orders": 2000, "seed": 7})
+        assert run.ok, run.output[-3000:]
+        process = 'kafka_pipeline_records_read_total{job="kafka_pipeline", dag_id="kafka_pipeline", ' \
+                  'task_id="process", map_index="0", stage="process", topic="orders"}'
+        until("process's pushed count", lambda: value(stack, process) == 2000)
+        assert len(pipeline.read("orders")) - read_before == 2000
+        assert value(stack, 'kafka_pipeline_reconcile_discrepancies{dag_id="kafka_pipeline"}') == 0
+        assert value(stack, 'kafka_pipeline_reconcile_last_success_timestamp_seconds'
+                            '{dag_id="kafka_pipeline"}') > drained
+
+        failed = in_process.run_dag(
+            pushed, "kafka_pipeline", "2026-01-05T11:00:00+00:00", {},
+            mark_success="^(create_topics|generate|wait_for_orders|process|analyze|sink)$",
+        )
+        assert failed.state == "failed"
+        (alert, *_) = receiver.next_alerts("KafkaPipelineReconcileFailed", "firing", 30)
+        assert alert["labels"]["dag_id"] == "kafka_pipeline" and alert["labels"]["severity"] == "critical"
