@@ -8,23 +8,14 @@ The watcher only reads offsets; the stages own them. Unpause the DAG to start wa
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, AssetWatcher
+from airflow.sdk import DAG
 
 from include.pipeline import settings
-from include.pipeline.topology import PROCESS
 from kafka_stages.lineage import topic_asset
 from kafka_stages.params import dag_params
 from kafka_stages.pipeline import DAG_ARGS, RETRIES, pipeline_tasks
-from kafka_stages.triggers import ConsumerLagTrigger
 
-orders = topic_asset(
-    settings.ORDERS,
-    watchers=[AssetWatcher(name="orders_lag", trigger=ConsumerLagTrigger(
-        groups={PROCESS.input: PROCESS.group},
-        min_records=settings.on_orders_min_records(),
-        max_wait_seconds=settings.on_orders_max_wait_seconds(),
-    ))],
-)
+orders = topic_asset(settings.ORDERS)  # with its watcher (kafka_stages.lineage.orders_watcher)
 
 with DAG(
     dag_id="kafka_pipeline_on_orders",

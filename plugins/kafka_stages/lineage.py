@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-from airflow.sdk import Asset, Connection
+from airflow.sdk import Asset, AssetWatcher, Connection
 from sqlalchemy.engine import URL, make_url
 
 from include.pipeline import settings, topology
@@ -30,6 +29,7 @@ from include.pipeline.run.results import Consumed, GenerateResult, ReplayResult,
 from include.pipeline.stages.calls import CALLS
 from include.pipeline.store.schema import product_metrics
 from kafka_stages.hooks import store_url
+from kafka_stages.triggers import ConsumerLagTrigger
 
 # The table users read (the sink also keeps its partials, ledgers and offsets beside it).
 STORE_TABLE = product_metrics.name
@@ -48,9 +48,23 @@ def topic_uri(topic: str, bootstrap: str | None = None) -> str:
     return f"kafka://{first_server(bootstrap or settings.bootstrap_servers())}/{topic}"
 
 
-def topic_asset(topic: str, **kwargs: Any) -> Asset:
-    """A topic of the cluster the DAG processor's environment names, as an Asset named by its URI."""
-    return Asset(uri=topic_uri(topic), **kwargs)
+def topic_asset(topic: str) -> Asset:
+    """A topic of the cluster the DAG processor's environment names, as an Asset named by its URI.
+
+    ``orders`` carries the watcher kafka_pipeline_on_orders is scheduled on wherever it is
+    declared: Airflow takes an asset's watchers from the DAG file it parsed last, so a declaration
+    without it (process's inlet in the other DAGs) would drop the watcher, and with it the
+    event-driven runs, each time that file is parsed."""
+    return Asset(uri=topic_uri(topic), watchers=[orders_watcher()] if topic == settings.ORDERS else [])
+
+
+def orders_watcher() -> AssetWatcher:
+    """What watches ``orders`` for kafka_pipeline_on_orders: the backlog past process's offsets."""
+    return AssetWatcher(name="orders_lag", trigger=ConsumerLagTrigger(
+        groups={topology.PROCESS.input: topology.PROCESS.group},
+        min_records=settings.on_orders_min_records(),
+        max_wait_seconds=settings.on_orders_max_wait_seconds(),
+    ))
 
 
 def parse_time_store_url() -> URL:

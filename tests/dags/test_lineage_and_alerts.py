@@ -101,3 +101,21 @@ def test_no_deadline_alert_while_dag_test_cannot_run_one(dagbag):
     assert probe.deadline[0].callback.serialize() == {
         "path": "kafka_stages.notifier.PipelineNotifier", "kwargs": {"conn_id": "pipeline_alerts"},
     }
+
+
+def watchers(asset) -> list[tuple[str, dict]]:
+    return [(w.name, w.trigger.serialize()) for w in asset.watchers]
+
+
+def test_every_declaration_of_the_orders_topic_carries_the_watcher(dagbag):
+    """Airflow takes an asset's watchers from the DAG file it parsed last: one declaration of
+    `orders` without the watcher, in any DAG, would drop kafka_pipeline_on_orders' runs."""
+    (scheduled,) = dagbag.dags["kafka_pipeline_on_orders"].timetable.asset_condition.objects
+    assert scheduled.uri == kafka("orders") and [name for name, _ in watchers(scheduled)] == ["orders_lag"]
+    declared = [
+        asset for dag in dagbag.dags.values() for task in dag.tasks
+        for asset in (arg(task, "inlets") or []) + (arg(task, "outlets") or [])
+        if asset.uri == kafka("orders")
+    ]
+    assert len(declared) == 3  # process's inlet in kafka_pipeline, on_orders and stream
+    assert all(watchers(asset) == watchers(scheduled) for asset in declared)
