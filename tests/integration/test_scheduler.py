@@ -68,6 +68,13 @@ def orders_ends(pipeline: Pipeline) -> dict[TopicPartition, int]:
     return ends
 
 
+def orders_events(airflow) -> list[dict]:
+    """The asset events of the orders topic, the watcher's, oldest first (the stage tasks' outlets
+    have events of their own)."""
+    events = airflow.get("/assets/events", limit=1000, order_by="timestamp")["asset_events"]
+    return [event for event in events if event["uri"].endswith(f"/{settings.ORDERS}")]
+
+
 def wait_for_a_look(airflow, log: Path, pipeline: Pipeline, caught_up: bool = False) -> None:
     """Until the watcher has looked at every order produced so far (with the process group at
     their end, if ``caught_up``), and the run of an event it fired would exist: the triggerer has
@@ -163,7 +170,7 @@ def test_orders_past_the_threshold_start_one_run_of_the_event_driven_dag(live):
     airflow.wait_until_idle("kafka_pipeline", timeout=150)
     airflow.set_paused("kafka_pipeline_on_orders", False)
     known = {run["dag_run_id"] for run in airflow.runs("kafka_pipeline_on_orders")}
-    events_before = len(airflow.get("/assets/events")["asset_events"])
+    events_before = len(orders_events(airflow))
     now = datetime.now(timezone.utc).replace(microsecond=0)
     amounts = ["19.99", "0.01", "1234.50", "7", "350.125"]
     valid = [
@@ -193,7 +200,7 @@ def test_orders_past_the_threshold_start_one_run_of_the_event_driven_dag(live):
         r["dag_run_id"] for r in airflow.runs("kafka_pipeline_on_orders") if r["dag_run_id"] not in known
     ] == [run["dag_run_id"]]
 
-    events = airflow.get("/assets/events")["asset_events"][events_before:]
+    events = orders_events(airflow)[events_before:]
     assert [(e["extra"]["from_trigger"], e["extra"]["payload"]["reason"]) for e in events] == [
         (True, "min_records")
     ]
@@ -318,7 +325,7 @@ def test_the_watcher_remembers_its_backlog_across_a_triggerer_restart(live):
     # Standalone's triggerer runs the watcher (and fires for the backlog below).
     wait_for_line(airflow.log, f"watching the lag of orders (group {PROCESS_GROUP}): firing at {THRESHOLD} ")
     known = {run["dag_run_id"] for run in airflow.runs("kafka_pipeline_on_orders")}
-    events_before = len(airflow.get("/assets/events")["asset_events"])
+    events_before = len(orders_events(airflow))
     now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     orders = [
         (f"t-{i}".encode(), order_value(f"t-{i}", f"prod-{i % 5 + 1}", "2.5", now))
@@ -348,7 +355,7 @@ def test_the_watcher_remembers_its_backlog_across_a_triggerer_restart(live):
         stop(old)  # the restart: the watcher starts again in the other triggerer
         wait_for_a_look(airflow, log, pipeline)  # the first look of the watcher started again
         assert new_runs() == runs
-        events = airflow.get("/assets/events")["asset_events"][events_before:]
+        events = orders_events(airflow)[events_before:]
         assert [e["extra"]["payload"]["reason"] for e in events] == ["min_records"]
         assert events[0]["extra"]["payload"]["records"] >= THRESHOLD
         assert "remembering what it fired for before a restart: orders up to offsets" in log.read_text()
