@@ -43,6 +43,7 @@ LONGEST_FIRST = [  # measured: `make test` of 2026-11-29 (one broker per worker)
     "integration/test_metrics_page.py",  # 102 s
     "integration/test_metrics_postgres.py",  # 100 s
     "integration/test_bounded_read.py",  # 87 s (2026-12-07, alone)
+    "integration/test_store_asset.py",  # 65 s (2026-12-07, alone)
     "integration/test_metrics_sqlite.py",  # 49 s
     "integration/test_replay.py",  # 47 s
     "integration/test_lag_trigger.py",  # 40 s

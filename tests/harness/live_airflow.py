@@ -288,6 +288,17 @@ def live_airflow(home: Path, env: dict[str, str], workers: int = 0) -> Iterator[
             airflow.stop()
 
 
+def with_bundle(name: str, folder: Path) -> dict[str, str]:
+    """The environment for a live Airflow that parses ``folder`` too, as a second DAG bundle
+    beside the project's DAGs folder (Airflow's default bundle, which it keeps)."""
+    bundle = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles = [
+        {"name": "dags-folder", "classpath": bundle, "kwargs": {}},
+        {"name": name, "classpath": bundle, "kwargs": {"path": str(folder)}},
+    ]
+    return {"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles)}
+
+
 @contextmanager
 def live_stack(
     root: Path, dag_ids: set[str], celery_workers: int = 0, **env: str,
