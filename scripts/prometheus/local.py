@@ -32,7 +32,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from contextlib import ExitStack, contextmanager
@@ -43,6 +42,7 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script (`make observability-up`): the package's configs
 
+from scripts.processes import stop_daemon, terminate, wait_until  # noqa: E402
 from scripts.prometheus.configs import (  # noqa: E402
     COMPOSE_DIR,
     COMPOSE_HEADER,
@@ -156,27 +156,14 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM (each flushes its data on the way out), then SIGKILL after 10 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
 
 def wait_ready(
     component: Component, port: int, process: subprocess.Popen | None, log: Path, timeout: float = 30
 ) -> None:
     """Until /-/ready answers; a process that exits, or 30 s, raises with its log's tail."""
-    deadline = time.monotonic() + timeout
-    while not ready(port):
-        exited = process is not None and process.poll() is not None
-        if exited or time.monotonic() > deadline:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            raise RuntimeError(f"{component.name} on port {port} did not start:\n{text[-3000:]}")
-        time.sleep(0.1)
+    wait_until(lambda: ready(port), f"{component.name} on port {port}", process, log, timeout)
 
 
 @dataclass
@@ -284,10 +271,7 @@ def down() -> None:
         if pid is None:
             print(f"no {component.name} started by `up` runs")
             continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        stop_daemon(pid)
         (HOME / f"{component.name}.pid").unlink(missing_ok=True)
         print(f"{component.name} (pid {pid}) stopped")
 

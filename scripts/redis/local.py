@@ -17,15 +17,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script (make redis-up)
+from scripts.processes import stop_daemon, terminate, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
@@ -64,13 +65,7 @@ def url(port: int, db: int = 0) -> str:
 
 
 def _wait(port: int, process: subprocess.Popen | None, log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not answers(port):
-        exited = process is not None and process.poll() is not None
-        if exited or time.monotonic() > deadline:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            raise RuntimeError(f"redis-server on port {port} did not start:\n{text[-3000:]}")
-        time.sleep(0.1)
+    wait_until(lambda: answers(port), f"redis-server on port {port}", process, log, timeout)
 
 
 class Redis:
@@ -96,14 +91,7 @@ class Redis:
 
     def stop(self) -> None:
         """SIGTERM (it saves nothing on the way out), then SIGKILL after 10 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
 
 @contextmanager
@@ -155,10 +143,7 @@ def down(port: int) -> None:
     if pid is None:
         print(f"no Redis started by `up` runs on port {port}")
         return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    stop_daemon(pid)
     pid_file.unlink(missing_ok=True)
     print(f"Redis on 127.0.0.1:{port} stopped")
 

@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, pushadd_to_gate
 
 from scripts.kafka.local import free_port
 from scripts.prometheus.local import COMPONENTS, RULES, Stack, throwaway_stack
-from tests.harness.observability import Receiver, api, receiving, series, until
+from tests.harness.http_capture import Capture, capturing
+from tests.harness.observability import api, next_alerts, series, until
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(component.binary) is None for component in COMPONENTS),
@@ -34,8 +35,8 @@ DAG_ID = "kafka_pipeline_stack_test"
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with receiving() as server:
+def receiver() -> Iterator[Capture]:
+    with capturing() as server:
         yield server
 
 
@@ -56,8 +57,8 @@ def stream_target() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def stack(receiver, stream_target) -> Iterator[Stack]:
-    with throwaway_stack([(stream_target, "process-0")], webhook_url=receiver.url, interval=1,
-                         longest_for=1) as started:
+    with throwaway_stack([(stream_target, "process-0")], webhook_url=f"{receiver.base_url}/alerts",
+                         interval=1, longest_for=1) as started:
         yield started
 
 
@@ -103,11 +104,11 @@ def test_a_pushed_failed_reconcile_reaches_prometheus_and_the_webhook_then_its_r
     assert found == [({"__name__": "kafka_pipeline_reconcile_discrepancies", "job": "kafka_pipeline",
                        "dag_id": DAG_ID, "task_id": "reconcile", "map_index": "-1"}, "3")]
 
-    (alert,) = receiver.next_alerts("KafkaPipelineReconcileFailed", "firing", ALERT_BOUND)
+    (alert,) = next_alerts(receiver, "KafkaPipelineReconcileFailed", "firing", ALERT_BOUND)
     assert alert["labels"] == {"alertname": "KafkaPipelineReconcileFailed", "severity": "critical",
                                "job": "kafka_pipeline", "dag_id": DAG_ID}
     assert alert["annotations"]["summary"] == f"{DAG_ID}: the last reconcile found 3 discrepancies"
 
     _push(stack, 0)  # the next run reconciles
-    (resolved,) = receiver.next_alerts("KafkaPipelineReconcileFailed", "resolved", ALERT_BOUND)
+    (resolved,) = next_alerts(receiver, "KafkaPipelineReconcileFailed", "resolved", ALERT_BOUND)
     assert resolved["labels"] == alert["labels"]

@@ -1,68 +1,29 @@
-"""What the tests of the observability stack share: a webhook receiver for Alertmanager's
-notifications, and Prometheus' HTTP API (scripts/prometheus/local.py starts the stack)."""
+"""What the tests of the observability stack share: Alertmanager's notifications as a webhook
+(a Capture) receives them, and Prometheus' HTTP API (scripts/prometheus/local.py starts the stack)."""
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import socket
-import threading
 import time
 import urllib.parse
 import urllib.request
-from contextlib import ExitStack, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
+from contextlib import ExitStack
+from typing import Callable
 
-from scripts.kafka.local import free_port
 from scripts.prometheus.local import Stack
+from tests.harness.http_capture import Capture
 
 
-class Receiver(ThreadingHTTPServer):
-    """A webhook receiver on localhost: each POST's JSON body into ``bodies``."""
-
-    def __init__(self) -> None:
-        self.bodies: queue.Queue[dict] = queue.Queue()
-        super().__init__(("127.0.0.1", free_port()), _Handler)
-
-    @property
-    def url(self) -> str:
-        """Where Alertmanager posts."""
-        return f"http://127.0.0.1:{self.server_address[1]}/alerts"
-
-    def next_alerts(self, alertname: str, status: str, within: float) -> list[dict]:
-        """The alerts of the next notification of ``alertname`` with ``status`` (the others
-        skipped), arriving within ``within`` seconds."""
-        deadline = time.monotonic() + within
-        while True:
-            body = self.bodies.get(timeout=max(deadline - time.monotonic(), 0.001))
-            if body["groupLabels"].get("alertname") == alertname and body["status"] == status:
-                return body["alerts"]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.send_response(200)
-        self.end_headers()
-        self.server.bodies.put(body)
-
-    def log_message(self, *args) -> None:
-        """Quiet: pytest shows what the test asserts."""
-
-
-@contextmanager
-def receiving() -> Iterator[Receiver]:
-    """A Receiver serving for the block."""
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def next_alerts(receiver: Capture, alertname: str, status: str, within: float) -> list[dict]:
+    """The alerts of the next notification Alertmanager posts to ``receiver`` (a Capture) of
+    ``alertname`` with ``status`` (the others skipped), arriving within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        body = receiver.arrivals.get(timeout=max(deadline - time.monotonic(), 0.001)).json()
+        if body["groupLabels"].get("alertname") == alertname and body["status"] == status:
+            return body["alerts"]
 
 
 def api(stack: Stack, path: str, **params: str) -> dict:

@@ -4,41 +4,27 @@ No Kafka is needed: the tasks that would use it fail first, or are marked succes
 
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tests.harness import in_process
+from tests.harness.http_capture import capturing
 
 DATE = "2026-01-05T10:00:00+00:00"
 
 
-class Hook(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def webhook():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    server.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with capturing() as server:
+        yield server
+
+
+def received(server) -> list[tuple]:
+    return [(r.path, r.content_type, r.json()) for r in server.requests]
 
 
 def environment(tmp_path, webhook) -> dict[str, str]:
-    url = f"http://127.0.0.1:{webhook.server_address[1]}/services/T0/B0/secret"
+    url = f"{webhook.base_url}/services/T0/B0/secret"
     return {**os.environ, "PIPELINE_OUTPUT_DIR": str(tmp_path / "output"),
             "AIRFLOW_CONN_PIPELINE_ALERTS": json.dumps({"conn_type": "http", "host": url})}
 
@@ -53,7 +39,7 @@ def test_a_task_that_fails_for_good_is_posted_to_the_webhook(tmp_path, webhook):
         "dedup_horizon_seconds, grace_seconds, invalid_ratio, metrics_json_days, orders, rate, seed, "
         "wait_for_orders_seconds, workers"
     )
-    assert webhook.received == [("/services/T0/B0/secret", "application/json", {
+    assert received(webhook) == [("/services/T0/B0/secret", "application/json", {
         "text": f"kafka_pipeline: task check_params failed in run {run_id} (try 1)\n{error}",
         "dag_id": "kafka_pipeline", "run_id": run_id, "task_id": "check_params", "map_index": -1,
         "try_number": 1, "error": error, "discrepancies": [],
@@ -71,7 +57,7 @@ def test_a_run_that_does_not_reconcile_is_posted_with_its_discrepancy(tmp_path, 
     (manifest,) = (tmp_path / "output" / "runs").iterdir()
     assert json.loads(manifest.read_text())["reconciled"] is False
     problem = "no result from process, analyze, sink in this run: reconcile needs every stage to have run"
-    assert webhook.received == [("/services/T0/B0/secret", "application/json", {
+    assert received(webhook) == [("/services/T0/B0/secret", "application/json", {
         "text": f"kafka_pipeline: run {run_id} does not reconcile (1 discrepancy):\n• {problem}\n"
                 f"manifest: {manifest}",
         "dag_id": "kafka_pipeline", "run_id": run_id, "task_id": "reconcile", "map_index": -1,

@@ -35,7 +35,8 @@ from scripts.prometheus.configs import stream_targets
 from scripts.prometheus.local import COMPONENTS, throwaway_stack
 from tests.harness import in_process
 from tests.harness.faults import Watch, end_of
-from tests.harness.observability import free_ports, receiving, series, until
+from tests.harness.http_capture import capturing
+from tests.harness.observability import free_ports, next_alerts, series, until
 from tests.harness.pipeline import ROOT
 
 pytestmark = pytest.mark.skipif(
@@ -72,8 +73,8 @@ def generator_running(stream: subprocess.Popen) -> bool:
 def test_prometheus_and_alertmanager_see_the_stream_and_the_bounded_runs(pipeline, tmp_path):
     base = free_ports(4)
     targets = stream_targets("127.0.0.1", base, 1)
-    with receiving() as receiver, throwaway_stack(
-        targets, webhook_url=receiver.url, interval=1, longest_for=FOR_SECONDS,
+    with capturing() as receiver, throwaway_stack(
+        targets, webhook_url=f"{receiver.base_url}/alerts", interval=1, longest_for=FOR_SECONDS,
     ) as stack:
         env = {**pipeline.env, "PIPELINE_METRICS_PORT": str(base)}
         command = [sys.executable, "-m", "include.pipeline.stream", "--rate", str(RATE), "--workers", "1",
@@ -91,7 +92,7 @@ def test_prometheus_and_alertmanager_see_the_stream_and_the_bounded_runs(pipelin
             pipeline.broker("down")
             stopped = time.monotonic()
             try:
-                (alert, *_) = receiver.next_alerts(
+                (alert, *_) = next_alerts(receiver,
                     "KafkaPipelineKafkaUnavailable", "firing", OUTAGE_ALERT_BOUND
                 )
                 print(f"KafkaPipelineKafkaUnavailable at the receiver {time.monotonic() - stopped:.1f} s "
@@ -139,5 +140,5 @@ def test_prometheus_and_alertmanager_see_the_stream_and_the_bounded_runs(pipelin
             mark_success="^(create_topics|generate|wait_for_orders|process|analyze|sink)$",
         )
         assert failed.state == "failed"
-        (alert, *_) = receiver.next_alerts("KafkaPipelineReconcileFailed", "firing", 30)
+        (alert, *_) = next_alerts(receiver, "KafkaPipelineReconcileFailed", "firing", 30)
         assert alert["labels"]["dag_id"] == "kafka_pipeline" and alert["labels"]["severity"] == "critical"

@@ -11,10 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.request import urlopen
 
 import pytest
@@ -23,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from include.pipeline.metrics.catalogue import METRICS
 from tests.harness.expected import assert_as_the_oracle_says, oracle_of
 from tests.harness.factories import order_value
+from tests.harness.http_capture import capturing
 from tests.harness.observability import free_ports
 from tests.harness.pipeline import ROOT
 from tests.oracle import partition_of
@@ -68,28 +67,11 @@ def samples() -> dict[tuple[str, tuple], float]:
     }
 
 
-class Gateway(BaseHTTPRequestHandler):
-    """What a Pushgateway is sent: each request's method, path and body; 200 to each."""
-
-    pushes: list = []
-
-    def do_POST(self):
-        self.pushes.append((self.command, self.path, self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def gateway():
-    Gateway.pushes = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", Gateway.pushes
-    server.shutdown()
-    server.server_close()
+    """A gateway's stand-in that keeps what it is pushed (a real HTTP server) and answers 200."""
+    with capturing() as server:
+        yield server.base_url, server.requests
 
 
 def test_the_counters_are_what_the_stages_read_wrote_and_dead_lettered(pipeline, gateway):
@@ -147,7 +129,7 @@ def test_the_counters_are_what_the_stages_read_wrote_and_dead_lettered(pipeline,
     assert now[("kafka_pipeline_remembered_order_ids", (("stage", "analyze"),))] == len(expected.counted)
 
     # process pushed its metrics, in its group (tasks test runs a mapped stage as instance 0).
-    [(method, path, body)] = pushes
+    [(method, path, _, body)] = pushes
     group = "/metrics/job/kafka_pipeline/dag_id/kafka_pipeline/map_index/0/task_id/process"
     assert (method, path) == ("POST", group)
     pushed = {

@@ -4,8 +4,6 @@ and one that never answers."""
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from kafka_stages.checks import ReconcileFailed
 from kafka_stages.notifier import PipelineNotifier, failure_message, overrun_message, post
+from tests.harness.http_capture import capturing
 
 RUN = "scheduled__2026-01-05T10:00:00+00:00"
 
@@ -64,46 +63,25 @@ def test_a_run_past_its_deadline():
     }
 
 
-class Receiver(ThreadingHTTPServer):
-    """A webhook on a free localhost port: what it was POSTed, as (path, content type, JSON)."""
-
-    def __init__(self, status: int = 200):
-        self.received, self.status = [], status
-        super().__init__(("127.0.0.1", 0), Hook)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/T0/B0/secret"
+HOOK = "/hooks/T0/B0/secret"
 
 
-class Hook(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
-        self.send_response(self.server.status)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+def received(server) -> list[tuple]:
+    return [(r.path, r.content_type, r.json()) for r in server.requests]
 
 
 @pytest.fixture
 def receiver():
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with capturing() as server:
+        yield server
 
 
 def test_the_body_reaches_the_webhook_as_json(receiver):
     body = {"text": "kafka_pipeline: task sink failed", "discrepancies": []}
-    assert post(receiver.url, body, timeout=5) is None
-    assert receiver.received == [("/hooks/T0/B0/secret", "application/json", body)]
+    assert post(receiver.base_url + HOOK, body, timeout=5) is None
+    assert received(receiver) == [(HOOK, "application/json", body)]
     receiver.status = 500
-    assert post(receiver.url, body, timeout=5) == "answered HTTP 500"
+    assert post(receiver.base_url + HOOK, body, timeout=5) == "answered HTTP 500"
 
 
 def test_a_webhook_that_never_answers_costs_the_timeout_and_one_line(monkeypatch, capsys):
@@ -137,4 +115,4 @@ def test_the_uri_form_of_the_connection(monkeypatch, receiver):
     port = receiver.server_address[1]
     monkeypatch.setenv("AIRFLOW_CONN_PIPELINE_ALERTS", f"http://127.0.0.1:{port}/hooks%2FT0")
     assert PipelineNotifier().send({"text": "x"}) is True
-    assert receiver.received == [("/hooks/T0", "application/json", {"text": "x"})]
+    assert received(receiver) == [("/hooks/T0", "application/json", {"text": "x"})]

@@ -4,15 +4,14 @@ not answer or cannot be a URL: one line, no exception."""
 
 import logging
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from include.pipeline.metrics import counting, push
 from include.pipeline.metrics.catalogue import Metrics
+from tests.harness.http_capture import capturing
 
 
 @pytest.fixture
@@ -22,32 +21,11 @@ def metrics():
     return found
 
 
-class Gateway(BaseHTTPRequestHandler):
-    """Keeps each request's method, path and body; answers 200, as the Pushgateway does."""
-
-    pushes: list
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        self.pushes.append((self.command, self.path, body))
-        self.send_response(200)
-        self.end_headers()
-
-    do_PUT = do_POST
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def gateway():
-    Gateway.pushes = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", Gateway.pushes
-    server.shutdown()
-    server.server_close()
+    """A gateway's stand-in that keeps what it is pushed (a real HTTP server) and answers 200."""
+    with capturing() as server:
+        yield server.base_url, server.requests
 
 
 def refused_port() -> int:
@@ -68,7 +46,8 @@ def test_a_push_is_the_tasks_group_with_the_families_that_have_samples(metrics, 
     url, pushes = gateway
     monkeypatch.setenv("PIPELINE_PUSHGATEWAY_URL", url)
     assert push.push("kafka_pipeline", "process", -1, metrics) is True
-    [(method, path, body)] = pushes
+    [(method, path, _, pushed)] = pushes
+    body = pushed.decode()
     group = "/metrics/job/kafka_pipeline/dag_id/kafka_pipeline/map_index/-1/task_id/process"
     assert (method, path) == ("POST", group)
     samples = {
