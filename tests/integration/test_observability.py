@@ -28,7 +28,6 @@ import sys
 import time
 from contextlib import closing
 
-import psutil
 import pytest
 
 from include.pipeline.metrics.catalogue import METRICS
@@ -60,17 +59,6 @@ def value(stack, query: str) -> float:
     return float(found[0][1]) if found else 0.0
 
 
-def generator_running(stream: subprocess.Popen) -> bool:
-    """Whether the stream's generator process still runs (it ends after --generate-seconds)."""
-    for child in psutil.Process(stream.pid).children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE and child.cmdline()[3:5] == ["--worker", "generate"]:
-                return True
-        except psutil.Error:  # it ended meanwhile
-            continue
-    return False
-
-
 def test_prometheus_and_alertmanager_see_the_stream_and_the_bounded_runs(pipeline, tmp_path):
     base = free_ports(4)
     targets = stream_targets("127.0.0.1", base, 1)
@@ -81,7 +69,8 @@ def test_prometheus_and_alertmanager_see_the_stream_and_the_bounded_runs(pipelin
         command = [sys.executable, "-m", "include.pipeline.stream", "--rate", str(RATE), "--workers", "1",
                    "--generate-seconds", str(GENERATE_SECONDS), "--status-seconds", "3600",
                    "--seconds", "600"]
-        log = (tmp_path / "stream.log").open("w")
+        stream_log = tmp_path / "stream.log"
+        log = stream_log.open("w")
         stream = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -103,7 +92,9 @@ def test_prometheus_and_alertmanager_see_the_stream_and_the_bounded_runs(pipelin
             assert alert["labels"]["severity"] == "critical"
             assert alert["labels"]["stage"] in {"generate", "process", "analyze", "sink"}
 
-            until("the generator's end", lambda: not generator_running(stream), timeout=240)
+            # The generator, done, serves its final count until the stream stops.
+            until("the generator's end", lambda: "generate finished" in stream_log.read_text(), timeout=240)
+            generated_all = time.time()
             with closing(Watch(pipeline)) as watch:
                 until("every stage committed up to the end of its input", lambda: all(
                     watch.committed(stage) == end_of(pipeline, stage)
@@ -112,6 +103,8 @@ def test_prometheus_and_alertmanager_see_the_stream_and_the_bounded_runs(pipelin
             drained = time.time()
             until("a scrape of analyze after that", lambda: value(
                 stack, 'timestamp(kafka_pipeline_orders_counted_total{stage="analyze"})') > drained + 1)
+            until("a scrape of the generator after its end", lambda: value(
+                stack, 'timestamp(kafka_pipeline_records_written_total{stage="generate"})') > generated_all + 1)
             counted = value(stack, "sum(kafka_pipeline_orders_counted_total)")
             generated = value(stack, 'sum(last_over_time(kafka_pipeline_records_written_total'
                                      '{job="kafka_pipeline_stream", stage="generate"}[10m]))')

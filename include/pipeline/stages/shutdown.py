@@ -55,6 +55,11 @@ def requested() -> bool:
     return _requested.is_set()
 
 
+def wait() -> None:
+    """Block until a stop is requested (a signal, or the supervising process gone)."""
+    _requested.wait()
+
+
 def reason() -> str | None:
     """Why the stop was requested (the first reason given); None while none was."""
     return _reason[0] if _reason else None

@@ -109,9 +109,8 @@ class StageProcesses:
                     child.backoff = BACKOFF_FIRST
                 continue
             child.process = None
-            if code == 0:
+            if code == 0:  # it ended by itself, and said so (the supervisor's collect)
                 child.done = True
-                say(f"{child.name} finished")
             elif code == USAGE_ERROR:
                 say(f"{child.name} cannot run with these settings (see its message above); stopping")
                 return USAGE_ERROR

@@ -113,6 +113,7 @@ class Supervisor:
         while (report := self.processes.next_report()) is not None:
             if isinstance(report, telemetry.Ended):
                 self.results.setdefault(report.stage, []).append(report.result)
+                say(f"{report.stage} finished")
                 continue
             self.interval.add(report)
             self.total.add(report)
@@ -128,10 +129,11 @@ class Supervisor:
         return {stage: per_topic.get(topic, 0) for stage, topic in INPUT.items()}
 
     def drained(self, lags: dict[str, int]) -> bool:
-        """The generator, told when to stop, has, and no stage has anything left to read."""
+        """The generator, told when to stop, has (its result is in: serving its metrics, it stays
+        up), and no stage has anything left to read."""
         generator = self.processes.children.get("generate")
         return (
-            self.generate_until is not None and (generator is None or generator.done)
+            self.generate_until is not None and (generator is None or "generate" in self.results)
             and bool(lags) and not any(lags.values())
         )
 

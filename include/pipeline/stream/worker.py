@@ -54,4 +54,9 @@ def work(stage: str, args: argparse.Namespace) -> int:
     except shutdown.Stopped:
         return 0
     report(telemetry.Ended(stage, xcom(result)))
+    if args.metrics_port:
+        # A stage done by itself (the generator after --generate-seconds) serves its final counts
+        # until the stream stops: Prometheus scrapes them, and its target is not down.
+        with shutdown.supervised():
+            shutdown.wait()
     return 0
