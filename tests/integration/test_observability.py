@@ -94,7 +94,7 @@ def test_prometheus_and_alertmanager_see_the_stream_and_the_bounded_runs(pipelin
 
             # The generator, done, serves its final count until the stream stops.
             until("the generator's end", lambda: "generate finished" in stream_log.read_text(), timeout=240)
-            generated_all = time.time()
+            finished = time.time()
             with closing(Watch(pipeline)) as watch:
                 until("every stage committed up to the end of its input", lambda: all(
                     watch.committed(stage) == end_of(pipeline, stage)
@@ -104,7 +104,7 @@ def test_prometheus_and_alertmanager_see_the_stream_and_the_bounded_runs(pipelin
             until("a scrape of analyze after that", lambda: value(
                 stack, 'timestamp(kafka_pipeline_orders_counted_total{stage="analyze"})') > drained + 1)
             until("a scrape of the generator after its end", lambda: value(
-                stack, 'timestamp(kafka_pipeline_records_written_total{stage="generate"})') > generated_all + 1)
+                stack, 'timestamp(kafka_pipeline_records_written_total{stage="generate"})') > finished + 1)
             counted = value(stack, "sum(kafka_pipeline_orders_counted_total)")
             generated = value(stack, 'sum(last_over_time(kafka_pipeline_records_written_total'
                                      '{job="kafka_pipeline_stream", stage="generate"}[10m]))')
