@@ -97,7 +97,7 @@ test: install
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-unit: install
-	$(VENV)/bin/pytest tests/unit tests/dags tests/plugins tests/deploy
+	$(VENV)/bin/pytest tests/unit tests/scripts tests/dags tests/plugins tests/deploy
 
 test-integration: install
 	$(VENV)/bin/pytest tests/integration
@@ -123,14 +123,16 @@ test-faults: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
-# Throughput and memory of each stage against client baselines (its own throwaway broker).
-# N=1000000 by default: `make bench N=200000` for a quicker look.
+# Throughput and memory of each stage against client baselines (its own warmed, throwaway
+# brokers), each figure the median of 3 runs. N=1000000 by default: `make bench N=200000` for a
+# quicker look.
 N ?= 1000000
 bench: install
 	$(VENV)/bin/python -m scripts.bench --n $(N)
 
-# End-to-end latency of continuous mode at 50, 5,000 and 50,000 orders a second (its own
-# throwaway broker), 50,000 with 1 and 2 workers (WORKERS=N: with 1 and N): output/latency.json.
+# End-to-end latency of continuous mode at 50, 5,000 and 50,000 orders a second (its own warmed,
+# throwaway broker), of every order produced after the warm-up (the stages drain at the end),
+# 50,000 with 1 and 2 workers (WORKERS=N: with 1 and N): output/latency.json.
 bench-latency: install
 	$(VENV)/bin/python scripts/bench_latency.py $(if $(WORKERS),--workers 1 $(WORKERS))
 

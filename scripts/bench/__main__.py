@@ -9,27 +9,32 @@ import sys
 import tempfile
 from pathlib import Path
 
-import msgspec
-
 from include.pipeline import settings
 from scripts.bench import __doc__ as overview
 from scripts.bench.child import child
-from scripts.bench.dag_runs import dag_run_seconds, dag_runs
+from scripts.bench.dag_runs import DAG_RUN_WORKERS, DAG_RUNS, SCALING_DAG_RUNS, dag_runs
 from scripts.bench.render import render, render_history, render_scaling, write
-from scripts.bench.results import Report
+from scripts.bench.results import DagRun, Report
 from scripts.bench.scaling import scaling
-from scripts.bench.series import profile, run_series, stage_report
+from scripts.bench.series import profile, series
 from scripts.bench.sink_history import HISTORY_SIZES, sink_history
-from scripts.kafka.local import throwaway_broker
+
+REPEATS = 3  # runs of each measured step; a figure is their median, with their spread
 
 
 def arguments() -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=overview.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="orders (default 1,000,000)")
+    parser.add_argument(
+        "--repeats", type=int, default=REPEATS,
+        help=f"runs of each step, each figure their median (default {REPEATS}); sink_history runs once, "
+             "each of its figures the median of as many",
+    )
     parser.add_argument("--child")
     parser.add_argument("--store", help="(child) the metrics store's URL")
     parser.add_argument("--share", help="(child) as worker i of n: i/n")
+    parser.add_argument("--invalid-ratio", type=float, help="(child) generate: the share of invalid orders")
     parser.add_argument("--scaling-only", action="store_true", help="only the scaling part")
     parser.add_argument("--skip-dag", action="store_true", help="leave out the whole-DAG run")
     parser.add_argument("--sink-history-only", action="store_true", help="only the sink_history part")
@@ -45,6 +50,8 @@ def arguments() -> argparse.Namespace:
     args = parser.parse_args()
     if not args.child and args.n < 10:
         parser.error("--n must be at least 10")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     return args
 
 
@@ -53,9 +60,9 @@ def main() -> int:
     and write its report; with --child, one measured step of it."""
     args = arguments()
     if args.child:
-        child(args.child, args.n, args.store, args.profile_to, args.share)
+        child(args.child, args.n, args.store, args.profile_to, args.share, args.invalid_ratio)
         return 0
-    n, small = args.n, args.n // 10
+    n, repeats = args.n, args.repeats
     sizes = tuple(int(size) for size in args.history_sizes.split(","))
     with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp:
         work = Path(tmp)
@@ -68,30 +75,31 @@ def main() -> int:
             profile(env, n, work)
             return 0
         if args.sink_history_only:
-            history = sink_history(env, work, sizes)
-            write(Report(sink_history=history), render_history(history, sizes))
+            history = sink_history(env, work, sizes, repeats)
+            write(Report(repeats=repeats, sink_history=history), render_history(history, sizes))
             return 0
         if args.scaling_only:
-            report = Report(n=n, scaling=scaling(env, work, n))
+            report = Report(n=n, repeats=repeats, scaling=scaling(env, work, n, repeats))
             if not args.skip_dag:
-                report.scaling.dag_run_seconds = dag_run_seconds(dag_runs(env, work, n))
+                add_dag_runs(report, dag_runs(env, work, n, repeats, SCALING_DAG_RUNS))
             write(report, render_scaling(report.scaling))
             return 0
-        with throwaway_broker(work / "kafka-n", env) as kafka_env:
-            big, baselines = run_series(kafka_env, n, work, with_baselines=True)
-        with throwaway_broker(work / "kafka-small", env) as kafka_env:
-            smaller, _ = run_series(kafka_env, small, work, with_baselines=False)
-        report = stage_report(n, big, smaller, baselines)
-        report.scaling = scaling(env, work, n)
+        report = Report(n=n, repeats=repeats, series=series(env, work, n, repeats))
+        report.scaling = scaling(env, work, n, repeats)
         if not args.skip_dag:
-            runs = dag_runs(env, work, n)
-            report = msgspec.structs.replace(report, **msgspec.structs.asdict(runs[1]))
-            report.scaling.dag_run_seconds = dag_run_seconds(runs)
-        report.sink_history = sink_history(env, work, sizes)
+            add_dag_runs(report, dag_runs(env, work, n, repeats, DAG_RUNS))
+        report.sink_history = sink_history(env, work, sizes, repeats)
     write(report, "\n\n".join([
         render(report), render_scaling(report.scaling), render_history(report.sink_history, sizes),
     ]))
     return 0
+
+
+def add_dag_runs(report: Report, runs: dict[tuple[str, int], DagRun]) -> None:
+    """The DAG runs into ``report``: each series' at one worker, and scaling's by workers."""
+    for mix, one in (report.series or {}).items():
+        one.dag = runs[mix, 1]
+    report.scaling.dag_run_seconds = {w: runs["default", w].dag_seconds for w in DAG_RUN_WORKERS}
 
 
 if __name__ == "__main__":

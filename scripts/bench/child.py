@@ -1,10 +1,12 @@
 """One measured step in a fresh process (``python -m scripts.bench --child <what>``), so that its
-peak RSS is its own: a stage, a client baseline, reconcile or the Order metrics page's read. It
-prints its Step as a JSON line, the last of its output."""
+peak RSS is its own: a stage, a client baseline, reconcile or the Order metrics page's read; or
+a broker's warm-up (timed, but not reported). It prints its Step as a JSON line, the last of its
+output."""
 
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import resource
 import time
@@ -19,9 +21,13 @@ START = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)  # the generated orders' ho
 END = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
 
 
-def child(what: str, n: int, store_url: str, profile: str | None, share: str | None = None) -> None:
+def child(
+    what: str, n: int, store_url: str, profile: str | None, share: str | None = None,
+    invalid_ratio: float | None = None,
+) -> None:
     """Run one measured step in this (fresh) process (``share`` "i/n": as worker i of n; under
-    cProfile, its top functions to ``profile``); print its Step."""
+    cProfile, its top functions to ``profile``; generate: ``invalid_ratio`` of the orders invalid,
+    the DAG's default if None); print its Step."""
     from include.pipeline.kafka_io.client import Kafka
     from include.pipeline.run.params import CATALOGUE
     from include.pipeline.stages.calls import CALLS
@@ -33,17 +39,30 @@ def child(what: str, n: int, store_url: str, profile: str | None, share: str | N
         profiler.enable()
     index, workers = map(int, (share or "0/1").split("/"))
     started, started_at = time.perf_counter(), time.time()
+    written = 0
     if call := CALLS.get(what):
-        # The DAG's defaults but for n valid orders, the same ones each time.
-        defaults = {name: param.default for name, param in CATALOGUE.items()}
-        kwargs = call.kwargs({**defaults, "orders": n, "seed": 1, "invalid_ratio": 0.0})
-        kwargs.update({
-            "generate": {"start": START, "end": END}, "sink": {"store": MetricsStore(store_url, "bench")},
-        }.get(what, {}))
+        # The DAG's defaults but for n orders, the same ones each time.
+        params = {name: param.default for name, param in CATALOGUE.items()} | {"orders": n, "seed": 1}
+        if invalid_ratio is not None:
+            params["invalid_ratio"] = invalid_ratio
+        kwargs = call.kwargs(params)
+        if what == "generate":
+            kwargs.update(start=START, end=END)
+        elif what == "sink":  # only the sink's is a URL ("-" for the others)
+            kwargs.update(store=MetricsStore(store_url, "bench"))
         if call.mapped:
             kwargs.update(workers=workers, worker=index)
         result = call.run(kafka, **kwargs)
-        records = result.generated if what == "generate" else result.read
+        if what == "generate":
+            records = written = result.generated
+        else:
+            records = result.read
+            written = result.written.get(call.stage.outputs[0], 0) if call.stage.outputs else 0
+    elif what == "warm-up":
+        from scripts.bench.warm_up import warm_up
+
+        warm_up(os.environ, n)
+        records = n
     elif what == "reconcile":
         records = reconcile_at(MetricsStore(store_url, "bench"))
     elif what == "page":
@@ -58,8 +77,8 @@ def child(what: str, n: int, store_url: str, profile: str | None, share: str | N
         with open(profile, "w") as file:
             pstats.Stats(profiler, stream=file).sort_stats("tottime").print_stats(25)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    step = Step(seconds=seconds, records=records, peak_rss_mb=round(peak_mb, 1), started=started_at,
-                ended=started_at + seconds)
+    step = Step(seconds=seconds, records=records, written=written, peak_rss_mb=round(peak_mb, 1),
+                started=started_at, ended=started_at + seconds)
     print(msgspec.json.encode(step).decode())
 
 

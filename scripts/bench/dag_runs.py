@@ -1,6 +1,7 @@
 """The whole kafka_pipeline run of N orders with `airflow dags test --use-executor` (the
-LocalExecutor, its task instances in parallel, and an API server for them), at 1 and 2 workers:
-its wall time, and how much of it is Airflow rather than the stages."""
+LocalExecutor, its task instances in parallel, and an API server for them), of the DAG's input
+mix at 1 and 2 workers and of the best case at 1, each on a fresh, warmed broker, repeated: its
+wall time, and how much of it is Airflow rather than the stages."""
 
 from __future__ import annotations
 
@@ -17,59 +18,70 @@ from pathlib import Path
 from typing import Iterator
 
 from include.pipeline import settings
-from scripts.bench.results import DagRun
-from scripts.kafka.local import free_port, throwaway_broker
+from scripts.bench.counts import check, dag_run_problems
+from scripts.bench.results import MIXES, DagRun, Figure
+from scripts.bench.warm_up import warmed_broker
+from scripts.kafka.local import free_port
 
 AIRFLOW = str(settings.PROJECT_ROOT / "scripts/airflow")
 DAG_RUN_WORKERS = (1, 2)  # the whole DAG run: one worker, and the 2 of this 2-core machine
+# (input mix, workers): the DAG's mix at each (scaling's), the best case beside the main row's.
+SCALING_DAG_RUNS = tuple(("default", workers) for workers in DAG_RUN_WORKERS)
+DAG_RUNS = (*SCALING_DAG_RUNS, ("best_case", 1))
 
 
-def dag_runs(env: dict, work: Path, n: int) -> dict[int, DagRun]:
-    """The whole DAG run at 1 and 2 workers (``dag_run``), by workers."""
-    return {workers: dag_run(env, work, n, workers) for workers in DAG_RUN_WORKERS}
-
-
-def dag_run_seconds(runs: dict[int, DagRun]) -> dict[int, float]:
-    """The scaling part's ``dag_run_seconds``: workers -> the run's seconds."""
-    return {workers: run.dag_seconds for workers, run in runs.items()}
-
-
-def dag_run(env: dict, work: Path, n: int, workers: int = 1) -> DagRun:
-    """A whole kafka_pipeline run of ``n`` orders with ``workers`` (airflow dags test, its tasks on
-    the LocalExecutor, so mapped instances run side by side as under a scheduler): its seconds,
-    the stages' share of them, and Airflow's. Its whole output goes to
-    output/bench-dag-run-<workers>.log."""
-    # Its own Airflow and its own store: a store holds one cluster's metrics, and each run has a broker.
-    home = {
-        **env, "AIRFLOW_HOME": str(work / f"airflow-{workers}"),
-        "PIPELINE_OUTPUT_DIR": str(work / f"output-dag-{workers}"),
+def dag_runs(
+    env: dict, work: Path, n: int, repeats: int, runs: tuple[tuple[str, int], ...] = DAG_RUNS,
+) -> dict[tuple[str, int], DagRun]:
+    """Each of ``runs`` (input mix, workers) ``repeats`` times, taking turns; by (mix, workers)."""
+    samples: dict[tuple[str, int], list[tuple[float, float]]] = {run: [] for run in runs}
+    for repeat in range(repeats):
+        for mix, workers in runs:
+            run_dir = work / f"dag-{mix}-{workers}-{repeat}"
+            samples[mix, workers].append(dag_run(env, run_dir, n, mix, workers))
+    return {
+        run: DagRun(
+            dag_seconds=Figure.of((seconds for seconds, _ in times), 1),
+            dag_stage_seconds=Figure.of((stages for _, stages in times), 1),
+            dag_airflow_overhead_seconds=Figure.of((seconds - stages for seconds, stages in times), 1),
+        )
+        for run, times in samples.items()
     }
-    broker = throwaway_broker(work / f"kafka-dag-{workers}", home)
-    with broker as kafka_env, api_server(kafka_env) as airflow_env:
+
+
+def dag_run(env: dict, work: Path, n: int, mix: str, workers: int = 1) -> tuple[float, float]:
+    """A whole kafka_pipeline run of ``n`` orders of ``mix`` with ``workers`` (airflow dags test,
+    its tasks on the LocalExecutor, so mapped instances run side by side as under a scheduler):
+    its seconds and the stages' share of them; its counts checked against its manifest. Its whole
+    output goes to output/bench-dag-run-<mix>-<workers>.log (the last repetition's)."""
+    # Its own Airflow and its own store: a store holds one cluster's metrics, and each run has a broker.
+    home = {**env, "AIRFLOW_HOME": str(work / "airflow"), "PIPELINE_OUTPUT_DIR": str(work / "output")}
+    conf = {"orders": n, "invalid_ratio": MIXES[mix], "seed": 1, "workers": workers}
+    # Warmed before the DAG's create_topics makes the pipeline's topics: they start empty.
+    with warmed_broker(work / "kafka", home, n) as kafka_env, api_server(kafka_env) as airflow_env:
         started = time.perf_counter()
         result = subprocess.run(
             [AIRFLOW, "dags", "test", "kafka_pipeline", "2026-01-05T10:00:00+00:00", "--use-executor",
-             "--conf", json.dumps({"orders": n, "invalid_ratio": 0.0, "seed": 1, "workers": workers})],
+             "--conf", json.dumps(conf)],
             env=airflow_env, capture_output=True, text=True,
         )
         dag_seconds = time.perf_counter() - started
     output = result.stdout + result.stderr
-    log = settings.output_dir() / f"bench-dag-run-{workers}.log"
+    log = settings.output_dir() / f"bench-dag-run-{mix}-{workers}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(output)
     if result.returncode != 0 or "state=success" not in output:
-        sys.exit(f"bench: the DAG run at {workers} workers failed (all of its output in {log}):\n"
+        sys.exit(f"bench: the DAG run of {mix} at {workers} worker(s) failed (all of its output in {log}):\n"
                  + output[-3000:])
+    (manifest,) = (work / "output" / "runs").glob("kafka_pipeline.*.json")
+    check(f"the DAG run of {mix} at {workers} worker(s)",
+          dag_run_problems(n, json.loads(manifest.read_text())["summary"]))
     # Each stage logs "<what>: <count> in <seconds>s" (progress.Progress.done); the rest is Airflow.
     # A mapped stage's instances run side by side: the stage takes as long as its slowest.
     slowest: dict[str, float] = {}
     for seconds, task in re.findall(r": \d+ in ([0-9.]+)s \(.* task_id=(\w+)", output):
         slowest[task] = max(slowest.get(task, 0.0), float(seconds))
-    stage_seconds = sum(slowest.values())
-    return DagRun(
-        dag_seconds=round(dag_seconds, 1), dag_stage_seconds=round(stage_seconds, 1),
-        dag_airflow_overhead_seconds=round(dag_seconds - stage_seconds, 1),
-    )
+    return dag_seconds, sum(slowest.values())
 
 
 @contextmanager

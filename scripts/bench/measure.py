@@ -1,5 +1,5 @@
 """Starting measured steps: each in a fresh process of its own (this package with --child), alone
-or as workers started together; and a fresh broker's topics, warmed up, for them to run on."""
+or as workers started together; and a fresh broker's topics for them to run on."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import msgspec
-from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from include.pipeline import settings
@@ -26,12 +25,17 @@ def step_of(output: str) -> Step:
     return msgspec.json.decode(output.strip().splitlines()[-1], type=Step)
 
 
-def measure(env: dict, what: str, n: int, store: str, profiles: Path | None = None) -> Step:
+def measure(
+    env: dict, what: str, n: int, store: str, profiles: Path | None = None,
+    invalid_ratio: float | None = None,
+) -> Step:
     """One step in a fresh process: its seconds, records and peak RSS (under cProfile, its top
-    functions to ``profiles``/<what>.txt)."""
-    profile = ["--profile-to", str(profiles / f"{what}.txt")] if profiles else []
+    functions to ``profiles``/<what>.txt; generate: ``invalid_ratio`` of the orders invalid)."""
+    options = ["--profile-to", str(profiles / f"{what}.txt")] if profiles else []
+    if invalid_ratio is not None:
+        options += ["--invalid-ratio", repr(invalid_ratio)]
     result = subprocess.run(
-        child_command(what, n, store, *profile), env=env, capture_output=True, text=True, check=False,
+        child_command(what, n, store, *options), env=env, capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
         sys.exit(f"bench: {what} failed:\n{result.stderr[-3000:]}")
@@ -40,8 +44,8 @@ def measure(env: dict, what: str, n: int, store: str, profiles: Path | None = No
 
 def measure_workers(env: dict, what: str, n: int, workers: int) -> Step:
     """``what`` as ``workers`` processes started together, each on its share of the partitions:
-    from the first one's start to the last one's end, the records they read, and the largest peak
-    RSS of one of them."""
+    from the first one's start to the last one's end, the records they read and wrote, and the
+    largest peak RSS of one of them."""
     procs = [
         subprocess.Popen(
             child_command(what, n, "-", "--share", f"{i}/{workers}"),
@@ -57,25 +61,18 @@ def measure_workers(env: dict, what: str, n: int, workers: int) -> Step:
         steps.append(step_of(out))
     started, ended = min(s.started for s in steps), max(s.ended for s in steps)
     return Step(
-        seconds=ended - started, records=sum(s.records for s in steps),
+        seconds=ended - started, records=sum(s.records for s in steps), written=sum(s.written for s in steps),
         peak_rss_mb=max(s.peak_rss_mb for s in steps), started=started, ended=ended,
     )
 
 
 def fresh_topics(env: dict) -> None:
-    """The pipeline's topics on a fresh broker, and the cluster warmed up: it creates its
-    transaction and consumer-offset topics on first use (about a second), a one-time cost of the
-    cluster, paid here rather than by whichever step is first."""
+    """The pipeline's topics, and the consume -> produce baseline's, on a fresh broker."""
     from include.pipeline import stages
-    from include.pipeline.kafka_io.client import TIMEOUT, Kafka
-    from include.pipeline.kafka_io.errors import retrying
+    from include.pipeline.kafka_io.client import Kafka
 
     kafka = Kafka({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"]})
     stages.create_topics(kafka)
-    admin = kafka.admin()
+    admin = kafka.admin()  # held until the futures are done: its end would fail them
     for future in admin.create_topics([NewTopic(COPY_TOPIC, settings.partitions(), 1)]).values():
         future.result()
-    kafka.producer(transactional_id="bench-warm-up").init_transactions(TIMEOUT)
-    consumer = kafka.consumer("bench-warm-up")
-    retrying(consumer.committed, [TopicPartition(settings.ORDERS, 0)], timeout=TIMEOUT)
-    consumer.close()

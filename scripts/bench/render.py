@@ -1,5 +1,5 @@
 """The report's edge: the tables printed (the main one, scaling, sink_history) and the Report as
-output/bench.json."""
+output/bench.json. A figure is printed as its median, then its spread (min-max)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import os
 import msgspec
 
 from include.pipeline import settings
-from scripts.bench.results import ENGINES, Report, Scaling, SinkHistory
+from scripts.bench.results import ENGINES, MIXES, Figure, Report, Scaling, SinkHistory
+
+BEST_CASE = "  best case"  # the best case's row, under the DAG mix's of the same step
 
 
 def write(report: Report, text: str) -> None:
@@ -21,50 +23,83 @@ def write(report: Report, text: str) -> None:
     print(f"\nwritten to {out}")
 
 
+def spread(figure: Figure, form: str = ",") -> str:
+    """``figure``'s spread, min-max, each in ``form``."""
+    return f"{figure.min:{form}}-{figure.max:{form}}"
+
+
+def rate(figure: Figure) -> str:
+    """A rate's two columns: its median, and its spread."""
+    return f"{figure.median:>11,.0f}{spread(figure, ',.0f'):>18}"
+
+
 def render(report: Report) -> str:
-    """The main table: orders per second and peak RSS of the baselines and each stage (at N and
-    N/10), each stage's ratio to its baseline, then the task and whole-DAG times."""
-    lines = [f"N = {report.n:,} orders ({os.cpu_count()} cores)", "",
-             f"{'step':<22}{'orders/s':>12}{'ratio':>8}{'peak MB':>10}{'peak MB N/10':>14}"]
-    for what, base in report.baseline.items():
-        lines.append(f"{'baseline ' + what:<22}{base.orders_per_s:>12,}"
-                     f"{'':>8}{base.peak_rss_mb:>10}{'':>14}")
-    for stage, row in report.stages.items():
-        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
-        lines.append(f"{stage:<22}{row.orders_per_s:>12,}{ratio:>8}"
-                     f"{row.peak_rss_mb:>10}{row.peak_rss_mb_small:>14}")
+    """The main table: records a second and peak RSS of the baselines and each stage (at N and
+    N/10), each stage's ratio to its baseline, the records it read and wrote, the DAG's input mix
+    and the best case's row under it; then the task and whole-DAG times."""
+    default, best = report.series["default"], report.series["best_case"]
+    lines = [
+        f"N = {report.n:,} orders ({os.cpu_count()} cores); each figure the median of {report.repeats} "
+        "run(s), then their min-max",
+        f"each step on the DAG's input mix (invalid_ratio {MIXES['default']:g}), and its best case "
+        f"(invalid_ratio {MIXES['best_case']:g}) under it",
+        "",
+        f"{'step':<22}{'records/s':>11}{'min-max':>18}{'ratio':>7}{'min-max':>11}{'peak MB':>9}"
+        f"{'N/10':>7}{'read':>11}{'written':>11}",
+    ]
+    for what in default.baseline:
+        for name, series in ((f"baseline {what}", default), (BEST_CASE, best)):
+            row = series.baseline[what]
+            lines.append(f"{name:<22}{rate(row.records_per_s)}{'':>18}{row.peak_rss_mb.median:>9}")
+    for stage in default.stages:
+        for name, series in ((stage, default), (BEST_CASE, best)):
+            row = series.stages[stage]
+            ratio = f"{'-':>7}{'':>11}"
+            if row.ratio is not None:
+                ratio = f"{row.ratio.median:>7.2f}{spread(row.ratio, '.2f'):>11}"
+            lines.append(
+                f"{name:<22}{rate(row.records_per_s)}{ratio}"
+                f"{row.peak_rss_mb.median:>9}{row.peak_rss_mb_small.median:>7}"
+                f"{row.records_read.median:>11,.0f}{row.records_written.median:>11,.0f}"
+            )
     lines.append("")
-    lines.append(f"process + analyze + sink task time: {report.stage_seconds_process_analyze_sink} s")
-    if report.dag_seconds is not None:
-        lines.append(
-            f"whole DAG run (dags test on the LocalExecutor): {report.dag_seconds} s, of which stages "
-            f"{report.dag_stage_seconds} s and Airflow {report.dag_airflow_overhead_seconds} s"
-        )
+    for name, series in (("", default), (" (best case)", best)):
+        total = series.stage_seconds_process_analyze_sink
+        lines.append(f"process + analyze + sink task time{name}: {total.median} s ({spread(total, '')})")
+    for name, series in (("", default), (", best case", best)):
+        if dag := series.dag:
+            lines.append(
+                f"whole DAG run (dags test on the LocalExecutor, 1 worker{name}): {dag.dag_seconds.median} s "
+                f"({spread(dag.dag_seconds, '')}), of which stages {dag.dag_stage_seconds.median} s and "
+                f"Airflow {dag.dag_airflow_overhead_seconds.median} s"
+            )
     return "\n".join(lines)
 
 
 def render_scaling(scaling: Scaling) -> str:
-    """process and analyze per number of workers: orders/s, speed-up over one, peak MB a worker."""
-    lines = [f"{'workers':<10}{'stage':<10}{'orders/s':>12}{'x one':>8}{'peak MB/worker':>16}"
-             f"{'consume baseline':>18}"]
+    """process and analyze per number of workers: records/s, speed-up over one, peak MB a worker."""
+    lines = [f"{'workers':<10}{'stage':<10}{'records/s':>11}{'min-max':>18}{'x one':>7}"
+             f"{'peak MB/worker':>16}{'consume baseline':>18}"]
     stages = (("process", scaling.process), ("analyze", scaling.analyze))
     for stage, rows in stages:
         for workers, row in rows.items():
-            speed_up = row.orders_per_s / rows[1].orders_per_s
-            baseline = scaling.consume_baseline_orders_per_s[workers]
-            lines.append(f"{workers:<10}{stage:<10}{row.orders_per_s:>12,}{speed_up:>8.2f}"
-                         f"{row.peak_rss_mb_per_worker:>16}{baseline:>18,}")
+            speed_up = row.records_per_s.median / rows[1].records_per_s.median
+            baseline = scaling.consume_baseline_records_per_s[workers].median
+            lines.append(f"{workers:<10}{stage:<10}{rate(row.records_per_s)}{speed_up:>7.2f}"
+                         f"{row.peak_rss_mb_per_worker.median:>16}{baseline:>18,.0f}")
     for stage, rows in stages:
-        lines.append(f"{stage}, 2 workers, peak MB a worker at N/10: {rows[2].peak_rss_mb_per_worker_small}")
+        small = rows[2].peak_rss_mb_per_worker_small
+        lines.append(f"{stage}, 2 workers, peak MB a worker at N/10: {small.median} ({spread(small, '')})")
     if scaling.dag_run_seconds is not None:
-        lines.append("whole DAG run (dags test on the LocalExecutor): "
-                     + ", ".join(f"{w} worker(s) {s} s" for w, s in scaling.dag_run_seconds.items()))
+        lines.append("whole DAG run (dags test on the LocalExecutor): " + ", ".join(
+            f"{w} worker(s) {s.median} s ({spread(s, '')})" for w, s in scaling.dag_run_seconds.items()
+        ))
     return "\n".join(lines)
 
 
 def render_history(history: SinkHistory, sizes: tuple[int, ...]) -> str:
     """The sink_history table: the sink's seconds and peak RSS at each store size, the largest
-    against the empty one, then the page's and reconcile's seconds."""
+    against the empty one, the seconds' spreads, then the page's and reconcile's seconds."""
     big, empty = sizes[-1], sizes[0]
     lines = ["sink applying 1,000 window records onto a store of N rows (target at the largest: "
              "<= 1.5x the seconds, <= 1.2x the peak RSS of the empty store)",
@@ -72,13 +107,18 @@ def render_history(history: SinkHistory, sizes: tuple[int, ...]) -> str:
              + f"{'x seconds':>11}{'x RSS':>8}"]
     for engine in ENGINES:
         rows = history.engine(engine)
-        cells = "".join(f"{rows[size].seconds:>10.3f} s {rows[size].peak_rss_mb:>6} MB" for size in sizes)
-        lines.append(f"{engine:<12}{cells}{rows[big].seconds / rows[empty].seconds:>11.2f}"
-                     f"{rows[big].peak_rss_mb / rows[empty].peak_rss_mb:>8.2f}")
+        cells = "".join(
+            f"{rows[size].seconds.median:>10.3f} s {rows[size].peak_rss_mb.median:>6} MB" for size in sizes
+        )
+        lines.append(f"{engine:<12}{cells}{rows[big].seconds.median / rows[empty].seconds.median:>11.2f}"
+                     f"{rows[big].peak_rss_mb.median / rows[empty].peak_rss_mb.median:>8.2f}")
+        spreads = "".join(f"{spread(rows[size].seconds, '.3f'):>19} s " for size in sizes)
+        lines.append(f"{'  min-max':<12}{spreads}")
     for engine in ENGINES:
         rows = history.engine(engine)
-        page = ", ".join(f"{size:,} rows {rows[size].page_seconds:.3f} s" for size in sizes)
+        page = ", ".join(f"{size:,} rows {rows[size].page_seconds.median:.3f} s" for size in sizes)
         lines.append(f"Order metrics page, the default 3 hours of metrics, {engine}: {page}")
     lines.append(f"reconcile at {sizes[-1]:,} rows: "
                  + ", ".join(f"{e} {s:.3f} s" for e, s in history.reconcile_seconds.items()))
     return "\n".join(lines)
+

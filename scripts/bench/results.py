@@ -1,5 +1,6 @@
-"""What the benchmark measures, as typed records: a step as a child process reports it, and the
-report's parts as output/bench.json holds them (``msgspec.to_builtins`` at the edge).
+"""What the benchmark measures, as typed records: a step as a child process reports it, a figure
+over the repetitions (its median and spread), and the report's parts as output/bench.json holds
+them (``msgspec.to_builtins`` at the edge).
 
 Field names are bench.json's keys; a part the run left out is None and not written. Keys by
 workers or store size are ints here and strings in the JSON.
@@ -7,79 +8,118 @@ workers or store size are ints here and strings in the JSON.
 
 from __future__ import annotations
 
+import statistics
+from typing import Iterable
+
 import msgspec
 
+from include.pipeline.run.params import CATALOGUE
+
 ENGINES = ("sqlite", "postgresql")  # the metrics store's engines sink_history measures
+# The inputs measured, by name: invalid_ratio, the DAG's default (what users run) and the best case.
+MIXES = {"default": CATALOGUE["invalid_ratio"].default, "best_case": 0.0}
+
+
+class Figure(msgspec.Struct, kw_only=True):
+    """A figure measured once per repetition: the median of the samples, and their spread."""
+
+    median: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, samples: Iterable[float], digits: int | None = None) -> Figure:
+        """The figure of ``samples``, each value rounded to ``digits`` (None: a whole number)."""
+        values = sorted(samples)
+        median, low, high = statistics.median(values), values[0], values[-1]
+        return cls(median=round(median, digits), min=round(low, digits), max=round(high, digits))
 
 
 class Step(msgspec.Struct, kw_only=True):
-    """One measured step (or a step's workers taken together): its seconds, the records it read or
-    wrote, its peak RSS (a worker's largest), and when it started and ended (epoch seconds)."""
+    """One measured step (or a step's workers taken together): its seconds, the records it read
+    (generate: wrote), the records it wrote to its output topic (0: none), its peak RSS (a
+    worker's largest), and when it started and ended (epoch seconds)."""
 
     seconds: float
     records: int
+    written: int = 0
     peak_rss_mb: float
     started: float
     ended: float
 
-    def rate(self, n: int) -> float:
-        """Orders through the step per second (the sink reads window records, not orders)."""
-        return n / self.seconds
+    @property
+    def rate(self) -> float:
+        """Records through the step a second (the sink's are window partials, not orders)."""
+        return self.records / self.seconds
 
 
 class BaselineRow(msgspec.Struct, kw_only=True):
-    """A client baseline over N orders: its rate and peak RSS."""
+    """A client baseline over the N orders: its rate and peak RSS."""
 
-    orders_per_s: int
-    peak_rss_mb: float
+    records_per_s: Figure
+    peak_rss_mb: Figure
 
 
 class StageRow(msgspec.Struct, kw_only=True):
-    """A stage alone over N orders: its rate, the records it read, its seconds, its rate against
-    its baseline's (None: generate has none), and its peak RSS at N and at N/10."""
+    """A stage alone over N orders: its rate, the records it read (generate: wrote) and wrote to
+    its output topic (analyze's partials depend on where its batches end), its seconds, its rate
+    against its baseline's in the same repetition (None: none, ``BASELINE_FOR``), and its peak RSS at
+    N and at N/10."""
 
-    orders_per_s: int
-    records_read: int
-    seconds: float
-    ratio: float | None
-    peak_rss_mb: float
-    peak_rss_mb_small: float
+    records_per_s: Figure
+    records_read: Figure
+    records_written: Figure
+    seconds: Figure
+    ratio: Figure | None
+    peak_rss_mb: Figure
+    peak_rss_mb_small: Figure
+
+
+class DagRun(msgspec.Struct, kw_only=True):
+    """Whole kafka_pipeline runs: their seconds, their stages' share of them, and Airflow's."""
+
+    dag_seconds: Figure
+    dag_stage_seconds: Figure
+    dag_airflow_overhead_seconds: Figure
+
+
+class Series(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The baselines and stages over N orders of one input mix (``invalid_ratio``), and the whole
+    DAG run of the same mix at one worker (None: left out)."""
+
+    invalid_ratio: float
+    baseline: dict[str, BaselineRow]
+    stages: dict[str, StageRow]
+    stage_seconds_process_analyze_sink: Figure
+    dag: DagRun | None = None
 
 
 class ScalingRow(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A stage as some number of workers over N orders: its rate, its seconds, the peak RSS of one
     worker, and at N/10 (measured at 2 workers only)."""
 
-    orders_per_s: int
-    seconds: float
-    peak_rss_mb_per_worker: float
-    peak_rss_mb_per_worker_small: float | None = None
+    records_per_s: Figure
+    seconds: Figure
+    peak_rss_mb_per_worker: Figure
+    peak_rss_mb_per_worker_small: Figure | None = None
 
 
 class Scaling(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """process and analyze by workers, the consume baseline of each one's broker, and the whole
-    DAG run's seconds by workers (None: left out)."""
+    """process and analyze by workers, the consume baseline of each one's brokers, and the whole
+    DAG run's seconds by workers (None: left out); the DAG's default input mix."""
 
     process: dict[int, ScalingRow] = {}
     analyze: dict[int, ScalingRow] = {}
-    consume_baseline_orders_per_s: dict[int, int] = {}
-    dag_run_seconds: dict[int, float] | None = None
-
-
-class DagRun(msgspec.Struct, kw_only=True):
-    """A whole kafka_pipeline run: its seconds, its stages' share of them, and Airflow's."""
-
-    dag_seconds: float
-    dag_stage_seconds: float
-    dag_airflow_overhead_seconds: float
+    consume_baseline_records_per_s: dict[int, Figure] = {}
+    dag_run_seconds: dict[int, Figure] | None = None
 
 
 class HistoryRow(msgspec.Struct, kw_only=True):
     """The sink onto a store of some size: its seconds and peak RSS, and the page's seconds."""
 
-    seconds: float
-    peak_rss_mb: float
-    page_seconds: float
+    seconds: Figure
+    peak_rss_mb: Figure
+    page_seconds: Figure
 
 
 class SinkHistory(msgspec.Struct, kw_only=True):
@@ -96,15 +136,11 @@ class SinkHistory(msgspec.Struct, kw_only=True):
 
 
 class Report(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """output/bench.json: the baselines and stages over N orders, scaling, the whole DAG run and
-    sink_history (the DAG run's fields those of the 1-worker DagRun); a part left out is None."""
+    """output/bench.json: N, the repetitions each figure is the median of, the series by input mix
+    (``MIXES``), scaling and sink_history; a part left out is None."""
 
     n: int | None = None
-    baseline: dict[str, BaselineRow] | None = None
-    stages: dict[str, StageRow] | None = None
-    stage_seconds_process_analyze_sink: float | None = None
+    repeats: int | None = None
+    series: dict[str, Series] | None = None
     scaling: Scaling | None = None
-    dag_seconds: float | None = None
-    dag_stage_seconds: float | None = None
-    dag_airflow_overhead_seconds: float | None = None
     sink_history: SinkHistory | None = None

@@ -1,43 +1,55 @@
 """Scaling over partitions: process and analyze as 1, 2 and 3 workers (a process each, on their
-shares of the partitions, started together) over the same N orders on a fresh broker each, with
-that broker's raw consume baseline and a worker's peak RSS at N and (2 workers) N/10."""
+shares of the partitions, started together) over the same N orders (the DAG's input mix) on a
+fresh, warmed broker each, with that broker's raw consume baseline and a worker's peak RSS at N
+and (2 workers) N/10; each figure over the repetitions."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from scripts.bench.counts import check, series_problems
 from scripts.bench.measure import fresh_topics, measure, measure_workers
-from scripts.bench.results import Scaling, ScalingRow
-from scripts.kafka.local import throwaway_broker
+from scripts.bench.results import MIXES, Figure, Scaling, ScalingRow, Step
+from scripts.bench.warm_up import warmed_broker
 
 SCALING_WORKERS = (1, 2, 3)
+STAGES = ("process", "analyze")
 
 
-def scaling(env: dict, work: Path, n: int) -> Scaling:
+def scaling(env: dict, work: Path, n: int, repeats: int) -> Scaling:
     """process and analyze as 1, 2 and 3 workers over the same n orders (generated with one seed),
-    each count on a fresh broker, warmed; the raw consume baseline of the same broker; the peak RSS of
-    one worker at n and n/10 (2 workers)."""
+    each count ``repeats`` times on a fresh broker; the raw consume baseline of the same broker;
+    the peak RSS of one worker at n and n/10 (2 workers)."""
+    runs: dict[int, list[dict[str, Step]]] = {workers: [] for workers in SCALING_WORKERS}
+    small: list[dict[str, Step]] = []
+    for repeat in range(repeats):
+        for workers in SCALING_WORKERS:
+            runs[workers].append(run_workers(env, work / f"kafka-w{workers}-{repeat}", n, workers))
+        small.append(run_workers(env, work / f"kafka-w2-small-{repeat}", n // 10, 2))
     report = Scaling()
-    for workers in SCALING_WORKERS:
-        with throwaway_broker(work / f"kafka-w{workers}", env) as kafka_env:
-            fresh_topics(kafka_env)
-            measure(kafka_env, "generate", n, "-")
-            # A running cluster's JIT has compiled its produce, fetch and transaction paths; a fresh
-            # one compiles them during the first stage measured (a third of the broker's CPU in
-            # a 400,000-order run): the same work through it once, first.
-            measure(kafka_env, "consume_produce", n, "-")
-            consume = measure(kafka_env, "consume", n, "-")
-            report.consume_baseline_orders_per_s[workers] = round(consume.rate(n))
-            for stage, rows in (("process", report.process), ("analyze", report.analyze)):
-                step = measure_workers(kafka_env, stage, n, workers)
-                assert step.records == n, (stage, workers, step)
-                rows[workers] = ScalingRow(
-                    orders_per_s=round(step.rate(n)), seconds=round(step.seconds, 2),
-                    peak_rss_mb_per_worker=step.peak_rss_mb,
-                )
-    with throwaway_broker(work / "kafka-w2-small", env) as kafka_env:
-        fresh_topics(kafka_env)
-        measure(kafka_env, "generate", n // 10, "-")
+    for workers, steps in runs.items():
+        report.consume_baseline_records_per_s[workers] = Figure.of(s["consume"].rate for s in steps)
         for stage, rows in (("process", report.process), ("analyze", report.analyze)):
-            rows[2].peak_rss_mb_per_worker_small = measure_workers(kafka_env, stage, n // 10, 2).peak_rss_mb
+            rows[workers] = ScalingRow(
+                records_per_s=Figure.of(s[stage].rate for s in steps),
+                seconds=Figure.of((s[stage].seconds for s in steps), 2),
+                peak_rss_mb_per_worker=Figure.of((s[stage].peak_rss_mb for s in steps), 1),
+            )
+    for stage, rows in (("process", report.process), ("analyze", report.analyze)):
+        rows[2].peak_rss_mb_per_worker_small = Figure.of((s[stage].peak_rss_mb for s in small), 1)
     return report
+
+
+def run_workers(env: dict, data_dir: Path, n: int, workers: int) -> dict[str, Step]:
+    """On a fresh, warmed broker: n orders generated, the consume baseline, then process and
+    analyze as ``workers`` workers; the steps by name, each having read what it should."""
+    with warmed_broker(data_dir, env, n) as kafka_env:
+        fresh_topics(kafka_env)
+        steps = {
+            "generate": measure(kafka_env, "generate", n, "-", invalid_ratio=MIXES["default"]),
+            "consume": measure(kafka_env, "consume", n, "-"),
+        }
+        for stage in STAGES:
+            steps[stage] = measure_workers(kafka_env, stage, n, workers)
+    check(f"scaling, {workers} worker(s) over {n:,} orders", series_problems(n, steps))
+    return steps

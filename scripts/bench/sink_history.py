@@ -5,7 +5,6 @@ and reconcile at the largest."""
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from contextlib import closing
@@ -19,24 +18,27 @@ from include.pipeline.domain import catalogue
 from scripts.bench.baselines import transactions
 from scripts.bench.child import END
 from scripts.bench.measure import measure
-from scripts.bench.results import ENGINES, HistoryRow, SinkHistory
-from scripts.kafka.local import throwaway_broker
+from scripts.bench.results import ENGINES, Figure, HistoryRow, SinkHistory
+from scripts.bench.warm_up import warmed_broker
 
 HISTORY_SIZES = (0, 100_000, 1_000_000, 2_628_000)  # the last: a year of minutes, 5 products
-HISTORY_REPEATS = 3
 RUN_WINDOWS = 200  # one run's changes: 200 windows x 5 products = 1,000 records
 NOW = int(END.timestamp())  # history ends here; the run updates its last 100 windows and adds 100
 PAGE_WINDOWS = 180  # the page's default range: 3 hours of 1-minute windows
 
 
-def sink_history(env: dict, work: Path, sizes: tuple[int, ...] = HISTORY_SIZES) -> SinkHistory:
-    """The sink's seconds and peak RSS over stores of ``sizes`` rows, on both engines."""
+def sink_history(env: dict, work: Path, sizes: tuple[int, ...], repeats: int) -> SinkHistory:
+    """The sink's seconds and peak RSS over stores of ``sizes`` rows, on both engines, each the
+    median of ``repeats`` runs on the same store (the part runs once: its store sizes, not its
+    repetitions, are what take long)."""
     from include.pipeline import stages
     from include.pipeline.kafka_io.client import Kafka
     from scripts.postgres.local import PASSWORD, throwaway_postgres
 
     report = SinkHistory()
-    with throwaway_broker(work / "kafka-history", env) as kafka_env, throwaway_postgres() as postgres:
+    # Warmed with as many records as its timed sinks read.
+    warm = RUN_WINDOWS * len(catalogue.PRODUCTS) * repeats * len(sizes) * len(ENGINES)
+    with warmed_broker(work / "kafka-history", env, warm) as kafka_env, throwaway_postgres() as postgres:
         kafka = Kafka({"bootstrap.servers": kafka_env["KAFKA_BOOTSTRAP_SERVERS"]})
         stages.create_topics(kafka)
         for engine in ENGINES:
@@ -51,31 +53,31 @@ def sink_history(env: dict, work: Path, sizes: tuple[int, ...] = HISTORY_SIZES) 
                     )
                 fill(kafka, url, size)
                 run_env = {**kafka_env, "PIPELINE_OUTPUT_DIR": str(work / f"output-{engine}-{size}")}
-                row = report.engine(engine)[size] = at_size(kafka, run_env, url)
-                print(f"sink_history {engine} {size:>9,} rows: {row.seconds:.3f} s, "
-                      f"{row.peak_rss_mb} MB; page (metrics, default range) {row.page_seconds:.3f} s",
-                      flush=True)
+                row = report.engine(engine)[size] = at_size(kafka, run_env, url, repeats)
+                print(f"sink_history {engine} {size:>9,} rows: {row.seconds.median:.3f} s, "
+                      f"{row.peak_rss_mb.median} MB; page (metrics, default range) "
+                      f"{row.page_seconds.median:.3f} s", flush=True)
             report.reconcile_seconds[engine] = round(measure(run_env, "reconcile", 0, url).seconds, 3)
     return report
 
 
-def at_size(kafka, env: dict, url: str) -> HistoryRow:
-    """The sink of one run's changes onto the filled store at ``url``, and the page's read: the
-    median of HISTORY_REPEATS each (one run is at the mercy of the machine)."""
+def at_size(kafka, env: dict, url: str, repeats: int) -> HistoryRow:
+    """The sink of one run's changes onto the filled store at ``url``, and the page's read:
+    ``repeats`` times each (one run is at the mercy of the machine)."""
     steps = []
-    for _ in range(HISTORY_REPEATS):
+    for _ in range(repeats):
         publish_run(kafka)
         step = measure(env, "sink", RUN_WINDOWS * 5, url)
         if step.records != RUN_WINDOWS * 5:
             sys.exit(f"bench: the sink read {step.records} records, not {RUN_WINDOWS * 5}")
         steps.append(step)
-    page = [measure(env, "page", 0, url) for _ in range(HISTORY_REPEATS)]
+    page = [measure(env, "page", 0, url) for _ in range(repeats)]
     if page[0].records != PAGE_WINDOWS:
         sys.exit(f"bench: the page's default range held {page[0].records} windows, not {PAGE_WINDOWS}")
     return HistoryRow(
-        seconds=round(statistics.median(s.seconds for s in steps), 3),
-        peak_rss_mb=statistics.median(s.peak_rss_mb for s in steps),
-        page_seconds=round(statistics.median(p.seconds for p in page), 3),
+        seconds=Figure.of((s.seconds for s in steps), 3),
+        peak_rss_mb=Figure.of((s.peak_rss_mb for s in steps), 1),
+        page_seconds=Figure.of((p.seconds for p in page), 3),
     )
 
 

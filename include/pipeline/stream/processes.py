@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from include.pipeline import settings, topology
 from include.pipeline.domain import telemetry
 from include.pipeline.stream.report import say
-from include.pipeline.stream.worker import USAGE_ERROR
+from include.pipeline.stream.worker import FINISH, USAGE_ERROR
 
 BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_SECONDS = 1.0, 30.0, 60.0
 STOP_SECONDS = 60.0  # how long a stage gets to commit or abort and exit before it is killed
@@ -59,6 +59,7 @@ class StageProcesses:
             child.metrics_port = metrics_port + index
         self.children = {child.name: child for child in children}
         self.argv, self.extra = argv, extra
+        self.finishing: set[str] = set()  # stages told to finish (``finish``)
         self.reports: queue.Queue = queue.Queue()
         self.readers: list[threading.Thread] = []
 
@@ -78,14 +79,37 @@ class StageProcesses:
             command += ["--metrics-port", str(child.metrics_port)]
         command += self.extra.get(child.stage, [])
         child.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, cwd=settings.PROJECT_ROOT,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=settings.PROJECT_ROOT,
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it tells the stages
         )
         child.started = time.monotonic()
+        if child.stage in self.finishing:  # restarted after its stage was told: told again
+            self.tell(child)
         reader = threading.Thread(target=self.read_reports, args=(child.process,), daemon=True)
         reader.start()
         self.readers.append(reader)
         say(f"{child.name} started (pid {child.process.pid})")
+
+    def finish(self, stage: str) -> None:
+        """Tell each process of ``stage`` (and any restarted later) to finish: to read its input up
+        to the ends written then and exit (``worker.told_to_finish``). Once a stage."""
+        if stage not in self.finishing:
+            self.finishing.add(stage)
+            for child in self.children.values():
+                if child.stage == stage and child.process is not None:
+                    self.tell(child)
+
+    def tell(self, child: Child) -> None:
+        """Write FINISH to the child's standard input (one that died meanwhile is told on its restart)."""
+        try:
+            child.process.stdin.write(FINISH)
+            child.process.stdin.flush()
+        except BrokenPipeError:
+            pass
+
+    def count(self, stage: str) -> int:
+        """The processes of ``stage``."""
+        return sum(child.stage == stage for child in self.children.values())
 
     def read_reports(self, process: subprocess.Popen) -> None:
         """Pass on the report lines of a stage's process until it closes its output."""

@@ -1,6 +1,7 @@
 """The supervisor of continuous mode: it runs the stage processes, prints a status line every few
-seconds, and stops them at Ctrl-C, at ``--seconds``, or once a finished generator's orders have
-drained through every stage."""
+seconds, and stops them at Ctrl-C or at ``--seconds``; or, once the generator has finished, hands
+its orders over stage by stage: each stage, once every stage before it has ended, is told to
+finish (to read its input up to the ends written then, all of it, and end)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class Supervisor:
         self.names = [stage for stage in STAGES if stage != "generate" or args.rate > 0]
         self.argv = argv
         self.generate_until: float | None = None
+        self.measure_since = 0.0  # epoch seconds: the orders produced since are measured
         self.stopping = threading.Event()
         self.interval, self.total, self.measured = Interval(), Interval(), telemetry.Latencies()
         self.results: dict[str, list[dict]] = {}  # stage -> what each of its processes returned
@@ -82,7 +84,8 @@ class Supervisor:
         end, and the warm-up, after which the sink measures the orders produced (those of the
         warm-up wait on the start-up), each serving its metrics from ``metrics_port`` on."""
         now = time.time()
-        extra = {"sink": ["--measure-since", repr(now + self.args.warmup_seconds)]}
+        self.measure_since = now + self.args.warmup_seconds
+        extra = {"sink": ["--measure-since", repr(self.measure_since)]}
         if self.args.generate_seconds is not None:
             self.generate_until = now + self.args.generate_seconds
             extra["generate"] = ["--generate-until", repr(self.generate_until)]
@@ -98,12 +101,11 @@ class Supervisor:
             now = time.monotonic()
             if now >= status_at:
                 status_at = now + self.args.status_seconds
-                lags = self.lags()
-                say(self.interval.status(self.names, lags))
+                say(self.interval.status(self.names, self.lags()))
                 self.interval = Interval()
-                if self.drained(lags):
-                    say("the generator has finished and every stage has drained")
-                    return 0
+            if self.generate_until is not None and self.hand_over():
+                say("the generator has finished and every stage has drained")
+                return 0
             if self.args.seconds is not None and now - self.started >= self.args.seconds:
                 return 0
         return 0
@@ -128,14 +130,18 @@ class Supervisor:
             return {}
         return {stage: per_topic.get(topic, 0) for stage, topic in INPUT.items()}
 
-    def drained(self, lags: dict[str, int]) -> bool:
-        """The generator, told when to stop, has (its result is in: serving its metrics, it stays
-        up), and no stage has anything left to read."""
-        generator = self.processes.children.get("generate")
-        return (
-            self.generate_until is not None and (generator is None or "generate" in self.results)
-            and bool(lags) and not any(lags.values())
-        )
+    def hand_over(self) -> bool:
+        """Tell the next stage to finish once the ones before it (the generator, told when to stop,
+        first) have ended; True once every stage has."""
+        ended = {stage for stage in self.names if self.ended(stage)}
+        if (stage := to_finish(self.names, ended)) is not None:
+            self.processes.finish(stage)
+        return len(ended) == len(self.names)
+
+    def ended(self, stage: str) -> bool:
+        """Whether every process of ``stage`` has returned its result (one done, serving its
+        metrics, stays up until the stream stops)."""
+        return len(self.results.get(stage, [])) >= self.processes.count(stage)
 
     def summary(self, lags: dict[str, int]) -> dict:
         """What ``render`` prints and ``--summary`` writes."""
@@ -144,6 +150,7 @@ class Supervisor:
             "rate": self.args.rate,
             "commit_interval_ms": self.args.commit_interval_ms,
             "warmup_seconds": self.args.warmup_seconds,
+            "measure_since": self.measure_since,
             "latency": self.measured.summary(),
             "lag_at_end": sum(lags.values()) if lags else None,
             "lag": lags,
@@ -160,3 +167,11 @@ class Supervisor:
                 for stage, parts in self.results.items()
             },
         }
+
+
+def to_finish(names: list[str], ended: set[str]) -> str | None:
+    """The stage to tell to finish: the first of ``names`` (in pipeline order) that has not
+    ended, every one before it having ended, its input so complete; None when all have, or
+    when that is the generator (it ends at its own time)."""
+    stage = next((stage for stage in names if stage not in ended), None)
+    return None if stage == "generate" else stage

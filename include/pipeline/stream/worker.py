@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 import time
+from typing import BinaryIO, Callable
 
 from include.pipeline import settings
 from include.pipeline.domain import telemetry
@@ -18,6 +20,7 @@ from include.pipeline.stages import shutdown
 from include.pipeline.stages.calls import CALLS
 
 USAGE_ERROR = 2  # a worker's exit code for a mistake no restart can fix
+FINISH = b"finish\n"  # the supervisor's line on a worker's standard input: its upstream has ended
 
 
 def work(stage: str, args: argparse.Namespace) -> int:
@@ -36,7 +39,7 @@ def work(stage: str, args: argparse.Namespace) -> int:
     until = args.generate_until
     follow = Follow(
         interval=args.commit_interval_ms / 1000, report=committed,
-        finish=(lambda: time.time() >= until) if until is not None else (lambda: False),
+        finish=(lambda: time.time() >= until) if until is not None else told_to_finish(),
         measure_since=args.measure_since,
     )
     call = CALLS[stage]
@@ -60,3 +63,21 @@ def work(stage: str, args: argparse.Namespace) -> int:
         with shutdown.supervised():
             shutdown.wait()
     return 0
+
+
+def told_to_finish() -> Callable[[], bool]:
+    """Whether the supervisor has said FINISH on standard input (``listen``, in a thread of its
+    own): asked between batches, it ends the stage's read at the ends then written."""
+    told = threading.Event()
+    # Unbuffered: a daemon thread blocked in a buffered read holds its lock, and the interpreter's
+    # exit then aborts the process.
+    stdin = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+    threading.Thread(target=listen, args=(stdin, told), daemon=True).start()
+    return told.is_set
+
+
+def listen(lines: BinaryIO, told: threading.Event) -> None:
+    """Set ``told`` at a FINISH line of ``lines``; until they end (the supervisor has gone)."""
+    for line in lines:
+        if line == FINISH:
+            told.set()
