@@ -94,7 +94,7 @@ lint: install
 	PYTHONPATH=.:plugins $(VENV)/bin/lint-imports
 
 test: install
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=40
 
 test-unit: install
 	$(VENV)/bin/pytest tests/unit tests/scripts tests/dags tests/plugins tests/deploy
