@@ -46,9 +46,10 @@ def work(stage: str, args: argparse.Namespace) -> int:
     kwargs = call.kwargs(vars(args), following=True)
     if call.mapped:
         kwargs.update(workers=args.workers, worker=args.share)
+    served = None
     try:
         if args.metrics_port:
-            serving.serve(settings.metrics_host(), args.metrics_port)
+            served = serving.serve(settings.metrics_host(), args.metrics_port)
         with shutdown.supervised():
             result = call.run(Kafka.from_env(), follow=follow, **kwargs)
     except ValueError as exc:
@@ -57,11 +58,13 @@ def work(stage: str, args: argparse.Namespace) -> int:
     except shutdown.Stopped:
         return 0
     report(telemetry.Ended(stage, xcom(result)))
-    if args.metrics_port:
-        # A stage done by itself (the generator after --generate-seconds) serves its final counts
-        # until the stream stops: Prometheus scrapes them, and its target is not down.
+    if served is not None:
+        # A stage done (the generator after --generate-seconds, or told to finish) serves its final
+        # counts until the stream stops, and until a scrape has read them: its target is not down,
+        # and Prometheus does not keep the counts of the scrape before its last batch.
         with shutdown.supervised():
             shutdown.wait()
+        served.final_scrape()
     return 0
 
 

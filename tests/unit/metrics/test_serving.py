@@ -1,7 +1,9 @@
-"""Continuous mode's /metrics: served from the registry as it is when read; a port taken says
-which setting to change."""
+"""Continuous mode's /metrics: served from the registry as it is when read; a stage that ends
+waits for the scrape of its final counts; a port taken says which setting to change."""
 
 import socket
+import threading
+import time
 from urllib.request import urlopen
 
 import pytest
@@ -18,15 +20,37 @@ def free_port() -> int:
 
 def test_metrics_are_served_as_they_are_when_read():
     metrics, port = Metrics(), free_port()
-    server = serving.serve("127.0.0.1", port, metrics)
+    served = serving.serve("127.0.0.1", port, metrics)
     try:
         counting.store_rows("sink", 4, metrics=metrics)
-        with urlopen(serving.address("127.0.0.1", port), timeout=5) as response:
-            body = response.read().decode()
-        assert 'kafka_pipeline_store_rows_written_total{stage="sink"} 4.0' in body.splitlines()
+        assert 'kafka_pipeline_store_rows_written_total{stage="sink"} 4.0' in scrape(port).splitlines()
     finally:
-        server.shutdown()
-        server.server_close()
+        served.close()
+
+
+def scrape(port: int) -> str:
+    with urlopen(serving.address("127.0.0.1", port), timeout=5) as response:
+        return response.read().decode()
+
+
+def test_a_stage_that_ends_waits_for_the_scrape_of_its_final_counts():
+    metrics, port = Metrics(), free_port()
+    served = serving.serve("127.0.0.1", port, metrics)
+    try:
+        assert served.final_scrape(most=5) is False  # never scraped: nothing to wait for
+        scrape(port)
+        scrape(port)
+        counting.store_rows("sink", 7, metrics=metrics)
+        later = threading.Timer(0.3, scrape, args=(port,))
+        later.start()
+        assert served.final_scrape(most=5) is True  # the one after its last count
+        later.join()
+        # A scraper that went away: waited for at most twice the time between its last two scrapes.
+        started = time.monotonic()
+        assert served.final_scrape(most=5) is False
+        assert time.monotonic() - started < 2.5
+    finally:
+        served.close()
 
 
 def test_a_port_in_use_names_the_setting():
