@@ -1,6 +1,7 @@
 """The client baselines the stages are measured against: raw bytes through confluent-kafka with
-the stages' settings, bounded read and transactions, no parsing (consume only, and consume ->
-produce of the same bytes); and the stages' unit of work on a producer of its own."""
+the stages' settings, bounded read and transactions (one batch behind the reading, as theirs), no
+parsing (consume only, and consume -> produce of the same bytes); and the stages' unit of work on
+a producer of its own."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ BASELINE_FOR = {"generate": None, "process": "consume_produce", "analyze": "cons
 def baseline(kafka, what: str) -> int:
     """``what`` (consume or consume_produce) over the orders topic; returns the records read."""
     from include.pipeline.kafka_io.reading import BoundedRead
-    from include.pipeline.kafka_io.writing import produce_all
+    from include.pipeline.kafka_io.writing import Behind, produce_all
 
     group = f"bench-{what}"
     with closing(kafka.consumer(group)) as consumer:
@@ -25,14 +26,15 @@ def baseline(kafka, what: str) -> int:
         txns = transactions(kafka, group)
         count = 0
         source = BoundedRead(consumer, settings.ORDERS, admin=kafka.admin())
-        for batch in source:
+        with Behind(txns, consumer) as behind:  # as the stages commit them
+            for batch in source:
 
-            def send(producer) -> None:
-                records = [(message.key(), message.value()) for message in batch]
-                produce_all(producer, COPY_TOPIC, records, txns.ends)
+                def send(producer, batch=batch) -> None:
+                    records = [(message.key(), message.value()) for message in batch]
+                    produce_all(producer, COPY_TOPIC, records, txns.ends)
 
-            txns.run(send, consumer, source)
-            count += len(batch)
+                behind.commit(send, source, lambda _: None)
+                count += len(batch)
         return count
 
 

@@ -1,5 +1,5 @@
 """Writing to Kafka: producing records, and committing a batch's records and input offsets in one
-transaction (``Transactions``, a stage's unit of work)."""
+transaction (``Transactions``, a stage's unit of work), one batch behind the reading (``Behind``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import random
 import threading
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from operator import itemgetter
 from typing import Callable, Iterator, NamedTuple, Protocol, Sequence
@@ -306,6 +307,66 @@ class Transactions:
             self.producer.abort_transaction(client.TIMEOUT)
         except KafkaException as exc:  # a fenced or fatal producer cannot abort; the raise after it matters
             log.warning("aborting the transaction failed too: %s", exc)
+
+
+class Behind:
+    """A bounded read's transactions one batch behind its reading: while a batch's transaction
+    commits on a thread of its own (its calls mostly wait on the broker), the next batch is read
+    and stepped. They still commit one at a time and in order, each with the positions its batch
+    was read up to; one that fails raises from the next ``commit`` or from leaving, and nothing
+    after it is sent. ``at_once`` (following): each commits before ``commit`` returns, so that
+    a batch is reported at its commit (continuous mode's supervisor waits on the report).
+
+    :param txns: the stage's unit of work.
+    :param consumer: the consumer whose group's offsets each transaction commits.
+    """
+
+    def __init__(self, txns: Transactions, consumer: Consumer, at_once: bool = False) -> None:
+        self.txns, self.consumer, self.at_once = txns, consumer, at_once
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="kafka-transactions")
+        self._pending: tuple[Future, Callable[[float], None]] | None = None
+
+    def commit(self, send: Callable[[Producer], None], source: Source, done: Callable[[float], None]) -> None:
+        """Once the transaction before has committed, commit what ``send`` produces and the
+        positions ``source`` has read up to now; then ``done(when)`` (here, with the monotonic
+        time of the commit)."""
+        upto = _Upto(source.positions())
+        self.wait()
+        if self.at_once:
+            done(self._run(send, upto))
+        else:
+            self._pending = self._pool.submit(self._run, send, upto), done
+
+    def _run(self, send: Callable[[Producer], None], upto: Source) -> float:
+        self.txns.run(send, self.consumer, upto)
+        return time.monotonic()
+
+    def wait(self) -> None:
+        """Until the transaction in flight, if any, has committed (or raise why it did not)."""
+        if self._pending is not None:
+            (future, done), self._pending = self._pending, None
+            done(future.result())
+
+    def __enter__(self) -> Behind:
+        return self
+
+    def __exit__(self, error_type, *_) -> None:
+        try:
+            if error_type is None:
+                self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+class _Upto:
+    """The positions a batch was read up to, as its transaction commits them."""
+
+    def __init__(self, positions: list[TopicPartition]) -> None:
+        self._positions = positions
+
+    def positions(self) -> list[TopicPartition]:
+        """The offsets to commit with the batch, per partition."""
+        return self._positions
 
 
 @contextmanager
