@@ -3,8 +3,12 @@ new producer (those after which it cannot have committed) and which fail the sta
 a batch's transaction committing while the next is read."""
 
 import binascii
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +24,8 @@ from include.pipeline.kafka_io.writing import (
     produce_all,
     runs,
 )
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class FakeProducer:
@@ -261,6 +267,17 @@ def test_only_the_last_record_of_each_partition_reports_and_counts_once_its_tran
     counts = Counter(crc32_partition(key, 3) for key in keys)
     assert sorted(producer.reported) == [0, 0, 1, 1, 2, 2]  # one report a partition a transaction
     assert ends.committed == {("t", p): n for p, n in counts.items()}  # the second's not
+
+
+def test_a_transaction_past_its_deadline_ends_the_process():
+    code = (
+        "import time\nfrom include.pipeline.kafka_io.writing import deadline\n"
+        "with deadline(30, 'another'):\n    with deadline(1, 'a transaction'):\n        time.sleep(30)\n"
+    )
+    started = time.monotonic()
+    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, cwd=ROOT)
+    assert ended.returncode == 70 and time.monotonic() - started < 10
+    assert "a transaction did not finish within 1s" in ended.stderr
 
 
 # Behind: a batch's transaction commits while the next is read
