@@ -1,6 +1,7 @@
 """The client baselines the stages are measured against: raw bytes through confluent-kafka with
-the stages' settings, bounded read and transactions, no parsing (consume only, and consume ->
-produce of the same bytes); and the stages' unit of work on a producer of its own."""
+the stages' settings, bounded read and transactions (one batch behind the reading, as theirs), no
+parsing (consume only, and consume -> produce of the same bytes); and the stages' unit of work on
+a producer of its own."""
 
 from __future__ import annotations
 
@@ -30,20 +31,21 @@ def copy(kafka, source: str, target: str, group: str) -> int:
     batch's records and offsets in one transaction), as consumer group ``group``; returns the
     records copied."""
     from include.pipeline.kafka_io.reading import BoundedRead
-    from include.pipeline.kafka_io.writing import produce_all
+    from include.pipeline.kafka_io.writing import Behind, produce_all
 
     txns = transactions(kafka, group)
     count = 0
     with closing(kafka.consumer(group)) as consumer:
         read = BoundedRead(consumer, source, admin=kafka.admin())
-        for batch in read:
+        with Behind(txns, consumer) as behind:  # one batch behind the reading, as the stages commit
+            for batch in read:
 
-            def send(producer) -> None:
-                records = [(message.key(), message.value()) for message in batch]
-                produce_all(producer, target, records, txns.ends)
+                def send(producer, batch=batch) -> None:
+                    records = [(message.key(), message.value()) for message in batch]
+                    produce_all(producer, target, records, txns.ends)
 
-            txns.run(send, consumer, read)
-            count += len(batch)
+                behind.commit(send, read, lambda _: None)
+                count += len(batch)
     return count
 
 

@@ -43,7 +43,7 @@ class OrderColumns(msgspec.Struct):
     exponent: np.ndarray  # int64: the exponent of the amount as a Decimal (what a sum keeps)
     event_us: np.ndarray  # int64: the timestamp, epoch microseconds (UTC)
     order_ids: list[bytes]  # the order id, UTF-8 (its key in processed-orders)
-    wires: list[Wire]  # the order as decoded (process's record, once enriched)
+    wires: list[Wire]  # the order as decoded (process's record, once enriched); [] once unneeded
     exact: dict[int, Decimal]  # row -> amount, for an amount off the cents path (rare)
 
     @classmethod
@@ -86,8 +86,8 @@ class OrderColumns(msgspec.Struct):
         if self.exact:
             exact = {new: self.exact[old] for new, old in enumerate(rows.tolist()) if old in self.exact}
         return OrderColumns(
-            self.index[rows], self.product[rows], self.cents[rows], self.exponent[rows],
-            self.event_us[rows], _picked(self.order_ids, rows), _picked(self.wires, rows), exact,
+            self.index[rows], self.product[rows], self.cents[rows], self.exponent[rows], self.event_us[rows],
+            _picked(self.order_ids, rows), self.wires and _picked(self.wires, rows), exact,
         )
 
     def totals(self, groups: np.ndarray, count: int) -> list[Decimal]:
@@ -147,7 +147,7 @@ def _decoded(values: list[bytes]) -> OrderColumns:
     )
     cents, exponent, amount_read = money.cents_many(list(map(attrgetter("amount"), wires)))
     event_us, time_read = timestamps.epoch_us_many(list(map(attrgetter("timestamp"), wires)))
-    order_ids = [_utf8(order_id) for order_id in map(attrgetter("order_id"), wires)]
+    order_ids = [wire.order_id.encode("utf-8", "surrogatepass") for wire in wires]  # _utf8, a call less
     columns = OrderColumns(found, product, cents, exponent, event_us, order_ids, wires, {})
     read = (product >= 0) & amount_read & time_read
     return columns if read.all() else columns.take(np.flatnonzero(read))

@@ -1,15 +1,17 @@
 """Writing to Kafka: producing records, and committing a batch's records and input offsets in one
-transaction (``Transactions``, a stage's unit of work)."""
+transaction (``Transactions``, a stage's unit of work), one batch behind the reading (``Behind``)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
+import queue
 import random
 import threading
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from operator import itemgetter
 from typing import Callable, Iterator, NamedTuple, Protocol, Sequence
@@ -182,6 +184,7 @@ class Transactions:
         self._make, self.stage = make, stage
         self.ends = WrittenEnds()
         self.producer, self._stuck = make(), False
+        self._caller = _Caller()
 
     def written_upto(self) -> dict[str, dict[str, int]]:
         """The committed ends as a result keeps them: topic -> partition (a string, as in JSON) -> offset."""
@@ -244,28 +247,18 @@ class Transactions:
             raise
 
     def _waiting(self, call: Callable, *args, bound: float | None = None):
-        """``call(*args)`` on a thread of its own, so that the stage says at once when Kafka does
-        not answer (a client's own errors arrive only once its call returns), and, with ``bound``,
-        gives the call up as timed out after that many seconds: librdkafka's send of offsets can
-        block past its timeout, for good, once the group coordinator has restarted
-        (confluentinc/librdkafka#5456, #5511). The thread is then left to it, and the producer is
-        not used again."""
-        outcome: list = []
-
-        def run() -> None:
-            try:
-                outcome.append((True, call(*args)))
-            except BaseException as exc:
-                outcome.append((False, exc))
-
-        thread = threading.Thread(target=run, name="kafka-transaction-call", daemon=True)
-        thread.start()
-        thread.join(errors.OUTAGE_NOTICE_SECONDS)
-        if not outcome:
+        """``call(*args)`` on a thread of its own (``_Caller``), so that the stage says at once
+        when Kafka does not answer (a client's own errors arrive only once its call returns), and,
+        with ``bound``, gives the call up as timed out after that many seconds: librdkafka's send
+        of offsets can block past its timeout, for good, once the group coordinator has restarted
+        (confluentinc/librdkafka#5456, #5511). The thread is then left to it, and neither it nor
+        the producer is used again."""
+        outcome, finished = self._caller.call(call, *args)
+        if not finished.wait(errors.OUTAGE_NOTICE_SECONDS):
             OUTAGE.began(f"a transaction call has waited {errors.OUTAGE_NOTICE_SECONDS:.0f}s")
-            thread.join(None if bound is None else bound - errors.OUTAGE_NOTICE_SECONDS)
+            finished.wait(None if bound is None else bound - errors.OUTAGE_NOTICE_SECONDS)
         if not outcome:
-            self._stuck = True
+            self._stuck, self._caller = True, _Caller()
             error = KafkaError(KafkaError._TIMED_OUT, f"no answer within {bound:.0f}s", retriable=True)
             raise KafkaException(error)
         done, value = outcome[0]
@@ -308,6 +301,92 @@ class Transactions:
             log.warning("aborting the transaction failed too: %s", exc)
 
 
+class _Caller:
+    """A daemon thread that makes the calls handed to it, one at a time: a thread started for
+    each call cost a few ms a transaction once the GIL is busy (the next batch being read)."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="kafka-transaction-call", daemon=True).start()
+
+    def call(self, call: Callable, *args) -> tuple[list, threading.Event]:
+        """Hands ``call(*args)`` over; its outcome, (True, value) or (False, exception), comes in
+        the list once the event is set."""
+        outcome: list = []
+        finished = threading.Event()
+        self._calls.put((call, args, outcome, finished))
+        return outcome, finished
+
+    def _serve(self) -> None:
+        while True:
+            call, args, outcome, finished = self._calls.get()
+            try:
+                outcome.append((True, call(*args)))
+            except BaseException as exc:
+                outcome.append((False, exc))
+            finished.set()
+
+
+class Behind:
+    """A bounded read's transactions one batch behind its reading: while a batch's transaction
+    commits on a thread of its own (its calls mostly wait on the broker), the next batch is read
+    and stepped. They still commit one at a time and in order, each with the positions its batch
+    was read up to; one that fails raises from the next ``commit`` or from leaving, and nothing
+    after it is sent. ``at_once`` (following): each commits before ``commit`` returns, so that
+    a batch is reported at its commit (continuous mode's supervisor waits on the report).
+
+    :param txns: the stage's unit of work.
+    :param consumer: the consumer whose group's offsets each transaction commits.
+    """
+
+    def __init__(self, txns: Transactions, consumer: Consumer, at_once: bool = False) -> None:
+        self.txns, self.consumer, self.at_once = txns, consumer, at_once
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="kafka-transactions")
+        self._pending: tuple[Future, Callable[[float], None]] | None = None
+
+    def commit(self, send: Callable[[Producer], None], source: Source, done: Callable[[float], None]) -> None:
+        """Once the transaction before has committed, commit what ``send`` produces and the
+        positions ``source`` has read up to now; then ``done(when)`` (here, with the monotonic
+        time of the commit)."""
+        upto = _Upto(source.positions())
+        self.wait()
+        if self.at_once:
+            done(self._run(send, upto))
+        else:
+            self._pending = self._pool.submit(self._run, send, upto), done
+
+    def _run(self, send: Callable[[Producer], None], upto: Source) -> float:
+        self.txns.run(send, self.consumer, upto)
+        return time.monotonic()
+
+    def wait(self) -> None:
+        """Until the transaction in flight, if any, has committed (or raise why it did not)."""
+        if self._pending is not None:
+            (future, done), self._pending = self._pending, None
+            done(future.result())
+
+    def __enter__(self) -> Behind:
+        return self
+
+    def __exit__(self, error_type, *_) -> None:
+        try:
+            if error_type is None:
+                self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+class _Upto:
+    """The positions a batch was read up to, as its transaction commits them."""
+
+    def __init__(self, positions: list[TopicPartition]) -> None:
+        self._positions = positions
+
+    def positions(self) -> list[TopicPartition]:
+        """The offsets to commit with the batch, per partition."""
+        return self._positions
+
+
 @contextmanager
 def deadline(seconds: float, what: str):
     """Exit the process if the block is still running after ``seconds``.
@@ -317,18 +396,47 @@ def deadline(seconds: float, what: str):
     interrupted, so the process ends instead. The task fails, Airflow retries it, and the
     retry's producer fences this one and aborts its open transaction.
     """
-    def give_up() -> None:
-        log.critical(
-            "%s did not finish within %.0fs (the Kafka client is stuck); exiting so the task is retried",
-            what, seconds,
-        )
-        logging.shutdown()
-        os._exit(70)
-
-    timer = threading.Timer(seconds, give_up)
-    timer.daemon = True
-    timer.start()
+    token = object()
+    _WATCHDOG.watch(token, seconds, what)
     try:
         yield
     finally:
-        timer.cancel()
+        _WATCHDOG.done(token)
+
+
+class _Watchdog:
+    """The blocks ``deadline`` watches, looked at every second by one daemon thread (a timer
+    thread started for each cost a few ms a transaction once the GIL is busy)."""
+
+    def __init__(self) -> None:
+        self._due: dict[object, tuple[float, str, float]] = {}  # token -> (due, what, seconds)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, token: object, seconds: float, what: str) -> None:
+        with self._lock:
+            self._due[token] = (time.monotonic() + seconds, what, seconds)
+            if self._thread is None or not self._thread.is_alive():  # not yet, or a forked process
+                self._thread = threading.Thread(target=self._look, name="kafka-deadline", daemon=True)
+                self._thread.start()
+
+    def done(self, token: object) -> None:
+        with self._lock:
+            del self._due[token]
+
+    def _look(self) -> None:
+        while True:
+            time.sleep(1)
+            now = time.monotonic()
+            with self._lock:
+                overdue = [(what, seconds) for due, what, seconds in self._due.values() if due < now]
+            for what, seconds in overdue[:1]:
+                log.critical(
+                    "%s did not finish within %.0fs (the Kafka client is stuck); exiting so the task is "
+                    "retried", what, seconds,
+                )
+                logging.shutdown()
+                os._exit(70)
+
+
+_WATCHDOG = _Watchdog()

@@ -1,16 +1,31 @@
 """kafka_io.Transactions against a fake producer: which failures send a transaction again on a
-new producer (those after which it cannot have committed) and which fail the stage."""
+new producer (those after which it cannot have committed) and which fail the stage; Behind,
+a batch's transaction committing while the next is read."""
 
 import binascii
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from include.pipeline.kafka_io.errors import Outage
-from include.pipeline.kafka_io.writing import Marks, Transactions, WrittenEnds, marks_of, produce_all, runs
+from include.pipeline.kafka_io.writing import (
+    Behind,
+    Marks,
+    Transactions,
+    WrittenEnds,
+    marks_of,
+    produce_all,
+    runs,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class FakeProducer:
@@ -252,3 +267,85 @@ def test_only_the_last_record_of_each_partition_reports_and_counts_once_its_tran
     counts = Counter(crc32_partition(key, 3) for key in keys)
     assert sorted(producer.reported) == [0, 0, 1, 1, 2, 2]  # one report a partition a transaction
     assert ends.committed == {("t", p): n for p, n in counts.items()}  # the second's not
+
+
+def test_a_transaction_past_its_deadline_ends_the_process():
+    code = (
+        "import time\nfrom include.pipeline.kafka_io.writing import deadline\n"
+        "with deadline(30, 'another'):\n    with deadline(1, 'a transaction'):\n        time.sleep(30)\n"
+    )
+    started = time.monotonic()
+    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, cwd=ROOT)
+    assert ended.returncode == 70 and time.monotonic() - started < 10
+    assert "a transaction did not finish within 1s" in ended.stderr
+
+
+# Behind: a batch's transaction commits while the next is read
+
+
+class Recording:
+    """A producer that records, per transaction, what was sent and the positions committed."""
+
+    def __init__(self, release: threading.Event | None = None) -> None:
+        self.release, self.transactions, self.sent = release, [], []
+
+    def begin_transaction(self):
+        self.sent = []
+
+    def send_offsets_to_transaction(self, positions, metadata, timeout):
+        if self.release is not None:
+            self.release.wait(5)
+        self.transactions.append((self.sent, [tp.offset for tp in positions]))
+
+    def commit_transaction(self, timeout):
+        pass
+
+    def abort_transaction(self, timeout):
+        pass
+
+
+class Reading:
+    """A source whose read position moves on as batches are read."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def positions(self):
+        return [TopicPartition("t", 0, self.offset)]
+
+
+@pytest.mark.parametrize("at_once", [False, True], ids=["behind", "following"])
+def test_behind_commits_each_batch_in_order_with_the_positions_it_was_read_up_to(at_once):
+    producer, source, done = Recording(None if at_once else threading.Event()), Reading(), []
+    txns = Transactions(lambda: producer)
+
+    def commit(behind, batch):
+        source.offset += len(batch)
+        behind.commit(lambda p: p.sent.extend(batch), source, lambda _: done.append(batch))
+
+    with Behind(txns, Consumer(), at_once) as behind:
+        commit(behind, ["a", "b"])
+        # Behind, its transaction waits on the broker while the next batch is read; following, it
+        # has committed, and been reported, before commit() returns.
+        assert done == ([["a", "b"]] if at_once else [])
+        source.offset += 5  # read on: not in the first transaction's positions
+        if not at_once:
+            producer.release.set()
+        commit(behind, ["c"])
+        assert done == ([["a", "b"], ["c"]] if at_once else [["a", "b"]])  # the first before "c" began
+        commit(behind, ["d"])
+    assert producer.transactions == [(["a", "b"], [2]), (["c"], [8]), (["d"], [9])]
+    assert done == [["a", "b"], ["c"], ["d"]]
+
+
+def test_behind_raises_a_failed_transaction_from_the_next_commit_and_sends_nothing_after_it():
+    class Failing(Recording):
+        def commit_transaction(self, timeout):
+            raise KafkaException(FENCED)
+
+    producer, done = Failing(), []
+    txns = Transactions(lambda: producer)
+    with pytest.raises(KafkaException, match="fenced"), Behind(txns, Consumer()) as behind:
+        behind.commit(lambda p: p.sent.append("a"), Reading(), lambda _: done.append("a"))
+        behind.commit(lambda p: p.sent.append("b"), Reading(), lambda _: done.append("b"))
+    assert (producer.transactions, done) == ([(["a"], [0])], [])
