@@ -42,7 +42,7 @@ class ReconcileOperator(BaseOperator):
         try:
             return self.reconcile(context)
         finally:
-            push_metrics(self, context)
+            push_metrics(self, context, None)
 
     def reconcile(self, context) -> dict:
         """The run reconciled, its manifest written and logged; a discrepancy fails the task."""

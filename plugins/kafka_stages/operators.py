@@ -66,11 +66,12 @@ def refuse_an_ended_run(task_id: str, context) -> None:
         raise AirflowFailException(f"{task_id}: its run {run.run_id} is {state}, marked so as this try began")
 
 
-def push_metrics(task: BaseOperator, context) -> None:
-    """The task's metrics to the Pushgateway, if one is configured (PIPELINE_PUSHGATEWAY_URL),
-    grouped by DAG, task and map index (-1: not mapped); a gateway that does not answer is one
-    line in the log, never the task's failure."""
-    push(task.dag_id, task.task_id, context["ti"].map_index)
+def push_metrics(task: BaseOperator, context, stage: str | None) -> None:
+    """The task's metrics (those of ``stage``, the task's; None: reconcile's, of the run) to the
+    Pushgateway, if one is configured (PIPELINE_PUSHGATEWAY_URL), grouped by DAG, task and map
+    index (-1: not mapped); a gateway that does not answer is one line in the log, never the
+    task's failure."""
+    push(task.dag_id, task.task_id, context["ti"].map_index, stage)
 
 
 def log_params_overridden(task: BaseOperator, context) -> None:
@@ -148,7 +149,7 @@ class KafkaStageOperator(BaseOperator):
         try:
             return self.run_stage(context)
         finally:
-            push_metrics(self, context)
+            push_metrics(self, context, self.task_id)  # a stage task is named after its stage
 
     def run_stage(self, context) -> dict | None:
         """The stage, its summary logged, its result as the XCom."""

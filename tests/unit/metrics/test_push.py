@@ -38,14 +38,14 @@ def refused_port() -> int:
 def test_unset_no_push_and_nothing_said(metrics, monkeypatch, caplog):
     monkeypatch.delenv("PIPELINE_PUSHGATEWAY_URL", raising=False)
     with caplog.at_level(logging.DEBUG):
-        assert push.push("kafka_pipeline", "process", 0, metrics) is False
+        assert push.push("kafka_pipeline", "process", 0, "process", metrics) is False
     assert caplog.records == []
 
 
 def test_a_push_is_the_tasks_group_with_the_families_that_have_samples(metrics, gateway, monkeypatch):
     url, pushes = gateway
     monkeypatch.setenv("PIPELINE_PUSHGATEWAY_URL", url)
-    assert push.push("kafka_pipeline", "process", -1, metrics) is True
+    assert push.push("kafka_pipeline", "process", -1, "process", metrics) is True
     [(method, path, _, pushed)] = pushes
     body = pushed.decode()
     group = "/metrics/job/kafka_pipeline/dag_id/kafka_pipeline/map_index/-1/task_id/process"
@@ -62,13 +62,44 @@ def test_a_push_is_the_tasks_group_with_the_families_that_have_samples(metrics, 
     assert "kafka_pipeline_kafka_unavailable_seconds_total" not in names  # no stage started here
 
 
+def test_a_task_pushes_its_own_samples_only_of_a_process_that_ran_others(gateway, monkeypatch):
+    """`airflow dags test` runs every task in one process: each pushes its stage's, reconcile its run's."""
+    url, pushes = gateway
+    monkeypatch.setenv("PIPELINE_PUSHGATEWAY_URL", url)
+    metrics = Metrics()
+    counting.batch("generate", 0.1, None, ("orders", 9), {}, metrics=metrics)
+    counting.batch("process", 0.2, ("orders", 9), ("processed-orders", 8), {"empty": 1}, metrics=metrics)
+    metrics.end_to_end_latency.observe({0.2: 3})
+    metrics.reconcile_discrepancies.labels(dag_id="kafka_pipeline").set(0)
+    metrics.reconcile_discrepancies.labels(dag_id="kafka_pipeline_on_orders").set(2)
+    for task_id, stage in (("process", "process"), ("sink", "sink"), ("reconcile", None)):
+        assert push.push("kafka_pipeline", task_id, -1, stage, metrics) is True
+    pushed = {
+        path.rsplit("/", 1)[1]: {
+            (s.name, tuple(sorted(s.labels.items())))
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples
+        }
+        for _, path, _, body in pushes
+    }
+    read = ("kafka_pipeline_records_read_total", (("stage", "process"), ("topic", "orders")))
+    assert read in pushed["process"]
+    assert all(dict(labels)["stage"] == "process" for _, labels in pushed["process"])
+    assert {name for name, _ in pushed["sink"]} <= {
+        "kafka_pipeline_end_to_end_latency_seconds_bucket", "kafka_pipeline_end_to_end_latency_seconds_count",
+        "kafka_pipeline_end_to_end_latency_seconds_sum",
+    }
+    assert pushed["sink"]
+    discrepancies = ("kafka_pipeline_reconcile_discrepancies", (("dag_id", "kafka_pipeline"),))
+    assert pushed["reconcile"] == {discrepancies}
+
+
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1:{refused}", "127.0.0.1:{refused}", "http://[::1", "http://127.0.0.1:nan", "not a url",
 ])
 def test_a_gateway_that_refuses_or_a_malformed_url_is_one_line_not_a_raise(metrics, monkeypatch, caplog, url):
     monkeypatch.setenv("PIPELINE_PUSHGATEWAY_URL", url.format(refused=refused_port()))
     with caplog.at_level(logging.DEBUG):
-        assert push.push("kafka_pipeline", "process", 0, metrics) is False
+        assert push.push("kafka_pipeline", "process", 0, "process", metrics) is False
     [line] = caplog.records
     assert line.levelno == logging.WARNING and line.exc_info is None
     assert "metrics not pushed to the Pushgateway" in line.getMessage()
@@ -81,7 +112,7 @@ def test_a_gateway_that_does_not_answer_holds_the_task_for_the_timeout_only(metr
         silent.listen()
         monkeypatch.setenv("PIPELINE_PUSHGATEWAY_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
         started = time.monotonic()
-        assert push.push("kafka_pipeline", "process", 0, metrics) is False
+        assert push.push("kafka_pipeline", "process", 0, "process", metrics) is False
         took = time.monotonic() - started
     assert push.TIMEOUT <= took < push.TIMEOUT + 1
     [line] = caplog.records
