@@ -16,7 +16,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain, cross_downstream
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
 
 from include.pipeline import settings, stages, topology
 from include.pipeline.stages.calls import CALLS, StageCall
@@ -144,10 +144,10 @@ def reconcile_task(results: list[str]) -> ReconcileOperator:
 
 
 def pipeline_tasks(*, generate: bool) -> None:
-    """[check_params, create_topics] [>> generate] >> wait_for_orders >> process >> analyze >> sink
+    """check_params >> create_topics [>> generate] >> wait_for_orders >> process >> analyze >> sink
     >> reconcile, in the DAG being defined."""
     check_params = CheckParamsOperator(task_id="check_params", retries=0)
-    tasks: list = []
+    tasks = [check_params, create_topics_task(PIPELINE if generate else CONSUMING)]
     if generate:
         tasks.append(call_task(CALLS["generate"], op_kwargs={
             # A run without a data interval (triggered with no logical date) gets the hour before it.
@@ -166,12 +166,11 @@ def pipeline_tasks(*, generate: bool) -> None:
         sink_task(),
     ]
     tasks.append(reconcile_task(PIPELINE if generate else CONSUMING))
-    # The two checks side by side (neither needs the other): a task on the chain costs a task start.
-    chain([check_params, create_topics_task(PIPELINE if generate else CONSUMING)], *tasks)
+    chain(*tasks)
 
 
 def stream_tasks() -> None:
-    """[check_params, create_topics] >> [generate, process, analyze, sink], streaming together
+    """check_params >> create_topics >> [generate, process, analyze, sink], streaming together
     for ``duration_seconds``, each ending after the one before it (all of its instances, process
     and analyze being ``workers`` mapped instances) >> reconcile."""
     check_params = CheckParamsOperator(task_id="check_params", retries=0)
@@ -183,5 +182,4 @@ def stream_tasks() -> None:
         )
         for after, name in zip((None, *PIPELINE), PIPELINE)
     ]
-    cross_downstream([check_params, create_topics_task(PIPELINE)], streaming)
-    chain(streaming, reconcile_task(PIPELINE))
+    chain(check_params, create_topics_task(PIPELINE), streaming, reconcile_task(PIPELINE))
