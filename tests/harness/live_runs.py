@@ -1,7 +1,7 @@
 """Runs of the DAGs on a live Airflow (live_airflow.py) and what is checked after them: a stream run
 started and streaming, the stream DAG paused with its runs ended, the bounded DAG's runs drained;
 no transaction left open, every order in exactly one place and the metrics the oracle's. Shared by
-the operations tests (test_operations.py, test_restart_mark_failed.py)."""
+the operations tests (test_operations*.py, test_restart_mark_failed.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ STOP_WITHIN = 45
 # A transaction a second, not the default's ten: these tests stop, kill and cut off a stream, they do
 # not time it (test_stream does); at 100 orders a second the broker then works a third as hard.
 COMMIT_INTERVAL_MS = 1000
+
+
+def restart(airflow) -> None:
+    """Start standalone again and wait until it is ready to run the DAGs."""
+    airflow.start()
+    airflow.wait_until_ready(DAGS)
 
 
 def open_transactions(pipeline: Pipeline) -> dict:

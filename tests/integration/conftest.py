@@ -1,6 +1,7 @@
 """The integration tests' fixtures: a real Apache Kafka broker (scripts/kafka/broker) for each
 pytest process, emptied for each test (``pipeline``: tests/harness/pipeline.py), the worker's
-metadata DB without the runs of the tests before, and a PostgreSQL server of a test's own."""
+metadata DB without the runs of the tests before, a PostgreSQL server of a test's own, and a live
+Airflow for a module of operations tests (``live``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from scripts.kafka.local import throwaway_broker
 from scripts.postgres.local import Postgres, throwaway_postgres
 from tests.harness import in_process
+from tests.harness.live_airflow import live_stack
+from tests.harness.live_runs import DAGS, restart
 from tests.harness.pipeline import BROKER_SETTINGS, fresh_pipeline
 
 
@@ -40,3 +43,34 @@ def postgres() -> Iterator[Postgres]:
     """A PostgreSQL server of its own (initdb, pg_ctl on a free port) with a `metrics` database."""
     with throwaway_postgres() as server:
         yield server
+
+
+# The API server frozen, a task's supervisor gives up after its failed heartbeats, then stops the
+# task. After one here, not the default 3 (about 2.5 minutes in all,
+# docs/operations/stopping-and-recovering.md): the same rule in a third of the time. Each
+# heartbeat keeps its 5 retries with backoff: a busy API server's first answers take longer than a
+# request's 5 s timeout.
+FAILED_HEARTBEATS = "1"
+
+
+@pytest.fixture(scope="module")
+def operations_stack(tmp_path_factory):
+    """`scripts/airflow standalone` and a broker of its own (``live_stack``) for a module of
+    operations tests (test_operations*.py)."""
+    # Nothing there changes a DAG file: parsed every 10 minutes, not every 30 s (a tenth of the
+    # module's CPU went to parsing them again).
+    with live_stack(
+        tmp_path_factory.mktemp("operations"), DAGS, AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="600",
+        AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS=FAILED_HEARTBEATS,
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture
+def live(operations_stack):
+    """The module's (airflow, pipeline), Airflow running: each test finds it so, even after one
+    that failed while it was stopped, and so each also runs alone."""
+    airflow, _ = operations_stack
+    if not airflow.running():
+        restart(airflow)
+    return operations_stack
