@@ -57,10 +57,8 @@ FAILED_HEARTBEATS = "1"
 def operations_stack(tmp_path_factory):
     """`scripts/airflow standalone` and a broker of its own (``live_stack``) for a module of
     operations tests (test_operations*.py)."""
-    # Nothing there changes a DAG file: parsed every 10 minutes, not every 30 s (a tenth of the
-    # module's CPU went to parsing them again).
     with live_stack(
-        tmp_path_factory.mktemp("operations"), DAGS, AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="600",
+        tmp_path_factory.mktemp("operations"), DAGS,
         AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS=FAILED_HEARTBEATS,
     ) as stack:
         yield stack
