@@ -6,7 +6,7 @@ DATE ?= $(shell date -u +%Y-%m-%dT%H:00:00+00:00)
 CONF ?= {}
 
 .PHONY: install lock kafka-up kafka-down redis-up redis-down observability-up observability-down airflow-celery run produce stream acls lint test test-unit test-integration test-faults test-airflow \
-  test-stream test-clusters bench bench-latency docs clean
+  test-stream test-clusters bench bench-latency bench-scheduler docs clean
 
 install: $(VENV)/.installed
 
@@ -135,6 +135,12 @@ bench: install
 # 50,000 with 1 and 2 workers (WORKERS=N: with 1 and N): output/latency.json.
 bench-latency: install
 	$(VENV)/bin/python scripts/bench_latency.py $(if $(WORKERS),--workers 1 $(WORKERS))
+
+# Whole kafka_pipeline runs as a user waits for them: scripts/airflow standalone on a throwaway
+# broker, runs triggered through the REST API one after another (0 and 1,000,000 orders at 2
+# workers, 3 each), start to end and POST to success, and per task where the time went.
+bench-scheduler: install
+	$(VENV)/bin/python -m scripts.bench.scheduler_runs --orders 0 1000000 --workers 2 --repeat 3
 
 clean:
 	rm -rf output .airflow site
