@@ -277,12 +277,7 @@ def live_airflow(home: Path, env: dict[str, str], workers: int = 0) -> Iterator[
     Celery workers) in ``home`` (which may hold a migrated DB) on a free API port whose log-server
     ports (port + 713, port + 714, as scripts/airflow derives them) are free too; stop it when the
     block ends. Call ``wait_until_ready`` before using it."""
-    # No test changes a DAG file while Airflow runs: parsed again every 10 minutes, not every 30 s
-    # (an idle stack's CPU 0.32 -> 0.22 of a core, measured; CI runs three stacks at once on 2).
-    env = {
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600", **env,
-        "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(free_port(713, 714)),
-    }
+    env = {**env, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(free_port(713, 714))}
     airflow = LiveAirflow(home, env, workers)
     airflow.start()
     try:

@@ -14,7 +14,7 @@ from scripts.kafka.local import throwaway_broker
 from scripts.postgres.local import Postgres, throwaway_postgres
 from tests.harness import in_process
 from tests.harness.live_airflow import live_stack
-from tests.harness.live_runs import DAGS, restart
+from tests.harness.live_runs import DAGS, SELDOM_PARSED, restart
 from tests.harness.pipeline import BROKER_SETTINGS, fresh_pipeline
 
 
@@ -58,7 +58,7 @@ def operations_stack(tmp_path_factory):
     """`scripts/airflow standalone` and a broker of its own (``live_stack``) for a module of
     operations tests (test_operations*.py)."""
     with live_stack(
-        tmp_path_factory.mktemp("operations"), DAGS,
+        tmp_path_factory.mktemp("operations"), DAGS, **SELDOM_PARSED,
         AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS=FAILED_HEARTBEATS,
     ) as stack:
         yield stack

@@ -31,6 +31,7 @@ from tests.harness.live_airflow import live_stack
 from tests.harness.live_runs import (
     BOUNDED,
     DAGS,
+    SELDOM_PARSED,
     STOP_WITHIN,
     STREAM,
     assert_every_order_once_and_the_metrics_exact,
@@ -52,7 +53,7 @@ SUPERVISOR = "airflow worker -- LocalExecutor"  # a LocalExecutor worker's title
 
 @pytest.fixture
 def live(tmp_path):
-    with live_stack(tmp_path, DAGS) as stack:
+    with live_stack(tmp_path, DAGS, **SELDOM_PARSED) as stack:
         yield stack
 
 
