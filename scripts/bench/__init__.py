@@ -16,7 +16,9 @@ said otherwise:
      (dag_runs);
   4. scaling: process and analyze as 1, 2 and 3 workers (a process each, on their shares of the
      partitions, started together) over the same N orders on a fresh broker each, with the raw
-     consume baseline of that broker and each worker's peak RSS at N and N/10 (scaling);
+     consume baseline of that broker and each worker's peak RSS at N and N/10 (scaling); and the
+     throughput a model predicts from one worker's CPU and the broker's a record, against them
+     (model: also for a cluster, from a bench.json);
   5. sink_history: the sink applying one run's changes (1,000 window records) onto a metrics
      store that already holds 0, 100,000, 1,000,000 and 2,628,000 rows (a year; filled
      directly), on SQLite and on PostgreSQL (a throwaway server), in a fresh process each, with
@@ -24,6 +26,7 @@ said otherwise:
 Parts 1 to 4 run --repeats times (3), the mixes and configurations taking turns, each on fresh
 brokers; part 5 once, each of its figures over as many runs. A figure is the median of its runs
 with their spread (min-max); a rate is the records a step read (generate: wrote) a second, and
-the bench stops, saying which, if a step read other than it should (counts).
+the bench stops, saying which, if a step read other than it should (counts). Each step's CPU and
+the broker's over it (measure) are per record read too.
 Prints a table and writes output/bench.json (results: its typed parts; render: the tables).
 """

@@ -38,7 +38,7 @@ def child(
     if profiler:
         profiler.enable()
     index, workers = map(int, (share or "0/1").split("/"))
-    started, started_at = time.perf_counter(), time.time()
+    started, started_at, cpu_started = time.perf_counter(), time.time(), time.process_time()
     written = 0
     if call := CALLS.get(what):
         # The DAG's defaults but for n orders, the same ones each time.
@@ -71,14 +71,14 @@ def child(
         records = len(dashboard.metrics(MetricsStore(store_url, "bench", read_only=True)).series[0].windows)
     else:
         records = baseline(kafka, what)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     if profiler:
         profiler.disable()
         with open(profile, "w") as file:
             pstats.Stats(profiler, stream=file).sort_stats("tottime").print_stats(25)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     step = Step(seconds=seconds, records=records, written=written, peak_rss_mb=round(peak_mb, 1),
-                started=started_at, ended=started_at + seconds)
+                started=started_at, ended=started_at + seconds, cpu_seconds=cpu_seconds)
     print(msgspec.json.encode(step).decode())
 
 

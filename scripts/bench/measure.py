@@ -1,8 +1,10 @@
 """Starting measured steps: each in a fresh process of its own (this package with --child), alone
-or as workers started together; and a fresh broker's topics for them to run on."""
+or as workers started together, with the broker's CPU over each; and a fresh broker's topics for
+them to run on."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,27 +27,46 @@ def step_of(output: str) -> Step:
     return msgspec.json.decode(output.strip().splitlines()[-1], type=Step)
 
 
+def broker_cpu_seconds(env: dict) -> float:
+    """The CPU seconds (user + sys) the local broker of ``env`` has used so far, all its nodes
+    together: the Java processes scripts/kafka/broker started, whose pids it keeps in
+    <KAFKA_DATA_DIR>/broker.pid (three nodes: node-<n>/broker.pid)."""
+    data = Path(env["KAFKA_DATA_DIR"])
+    ticks = 0
+    for pid_file in (*data.glob("broker.pid"), *data.glob("node-*/broker.pid")):
+        # /proc/<pid>/stat: utime and stime are fields 14 and 15, counted after the ")" ending the
+        # command's name (which may hold spaces).
+        stat = Path(f"/proc/{pid_file.read_text().strip()}/stat").read_text().rpartition(")")[2].split()
+        ticks += int(stat[11]) + int(stat[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     env: dict, what: str, n: int, store: str, profiles: Path | None = None,
     invalid_ratio: float | None = None,
 ) -> Step:
-    """One step in a fresh process: its seconds, records and peak RSS (under cProfile, its top
-    functions to ``profiles``/<what>.txt; generate: ``invalid_ratio`` of the orders invalid)."""
+    """One step in a fresh process: its seconds, records, peak RSS and CPU, and the broker's CPU
+    over it (under cProfile, its top functions to ``profiles``/<what>.txt; generate:
+    ``invalid_ratio`` of the orders invalid)."""
     options = ["--profile-to", str(profiles / f"{what}.txt")] if profiles else []
     if invalid_ratio is not None:
         options += ["--invalid-ratio", repr(invalid_ratio)]
+    broker_before = broker_cpu_seconds(env)
     result = subprocess.run(
         child_command(what, n, store, *options), env=env, capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
         sys.exit(f"bench: {what} failed:\n{result.stderr[-3000:]}")
-    return step_of(result.stdout)
+    step = step_of(result.stdout)
+    step.broker_cpu_seconds = broker_cpu_seconds(env) - broker_before
+    return step
 
 
 def measure_workers(env: dict, what: str, n: int, workers: int) -> Step:
-    """``what`` as ``workers`` processes started together, each on its share of the partitions:
-    from the first one's start to the last one's end, the records they read and wrote, and the
-    largest peak RSS of one of them."""
+    """``what`` as ``workers`` processes started together, each on its share of the partitions,
+    taken together (``together``), with the broker's CPU from before the first one started to the
+    last one's end."""
+    broker_before = broker_cpu_seconds(env)
     procs = [
         subprocess.Popen(
             child_command(what, n, "-", "--share", f"{i}/{workers}"),
@@ -59,10 +80,19 @@ def measure_workers(env: dict, what: str, n: int, workers: int) -> Step:
         if proc.returncode != 0:
             sys.exit(f"bench: {what} as {workers} workers failed:\n{err[-3000:]}")
         steps.append(step_of(out))
+    step = together(steps)
+    step.broker_cpu_seconds = broker_cpu_seconds(env) - broker_before
+    return step
+
+
+def together(steps: list[Step]) -> Step:
+    """Workers' steps as one: from the first one's start to the last one's end, the records they
+    read and wrote and the CPU they used, all of them, and the largest peak RSS of one of them."""
     started, ended = min(s.started for s in steps), max(s.ended for s in steps)
     return Step(
         seconds=ended - started, records=sum(s.records for s in steps), written=sum(s.written for s in steps),
         peak_rss_mb=max(s.peak_rss_mb for s in steps), started=started, ended=ended,
+        cpu_seconds=sum(s.cpu_seconds for s in steps),
     )
 
 

@@ -9,7 +9,18 @@ import os
 import msgspec
 
 from include.pipeline import settings
-from scripts.bench.results import ENGINES, MIXES, Figure, Report, Scaling, SinkHistory
+from scripts.bench.model import versus_measured
+from scripts.bench.results import (
+    ENGINES,
+    MIXES,
+    BaselineRow,
+    Figure,
+    Report,
+    Scaling,
+    ScalingRow,
+    SinkHistory,
+    StageRow,
+)
 
 BEST_CASE = "  best case"  # the best case's row, under the DAG mix's of the same step
 
@@ -33,24 +44,33 @@ def rate(figure: Figure) -> str:
     return f"{figure.median:>11,.0f}{spread(figure, ',.0f'):>18}"
 
 
+def cpu(row: BaselineRow | StageRow | ScalingRow) -> str:
+    """A row's two CPU columns: the medians of its own and the broker's CPU a record, in us."""
+    return f"{row.cpu_us_per_record.median:>9.2f}{row.broker_cpu_us_per_record.median:>10.2f}"
+
+
 def render(report: Report) -> str:
     """The main table: records a second and peak RSS of the baselines and each stage (at N and
-    N/10), each stage's ratio to its baseline, the records it read and wrote, the DAG's input mix
-    and the best case's row under it; then the task and whole-DAG times."""
+    N/10), each stage's ratio to its baseline, the records it read and wrote, its CPU and the
+    broker's a record, the DAG's input mix and the best case's row under it; then the task and
+    whole-DAG times."""
     default, best = report.series["default"], report.series["best_case"]
     lines = [
         f"N = {report.n:,} orders ({os.cpu_count()} cores); each figure the median of {report.repeats} "
         "run(s), then their min-max",
         f"each step on the DAG's input mix (invalid_ratio {MIXES['default']:g}), and its best case "
-        f"(invalid_ratio {MIXES['best_case']:g}) under it",
+        f"(invalid_ratio {MIXES['best_case']:g}) under it; CPU a record read: the step's own (its "
+        "process, all its threads) and the broker's",
         "",
         f"{'step':<22}{'records/s':>11}{'min-max':>18}{'ratio':>7}{'min-max':>11}{'peak MB':>9}"
-        f"{'N/10':>7}{'read':>11}{'written':>11}",
+        f"{'N/10':>7}{'read':>11}{'written':>11}{'CPU us':>9}{'broker us':>10}",
     ]
     for what in default.baseline:
         for name, series in ((f"baseline {what}", default), (BEST_CASE, best)):
             row = series.baseline[what]
-            lines.append(f"{name:<22}{rate(row.records_per_s)}{'':>18}{row.peak_rss_mb.median:>9}")
+            lines.append(
+                f"{name:<22}{rate(row.records_per_s)}{'':>18}{row.peak_rss_mb.median:>9}{'':>29}{cpu(row)}"
+            )
     for stage in default.stages:
         for name, series in ((stage, default), (BEST_CASE, best)):
             row = series.stages[stage]
@@ -60,7 +80,7 @@ def render(report: Report) -> str:
             lines.append(
                 f"{name:<22}{rate(row.records_per_s)}{ratio}"
                 f"{row.peak_rss_mb.median:>9}{row.peak_rss_mb_small.median:>7}"
-                f"{row.records_read.median:>11,.0f}{row.records_written.median:>11,.0f}"
+                f"{row.records_read.median:>11,.0f}{row.records_written.median:>11,.0f}{cpu(row)}"
             )
     lines.append("")
     for name, series in (("", default), (" (best case)", best)):
@@ -77,16 +97,17 @@ def render(report: Report) -> str:
 
 
 def render_scaling(scaling: Scaling) -> str:
-    """process and analyze per number of workers: records/s, speed-up over one, peak MB a worker."""
+    """process and analyze per number of workers: records/s, speed-up over one, peak MB a worker,
+    the workers' CPU and the broker's a record; then the model against these rates."""
     lines = [f"{'workers':<10}{'stage':<10}{'records/s':>11}{'min-max':>18}{'x one':>7}"
-             f"{'peak MB/worker':>16}{'consume baseline':>18}"]
+             f"{'peak MB/worker':>16}{'consume baseline':>18}{'CPU us':>9}{'broker us':>10}"]
     stages = (("process", scaling.process), ("analyze", scaling.analyze))
     for stage, rows in stages:
         for workers, row in rows.items():
             speed_up = row.records_per_s.median / rows[1].records_per_s.median
             baseline = scaling.consume_baseline_records_per_s[workers].median
             lines.append(f"{workers:<10}{stage:<10}{rate(row.records_per_s)}{speed_up:>7.2f}"
-                         f"{row.peak_rss_mb_per_worker.median:>16}{baseline:>18,.0f}")
+                         f"{row.peak_rss_mb_per_worker.median:>16}{baseline:>18,.0f}{cpu(row)}")
     for stage, rows in stages:
         small = rows[2].peak_rss_mb_per_worker_small
         lines.append(f"{stage}, 2 workers, peak MB a worker at N/10: {small.median} ({spread(small, '')})")
@@ -94,6 +115,7 @@ def render_scaling(scaling: Scaling) -> str:
         lines.append("whole DAG run (dags test on the LocalExecutor): " + ", ".join(
             f"{w} worker(s) {s.median} s ({spread(s, '')})" for w, s in scaling.dag_run_seconds.items()
         ))
+    lines += ["", versus_measured(msgspec.to_builtins(scaling, str_keys=True))]
     return "\n".join(lines)
 
 

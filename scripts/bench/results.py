@@ -38,7 +38,9 @@ class Figure(msgspec.Struct, kw_only=True):
 class Step(msgspec.Struct, kw_only=True):
     """One measured step (or a step's workers taken together): its seconds, the records it read
     (generate: wrote), the records it wrote to its output topic (0: none), its peak RSS (a
-    worker's largest), and when it started and ended (epoch seconds)."""
+    worker's largest), when it started and ended (epoch seconds), the CPU seconds (user + sys, all
+    its threads) its process used over ``seconds`` (workers: theirs together) and the broker's
+    over the step (from just before its process started to its end; 0: not measured)."""
 
     seconds: float
     records: int
@@ -46,25 +48,41 @@ class Step(msgspec.Struct, kw_only=True):
     peak_rss_mb: float
     started: float
     ended: float
+    cpu_seconds: float = 0.0
+    broker_cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
         """Records through the step a second (the sink's are window partials, not orders)."""
         return self.records / self.seconds
 
+    @property
+    def cpu_us_per_record(self) -> float:
+        """The step's own CPU a record read, in microseconds."""
+        return self.cpu_seconds * 1e6 / self.records
+
+    @property
+    def broker_cpu_us_per_record(self) -> float:
+        """The broker's CPU over the step a record read, in microseconds."""
+        return self.broker_cpu_seconds * 1e6 / self.records
+
 
 class BaselineRow(msgspec.Struct, kw_only=True):
-    """A client baseline over the N orders: its rate and peak RSS."""
+    """A client baseline over the N orders: its rate, peak RSS, and its own and the broker's CPU a
+    record (None: a bench.json from before they were measured)."""
 
     records_per_s: Figure
     peak_rss_mb: Figure
+    cpu_us_per_record: Figure | None = None
+    broker_cpu_us_per_record: Figure | None = None
 
 
 class StageRow(msgspec.Struct, kw_only=True):
     """A stage alone over N orders: its rate, the records it read (generate: wrote) and wrote to
     its output topic (analyze's partials depend on where its batches end), its seconds, its rate
-    against its baseline's in the same repetition (None: none, ``BASELINE_FOR``), and its peak RSS at
-    N and at N/10."""
+    against its baseline's in the same repetition (None: none, ``BASELINE_FOR``), its peak RSS at
+    N and at N/10, and its own and the broker's CPU a record read (None: a bench.json from before
+    they were measured)."""
 
     records_per_s: Figure
     records_read: Figure
@@ -73,6 +91,8 @@ class StageRow(msgspec.Struct, kw_only=True):
     ratio: Figure | None
     peak_rss_mb: Figure
     peak_rss_mb_small: Figure
+    cpu_us_per_record: Figure | None = None
+    broker_cpu_us_per_record: Figure | None = None
 
 
 class DagRun(msgspec.Struct, kw_only=True):
@@ -96,18 +116,25 @@ class Series(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 class ScalingRow(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A stage as some number of workers over N orders: its rate, its seconds, the peak RSS of one
-    worker, and at N/10 (measured at 2 workers only)."""
+    worker, and at N/10 (measured at 2 workers only); the workers' CPU and the broker's a record
+    read (None: a bench.json from before they were measured)."""
 
     records_per_s: Figure
     seconds: Figure
     peak_rss_mb_per_worker: Figure
     peak_rss_mb_per_worker_small: Figure | None = None
+    cpu_us_per_record: Figure | None = None
+    broker_cpu_us_per_record: Figure | None = None
 
 
 class Scaling(msgspec.Struct, kw_only=True, omit_defaults=True):
     """process and analyze by workers, the consume baseline of each one's brokers, and the whole
-    DAG run's seconds by workers (None: left out); the DAG's default input mix."""
+    DAG run's seconds by workers (None: left out); the DAG's default input mix; the partitions of
+    each topic the workers split, and the cores the broker and the workers shared (None: a
+    bench.json from before they were written)."""
 
+    partitions: int | None = None
+    cores: int | None = None
     process: dict[int, ScalingRow] = {}
     analyze: dict[int, ScalingRow] = {}
     consume_baseline_records_per_s: dict[int, Figure] = {}

@@ -53,12 +53,15 @@ def run_series(
 
 def stage_report(invalid_ratio: float, runs: list[Run]) -> Series:
     """One mix's series from its repetitions: rates, ratios to their baseline (each repetition's
-    against its own), peak memory at N and N/10, each a Figure."""
+    against its own), peak memory at N and N/10, the step's CPU and the broker's a record, each a
+    Figure."""
     big = [steps for steps, _ in runs]
     baseline = {
         what: BaselineRow(
             records_per_s=Figure.of(steps[what].rate for steps in big),
             peak_rss_mb=Figure.of((steps[what].peak_rss_mb for steps in big), 1),
+            cpu_us_per_record=Figure.of((steps[what].cpu_us_per_record for steps in big), 2),
+            broker_cpu_us_per_record=Figure.of((steps[what].broker_cpu_us_per_record for steps in big), 2),
         )
         for what in BASELINES
     }
@@ -73,6 +76,8 @@ def stage_report(invalid_ratio: float, runs: list[Run]) -> Series:
             ratio=Figure.of((steps[stage].rate / steps[base].rate for steps in big), 2) if base else None,
             peak_rss_mb=Figure.of((steps[stage].peak_rss_mb for steps in big), 1),
             peak_rss_mb_small=Figure.of((small[stage].peak_rss_mb for _, small in runs), 1),
+            cpu_us_per_record=Figure.of((steps[stage].cpu_us_per_record for steps in big), 2),
+            broker_cpu_us_per_record=Figure.of((steps[stage].broker_cpu_us_per_record for steps in big), 2),
         )
     task_seconds = (sum(steps[stage].seconds for stage in STAGES[1:]) for steps in big)
     return Series(

@@ -1,9 +1,10 @@
+import json
 import statistics
 
 import msgspec
 import pytest
 
-from scripts.bench.results import MIXES, Figure, Step
+from scripts.bench.results import MIXES, Figure, Scaling, Step
 
 
 def test_a_figure_is_the_middle_sample_and_the_smallest_and_largest():
@@ -38,6 +39,27 @@ def test_bench_json_keeps_the_median_and_the_spread():
 def test_a_rate_is_the_records_read_a_second_not_the_orders_asked_for():
     step = Step(seconds=4.0, records=950, written=900, peak_rss_mb=100.0, started=0.0, ended=4.0)
     assert step.rate == 237.5
+
+
+def test_the_cpu_a_record_is_in_microseconds_over_the_records_read():
+    step = Step(
+        seconds=4.0, records=950, written=900, peak_rss_mb=100.0, started=0.0, ended=4.0,
+        cpu_seconds=0.0019, broker_cpu_seconds=0.00095,
+    )
+    assert (step.cpu_us_per_record, step.broker_cpu_us_per_record) == (pytest.approx(2.0), pytest.approx(1.0))
+
+
+def test_a_step_printed_before_the_cpu_was_measured_still_decodes():
+    old = {"seconds": 4.0, "records": 950, "written": 900, "peak_rss_mb": 100.0, "started": 0.0, "ended": 4.0}
+    step = msgspec.json.decode(json.dumps(old), type=Step)
+    assert (step.cpu_seconds, step.broker_cpu_seconds) == (0.0, 0.0)
+
+
+def test_a_bench_json_from_before_the_cpu_figures_still_decodes():
+    row = {"records_per_s": {"median": 1, "min": 1, "max": 1}, "seconds": {"median": 1, "min": 1, "max": 1},
+           "peak_rss_mb_per_worker": {"median": 1, "min": 1, "max": 1}}
+    scaling = msgspec.json.decode(json.dumps({"process": {"1": row}, "analyze": {"1": row}}), type=Scaling)
+    assert scaling.process[1].cpu_us_per_record is None and scaling.partitions is None
 
 
 def test_the_mixes_are_the_dags_default_share_of_invalid_orders_and_none():

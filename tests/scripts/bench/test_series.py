@@ -3,8 +3,10 @@ from scripts.bench.series import stage_report
 
 
 def step(records: int, seconds: float, written: int = 0, rss: float = 100.0) -> Step:
+    # CPU: the step's own 5 us a record read, the broker's 2 us.
     return Step(
         seconds=seconds, records=records, written=written, peak_rss_mb=rss, started=0.0, ended=seconds,
+        cpu_seconds=records * 5e-6, broker_cpu_seconds=records * 2e-6,
     )
 
 
@@ -41,3 +43,14 @@ def test_each_figure_is_over_the_repetitions_and_each_ratio_against_its_own_repe
     assert series.stages["sink"].records_per_s == Figure(median=84, min=80, max=88)
     # process, analyze and sink: 12 + 3 + 0.5, 13.33 + 3 + 0.5, 10 + 3 + 0.5
     assert series.stage_seconds_process_analyze_sink == Figure(median=15.5, min=13.5, max=16.83)
+
+
+def test_each_rows_cpu_is_a_record_read_the_steps_own_and_the_brokers():
+    runs = [(run(12.0, 6.0, 40, 101.0), run(1.2, 0.6, 4, 90.0))] * 2
+    slow = run(12.0, 6.0, 40, 101.0)
+    slow["process"].cpu_seconds, slow["process"].broker_cpu_seconds = 1_200 * 8e-6, 1_200 * 3e-6
+    series = stage_report(0.05, [*runs, (slow, runs[0][1])])
+    assert series.stages["process"].cpu_us_per_record == Figure(median=5.0, min=5.0, max=8.0)
+    assert series.stages["process"].broker_cpu_us_per_record == Figure(median=2.0, min=2.0, max=3.0)
+    for row in (series.stages["sink"], series.baseline["consume"]):
+        assert (row.cpu_us_per_record.median, row.broker_cpu_us_per_record.median) == (5.0, 2.0)
